@@ -1,0 +1,49 @@
+-- Rollback of the whole payment system, back to the legacy schema of SPEC §2, in ONE
+-- transaction (all or nothing). It DESTROYS payment data (payments, payment_events, refunds,
+-- snapshots, totals, PaymentIntent links): paytool runs it only when told so explicitly.
+-- Every statement tolerates a partially applied migration.
+-- Converting orders.status back to the enum rewrites orders under ACCESS EXCLUSIVE.
+DROP TABLE IF EXISTS refunds;
+DROP TABLE IF EXISTS payment_events;
+DROP TABLE IF EXISTS payments;
+
+DROP TRIGGER IF EXISTS order_items_snapshot_immutable ON order_items;
+DROP FUNCTION IF EXISTS order_items_snapshot_immutable();
+DROP TRIGGER IF EXISTS orders_status_sync ON orders;
+DROP FUNCTION IF EXISTS orders_status_sync();
+
+ALTER TABLE order_items
+    DROP CONSTRAINT IF EXISTS order_items_snapshot_check,
+    DROP COLUMN IF EXISTS unit_price_cents,
+    DROP COLUMN IF EXISTS label,
+    DROP COLUMN IF EXISTS subtotal_cents;
+DROP INDEX IF EXISTS order_items_product_id_idx;
+
+ALTER TABLE stocks
+    DROP CONSTRAINT IF EXISTS stocks_machine_id_slot_number_key,
+    DROP CONSTRAINT IF EXISTS stocks_quantity_non_negative;
+DROP INDEX IF EXISTS stocks_machine_id_slot_number_key;
+DROP INDEX IF EXISTS stocks_product_id_idx;
+
+ALTER TABLE orders
+    DROP CONSTRAINT IF EXISTS orders_stripe_payment_intent_id_key,
+    DROP CONSTRAINT IF EXISTS orders_status_new_not_null;
+DROP INDEX IF EXISTS orders_stripe_payment_intent_id_key;
+DROP INDEX IF EXISTS orders_user_id_created_at_idx;
+DROP INDEX IF EXISTS orders_machine_id_idx;
+DROP INDEX IF EXISTS orders_status_new_idx;
+ALTER TABLE orders
+    DROP COLUMN IF EXISTS status_new,
+    DROP COLUMN IF EXISTS amount_total_cents,
+    DROP COLUMN IF EXISTS currency,
+    DROP COLUMN IF EXISTS stripe_payment_intent_id,
+    DROP COLUMN IF EXISTS paid_at,
+    DROP COLUMN IF EXISTS receipt_url;
+ALTER TABLE orders ALTER COLUMN status DROP DEFAULT;
+ALTER TABLE orders ALTER COLUMN status TYPE order_status USING status::order_status;
+ALTER TABLE orders ALTER COLUMN status SET DEFAULT 'PENDING';
+CREATE INDEX IF NOT EXISTS orders_status_idx ON orders (status);
+
+ALTER TABLE users DROP COLUMN IF EXISTS stripe_customer_id;
+
+DROP SCHEMA IF EXISTS paytool CASCADE;

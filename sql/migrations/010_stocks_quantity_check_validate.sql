@@ -1,0 +1,1 @@
+ALTER TABLE stocks VALIDATE CONSTRAINT stocks_quantity_non_negative;

@@ -1,0 +1,154 @@
+//! Command-line definition (clap derive). Options shared by every command are in [`GlobalArgs`].
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::db::DatabaseUrl;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "paytool",
+    version,
+    about = "Move a live PostgreSQL payments database onto a robust Stripe payment model, and keep it honest.",
+    after_help = crate::exit::HELP_TEXT,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// PostgreSQL URL (postgres://user:password@host:port/db). The password is never printed.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<DatabaseUrl>,
+    /// Output format of the report on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table, global = true)]
+    pub format: OutputFormat,
+    /// More log output on stderr (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors on stderr, no progress bars.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable tables.
+    Table,
+    /// One JSON document with stable field names.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply the payment-system schema migration online (plan, status, apply, down).
+    #[command(after_help = MIGRATE_EXAMPLES)]
+    Migrate(MigrateArgs),
+    /// Create the legacy schema (SPEC §2) with realistic dirty data in an EMPTY database.
+    #[command(after_help = SEED_EXAMPLES)]
+    Seed(SeedArgs),
+}
+
+const MIGRATE_EXAMPLES: &str = "Examples:
+  paytool migrate plan                      # every step, its SQL, lock, rows and hazards
+  paytool migrate                           # preflight, then apply the pending steps online
+  paytool migrate --lock-timeout 300ms      # give up a lock attempt sooner (then retry)
+  paytool migrate status --format json      # applied/pending steps, checksums, drift
+  paytool migrate down --i-understand-this-destroys-payment-data
+
+Exit codes: 0 success, 1 problems found (dirty data, drift), 2 usage or configuration error,
+3 runtime failure. migrate needs a direct session connection (not PgBouncer transaction
+pooling): it holds a session-level advisory lock for the whole run.";
+
+const SEED_EXAMPLES: &str = "Examples:
+  createdb shop_test && paytool seed --database-url postgres://localhost/shop_test --orders 5000
+  paytool seed --orders 1000000 --no-stock-anomalies   # clean enough for migrate to pass
+
+Exit codes: 0 success, 2 the database already has tables of the legacy schema, 3 runtime failure.";
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(subcommand)]
+    pub action: Option<MigrateAction>,
+    #[command(flatten)]
+    pub apply: ApplyArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateAction {
+    /// Show every pending step: SQL, lock and table, estimated rows, hazards; change nothing.
+    Plan(PlanArgs),
+    /// Show applied and pending steps with checksums; drift from the embedded SQL is an error.
+    Status,
+    /// Roll the payment system back to the legacy schema. DESTROYS payment data.
+    Down(DownArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Leave the SQL of each step out of the table output.
+    #[arg(long)]
+    pub no_sql: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LockArgs {
+    /// How long one attempt may wait for a table lock before giving up and retrying later;
+    /// the application's queries queue behind our attempt for at most this long.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+    /// How many times a lock timeout is retried (exponential backoff with jitter) before failing.
+    #[arg(long, default_value_t = 30)]
+    pub lock_retries: u32,
+    /// statement_timeout for steps that hold a blocking lock (they are catalog-only and fast;
+    /// this is the safety net). Concurrent index builds and validations have none.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub statement_timeout: Duration,
+    /// How long to wait for another paytool migrate on the same database to finish.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub wait: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Show the plan instead of applying it (same as `migrate plan`).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Rows per transaction when copying orders.status into its VARCHAR shadow column.
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
+    pub batch_size: i64,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Required: states that payments, payment_events, refunds, snapshots and totals will be
+    /// destroyed.
+    #[arg(long)]
+    pub i_understand_this_destroys_payment_data: bool,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// Number of orders to generate (about two items each).
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(i64).range(1..=50_000_000))]
+    pub orders: i64,
+    /// Leave out the negative stock quantities and duplicate machine slots that the migrate
+    /// preflight refuses (other dirt stays: deleted products, empty orders, overflowing
+    /// quantities, Unicode names).
+    #[arg(long)]
+    pub no_stock_anomalies: bool,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 500ms, 2s, 5m)"))
+}

@@ -1,0 +1,196 @@
+//! Connections, their settings, advisory locks and the classification of database errors.
+
+mod catalog;
+mod url;
+
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, PgConnection};
+use thiserror::Error;
+
+pub use catalog::*;
+pub use url::DatabaseUrl;
+
+use crate::exit;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// SQLSTATEs callers branch on.
+pub mod sqlstate {
+    pub const LOCK_NOT_AVAILABLE: &str = "55P03";
+    pub const QUERY_CANCELED: &str = "57014";
+    pub const SERIALIZATION_FAILURE: &str = "40001";
+    pub const DEADLOCK_DETECTED: &str = "40P01";
+    pub const UNIQUE_VIOLATION: &str = "23505";
+    pub const INVALID_PASSWORD: &str = "28P01";
+    pub const INVALID_AUTHORIZATION: &str = "28000";
+    pub const INVALID_CATALOG_NAME: &str = "3D000";
+}
+
+#[derive(Debug, Error)]
+pub enum DbError {
+    #[error("no database given: pass --database-url or set DATABASE_URL")]
+    NoUrl,
+    #[error("invalid --database-url: {0}")]
+    InvalidUrl(String),
+    #[error("cannot reach PostgreSQL at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("PostgreSQL refused the credentials for {url}: {reason}")]
+    AuthFailed { url: String, reason: String },
+    #[error("the database in {url} does not exist: {reason}")]
+    DatabaseMissing { url: String, reason: String },
+    #[error(
+        "this database does not have the legacy payments schema (missing: {}); is --database-url pointing at the right database?",
+        .missing.join(", ")
+    )]
+    LegacySchemaMissing { missing: Vec<String> },
+    #[error(
+        "another paytool {operation} has held the lock on this database for {waited:?} ({holder}); try again when it has finished"
+    )]
+    LockBusy { operation: &'static str, waited: Duration, holder: String },
+}
+
+impl DbError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            DbError::NoUrl
+            | DbError::InvalidUrl(_)
+            | DbError::AuthFailed { .. }
+            | DbError::DatabaseMissing { .. }
+            | DbError::LegacySchemaMissing { .. } => exit::USAGE,
+            DbError::Unreachable { .. } | DbError::LockBusy { .. } => exit::RUNTIME_FAILURE,
+        }
+    }
+}
+
+/// Opens one session connection (not a pool: migrate needs session state such as advisory
+/// locks), tagged `application_name = paytool` so operators can see it in pg_stat_activity.
+pub async fn connect(url: Option<&DatabaseUrl>) -> Result<PgConnection, DbError> {
+    let url = url.ok_or(DbError::NoUrl)?;
+    let options = url
+        .connect_options()
+        .map_err(DbError::InvalidUrl)?
+        .application_name("paytool");
+    let attempt = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await;
+    let mut conn = match attempt {
+        Err(_) => {
+            return Err(DbError::Unreachable {
+                url: url.redacted().to_owned(),
+                reason: format!("no answer within {CONNECT_TIMEOUT:?}"),
+            });
+        }
+        Ok(result) => result.map_err(|e| classify_connect_error(url, e))?,
+    };
+    // If paytool dies (kill -9), its backend notices within seconds and aborts what it was
+    // doing, instead of finishing a half-wanted concurrent index build. PostgreSQL 14+ only,
+    // so a failure here is not fatal.
+    let _ = sqlx::query("SELECT set_config('client_connection_check_interval', '2s', false)")
+        .execute(&mut conn)
+        .await;
+    Ok(conn)
+}
+
+fn classify_connect_error(url: &DatabaseUrl, err: sqlx::Error) -> DbError {
+    let redacted = url.redacted().to_owned();
+    if let Some(db) = err.as_database_error() {
+        let reason = db.message().to_owned();
+        return match db.code().as_deref() {
+            Some(sqlstate::INVALID_PASSWORD | sqlstate::INVALID_AUTHORIZATION) => {
+                DbError::AuthFailed { url: redacted, reason }
+            }
+            Some(sqlstate::INVALID_CATALOG_NAME) => DbError::DatabaseMissing { url: redacted, reason },
+            _ => DbError::Unreachable { url: redacted, reason },
+        };
+    }
+    let reason = match &err {
+        sqlx::Error::Io(io) => io.to_string(),
+        sqlx::Error::Tls(tls) => format!("TLS error: {tls}"),
+        other => other.to_string(),
+    };
+    DbError::Unreachable { url: redacted, reason: reason.replace(url.expose(), "<database url>") }
+}
+
+/// The SQLSTATE of a database error, if it is one.
+pub fn sqlstate_of(err: &sqlx::Error) -> Option<String> {
+    err.as_database_error().and_then(|db| db.code().map(|c| c.into_owned()))
+}
+
+/// A lock_timeout expiry: the statement gave up waiting for a lock and can be retried.
+pub fn is_lock_timeout(err: &sqlx::Error) -> bool {
+    sqlstate_of(err).as_deref() == Some(sqlstate::LOCK_NOT_AVAILABLE)
+}
+
+/// Errors after which the same transaction, retried, may well succeed.
+pub fn is_transient(err: &sqlx::Error) -> bool {
+    matches!(
+        sqlstate_of(err).as_deref(),
+        Some(sqlstate::LOCK_NOT_AVAILABLE | sqlstate::SERIALIZATION_FAILURE | sqlstate::DEADLOCK_DETECTED)
+    )
+}
+
+/// Session-level `lock_timeout` and `statement_timeout`; zero means none.
+pub async fn set_timeouts(
+    conn: &mut PgConnection,
+    lock_timeout: Duration,
+    statement_timeout: Duration,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)")
+        .bind(format!("{}ms", lock_timeout.as_millis()))
+        .bind(format!("{}ms", statement_timeout.as_millis()))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A session-level advisory lock that serializes paytool runs of one kind on a database.
+/// It lives as long as the connection: a killed paytool releases it with its backend.
+pub struct AdvisoryLock {
+    pub key: i64,
+    pub operation: &'static str,
+}
+
+const ADVISORY_LOCK_HOLDER_SQL: &str = "
+SELECT coalesce(a.application_name, '?') || ' pid ' || a.pid || ' from '
+       || coalesce(host(a.client_addr), 'local socket') || ', running since '
+       || to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ')
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND ((l.classid::bigint << 32) | l.objid::bigint) = $1
+LIMIT 1";
+
+impl AdvisoryLock {
+    /// Waits up to `wait` for the lock, telling the user who holds it.
+    pub async fn acquire(&self, conn: &mut PgConnection, wait: Duration) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        let mut announced = false;
+        loop {
+            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(self.key)
+                .fetch_one(&mut *conn)
+                .await?;
+            if got {
+                return Ok(started.elapsed());
+            }
+            let holder = self.holder(conn).await;
+            if started.elapsed() >= wait {
+                return Err(DbError::LockBusy { operation: self.operation, waited: wait, holder }.into());
+            }
+            if !announced {
+                tracing::warn!("another paytool {} is running ({holder}); waiting up to {wait:?}", self.operation);
+                announced = true;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn holder(&self, conn: &mut PgConnection) -> String {
+        sqlx::query_scalar::<_, String>(ADVISORY_LOCK_HOLDER_SQL)
+            .bind(self.key)
+            .fetch_optional(conn)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| "holder unknown".to_owned())
+    }
+}

@@ -1,0 +1,117 @@
+//! A database URL that never shows its password.
+
+use std::fmt;
+use std::str::FromStr;
+
+use sqlx::postgres::PgConnectOptions;
+
+/// A validated PostgreSQL URL. `Display` and `Debug` redact the password.
+#[derive(Clone)]
+pub struct DatabaseUrl {
+    raw: String,
+    redacted: String,
+}
+
+impl DatabaseUrl {
+    pub fn connect_options(&self) -> Result<PgConnectOptions, String> {
+        PgConnectOptions::from_str(&self.raw).map_err(|e| strip_secret(&e.to_string(), &self.raw))
+    }
+
+    /// The URL with the password replaced, for messages and logs.
+    pub fn redacted(&self) -> &str {
+        &self.redacted
+    }
+
+    /// The URL itself, with its password: only for handing to a child process or connection.
+    pub fn expose(&self) -> &str {
+        &self.raw
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let parsed = url::Url::parse(raw).map_err(|e| {
+            format!("not a valid PostgreSQL URL ({e}); expected postgres://user:password@host:port/database")
+        })?;
+        if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+            return Err(format!(
+                "unsupported URL scheme {:?}; expected postgres://user:password@host:port/database",
+                parsed.scheme()
+            ));
+        }
+        let redacted = redact(parsed);
+        let url = DatabaseUrl { raw: raw.to_owned(), redacted };
+        url.connect_options()?;
+        Ok(url)
+    }
+}
+
+fn redact(mut parsed: url::Url) -> String {
+    if parsed.password().is_some() {
+        // set_password only fails for URLs that cannot have credentials; ours can.
+        let _ = parsed.set_password(Some("***"));
+    }
+    let pairs: Vec<(String, String)> = parsed
+        .query_pairs()
+        .map(|(k, v)| {
+            let secret = k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword");
+            (k.into_owned(), if secret { "***".to_owned() } else { v.into_owned() })
+        })
+        .collect();
+    if !pairs.is_empty() {
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}
+
+/// Belt and braces: a library error message must not echo the URL with its password.
+fn strip_secret(message: &str, raw: &str) -> String {
+    let mut out = message.replace(raw, "<database url>");
+    if let Ok(parsed) = url::Url::parse(raw)
+        && let Some(password) = parsed.password()
+        && !password.is_empty()
+    {
+        out = out.replace(password, "***");
+    }
+    out
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_is_redacted_everywhere() {
+        let url: DatabaseUrl = "postgres://app:s3cret@db.example:5432/shop?sslmode=require".parse().unwrap();
+        assert_eq!(url.to_string(), "postgres://app:***@db.example:5432/shop?sslmode=require");
+        assert!(!format!("{url:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn password_in_query_is_redacted() {
+        let url: DatabaseUrl = "postgres://db.example/shop?user=app&password=s3cret".parse().unwrap();
+        assert!(!url.to_string().contains("s3cret"));
+    }
+
+    #[test]
+    fn malformed_urls_are_refused_without_echoing_them() {
+        let err = "postgres://app:s3cret@db.example:notaport/shop".parse::<DatabaseUrl>().unwrap_err();
+        assert!(!err.contains("s3cret"), "{err}");
+        assert!("mysql://x@y/z".parse::<DatabaseUrl>().unwrap_err().contains("scheme"));
+        assert!("just some words".parse::<DatabaseUrl>().is_err());
+    }
+}

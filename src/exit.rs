@@ -1,0 +1,33 @@
+//! The documented exit codes, and the mapping from an error to its code.
+
+use crate::db::DbError;
+use crate::migrate::MigrateError;
+use crate::seed::SeedError;
+
+/// Success: the command did its job, or every check passed.
+pub const OK: u8 = 0;
+/// The command ran and found problems (dirty data, failed checks, drift, findings).
+pub const PROBLEMS_FOUND: u8 = 1;
+/// Bad flags or configuration (malformed URL, wrong credentials, wrong database).
+pub const USAGE: u8 = 2;
+/// Runtime failure: the database or Stripe could not be reached or failed mid-way.
+pub const RUNTIME_FAILURE: u8 = 3;
+
+/// Text appended to every `--help`, so the codes are documented where users look.
+pub const HELP_TEXT: &str = "Exit codes: 0 success, 1 problems found, 2 usage or configuration error, 3 runtime failure.";
+
+/// The exit code for an error: the first typed error in the chain decides, else a runtime failure.
+pub fn code_for(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(db) = cause.downcast_ref::<DbError>() {
+            return db.exit_code();
+        }
+        if let Some(migrate) = cause.downcast_ref::<MigrateError>() {
+            return migrate.exit_code();
+        }
+        if let Some(seed) = cause.downcast_ref::<SeedError>() {
+            return seed.exit_code();
+        }
+    }
+    RUNTIME_FAILURE
+}

@@ -1,0 +1,58 @@
+//! paytool: move a live PostgreSQL payments database onto a robust Stripe payment model.
+
+pub mod cli;
+pub mod db;
+pub mod exit;
+pub mod logging;
+pub mod migrate;
+pub mod progress;
+pub mod report;
+pub mod seed;
+
+use std::io::Write;
+
+use anyhow::Context;
+
+use cli::{Cli, Command};
+use progress::Progress;
+
+/// Runs one command and returns its exit code; errors carry their own (see [`exit::code_for`]).
+pub fn run(cli: Cli) -> anyhow::Result<u8> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run_command(cli))
+}
+
+async fn run_command(cli: Cli) -> anyhow::Result<u8> {
+    let progress = Progress::new(progress::bars_enabled_for(&cli.global));
+    let url = cli.global.database_url.as_ref();
+    let format = cli.global.format;
+    let mut stdout = std::io::stdout().lock();
+    match &cli.command {
+        Command::Migrate(args) => {
+            let output = migrate::run(args, url, &progress).await?;
+            print(&output, format, &mut stdout)?;
+            Ok(output.exit_code())
+        }
+        Command::Seed(args) => {
+            let mut conn = db::connect(url).await?;
+            let options = seed::SeedOptions { orders: args.orders, stock_anomalies: !args.no_stock_anomalies };
+            let database = url.map(|u| u.redacted().to_owned()).unwrap_or_default();
+            let report = seed::seed(&mut conn, database, options).await?;
+            print(&report, format, &mut stdout)?;
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// Prints the report; a reader that went away (`| head`) is not an error.
+fn print<R: report::Render>(report: &R, format: cli::OutputFormat, out: &mut dyn Write) -> anyhow::Result<()> {
+    let written = report::render(report, format, out).and_then(|()| out.flush());
+    match written {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("cannot write the report to stdout"),
+    }
+}

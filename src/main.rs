@@ -1,0 +1,15 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = paytool::cli::Cli::parse();
+    paytool::logging::init(&cli.global);
+    match paytool::run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(paytool::exit::code_for(&err))
+        }
+    }
+}

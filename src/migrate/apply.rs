@@ -1,0 +1,358 @@
+//! Applying the pending steps online: advisory lock, preflight, then each step by its kind.
+
+use std::time::Instant;
+
+use serde::Serialize;
+use sqlx::{Connection, PgConnection};
+
+use super::history::{self, StepState, StepStatus};
+use super::preflight::{self, PreflightReport};
+use super::steps::{STEPS, Step, StepKind};
+use super::{LockPolicy, MIGRATE_LOCK, MigrateError, Timeouts};
+use crate::db::{self, IndexState};
+use crate::progress::Progress;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplyOutcome {
+    /// Pending steps were applied; the schema is now the target schema.
+    Applied,
+    /// Nothing was pending.
+    UpToDate,
+    /// The preflight found data that would break a constraint: nothing was changed.
+    RefusedDirtyData,
+    /// The history does not match the embedded SQL: nothing was changed.
+    RefusedDrift,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRun {
+    pub version: i32,
+    pub name: &'static str,
+    pub kind: StepKind,
+    pub duration_ms: u64,
+    /// Attempts that gave up on lock_timeout (or a deadlock/serialization failure) and were retried.
+    pub retries: u32,
+    /// Rows changed (batched steps only).
+    pub rows_changed: Option<i64>,
+    /// What happened beyond "applied": an INVALID index rebuilt, an index found already built.
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyReport {
+    pub database: String,
+    pub outcome: ApplyOutcome,
+    pub waited_for_other_run_ms: u64,
+    pub steps: Vec<StepRun>,
+    pub drift: Vec<StepStatus>,
+    pub preflight: PreflightReport,
+    pub duration_ms: u64,
+}
+
+impl ApplyReport {
+    pub fn problems_found(&self) -> bool {
+        matches!(self.outcome, ApplyOutcome::RefusedDirtyData | ApplyOutcome::RefusedDrift)
+    }
+}
+
+pub async fn apply(
+    conn: &mut PgConnection,
+    database: String,
+    policy: &LockPolicy,
+    batch_size: i64,
+    progress: &Progress,
+) -> anyhow::Result<ApplyReport> {
+    let started = Instant::now();
+    db::require_legacy_schema(conn).await?;
+    let waited = MIGRATE_LOCK.acquire(conn, policy.wait).await?;
+    let mut report = ApplyReport {
+        database,
+        outcome: ApplyOutcome::UpToDate,
+        waited_for_other_run_ms: waited.as_millis() as u64,
+        steps: Vec::new(),
+        drift: Vec::new(),
+        preflight: PreflightReport::default(),
+        duration_ms: 0,
+    };
+
+    let statuses = super::current_statuses(conn).await?;
+    report.drift = statuses.iter().filter(|s| s.state == StepState::Drift).cloned().collect();
+    if !report.drift.is_empty() {
+        report.outcome = ApplyOutcome::RefusedDrift;
+        return Ok(finish(report, started));
+    }
+    let pending: Vec<&Step> = statuses
+        .iter()
+        .filter(|s| s.state != StepState::Applied)
+        .filter_map(|s| STEPS.iter().find(|step| step.version == s.version))
+        .collect();
+    if pending.is_empty() {
+        tracing::info!("the schema is up to date: nothing to apply");
+        return Ok(finish(report, started));
+    }
+
+    let versions: Vec<i32> = pending.iter().map(|s| s.version).collect();
+    report.preflight = preflight::run(conn, &versions).await?;
+    if !report.preflight.passed() {
+        report.outcome = ApplyOutcome::RefusedDirtyData;
+        return Ok(finish(report, started));
+    }
+
+    history::ensure_table(conn).await?;
+    let bar = progress.steps(pending.len() as u64);
+    for step in pending {
+        bar.set_message(step.name);
+        let run = run_step(conn, step, policy, batch_size, progress).await?;
+        tracing::info!(
+            "step {} {} applied in {} ms{}",
+            step.version,
+            step.name,
+            run.duration_ms,
+            if run.retries > 0 { format!(" after {} lock retries", run.retries) } else { String::new() }
+        );
+        report.steps.push(run);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    report.outcome = ApplyOutcome::Applied;
+    Ok(finish(report, started))
+}
+
+fn finish(mut report: ApplyReport, started: Instant) -> ApplyReport {
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    report
+}
+
+async fn run_step(
+    conn: &mut PgConnection,
+    step: &Step,
+    policy: &LockPolicy,
+    batch_size: i64,
+    progress: &Progress,
+) -> anyhow::Result<StepRun> {
+    let started = Instant::now();
+    let timeouts = policy.timeouts_for(step.kind);
+    let mut run = StepRun {
+        version: step.version,
+        name: step.name,
+        kind: step.kind,
+        duration_ms: 0,
+        retries: 0,
+        rows_changed: None,
+        detail: None,
+    };
+    match step.kind {
+        StepKind::Transactional | StepKind::Validation => {
+            let attempt = Attempt::Transaction { step, timeouts, started };
+            let (_, retries) = retry_transient(conn, policy, step, attempt).await?;
+            run.retries = retries;
+        }
+        StepKind::ConcurrentIndex { index } => {
+            history::mark_running(conn, step).await?;
+            let (detail, retries) = build_index_concurrently(conn, step, index, policy).await?;
+            history::mark_applied(conn, step, started.elapsed().as_millis() as i64).await?;
+            run.detail = detail;
+            run.retries = retries;
+        }
+        StepKind::Batched => {
+            history::mark_running(conn, step).await?;
+            let (rows, retries) = run_batches(conn, step, policy, timeouts, batch_size, progress).await?;
+            history::mark_applied(conn, step, started.elapsed().as_millis() as i64).await?;
+            run.rows_changed = Some(rows);
+            run.retries = retries;
+        }
+    }
+    run.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(run)
+}
+
+/// The step's SQL and its history row in one transaction: applied whole or not at all.
+async fn transactional_attempt(
+    conn: &mut PgConnection,
+    step: &Step,
+    timeouts: Timeouts,
+    started: Instant,
+) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)")
+        .bind(timeouts.lock_timeout_setting())
+        .bind(timeouts.statement_timeout_setting())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql(step.sql).execute(&mut *tx).await?;
+    history::mark_applied(&mut tx, step, started.elapsed().as_millis() as i64).await?;
+    tx.commit().await
+}
+
+/// One retryable unit of work.
+enum Attempt<'a> {
+    /// The step's SQL with its history row, in one transaction.
+    Transaction { step: &'a Step, timeouts: Timeouts, started: Instant },
+    /// One statement outside any transaction.
+    Statement(&'a str),
+    /// One batch of a batched step, from the row after `after`.
+    Batch { sql: &'a str, after: &'a str, size: i64 },
+}
+
+/// (last id of the batch, rows changed) for batches; (None, 0) otherwise.
+type AttemptResult = (Option<String>, i64);
+
+impl Attempt<'_> {
+    async fn perform(&self, conn: &mut PgConnection) -> Result<AttemptResult, sqlx::Error> {
+        match self {
+            Attempt::Transaction { step, timeouts, started } => {
+                transactional_attempt(conn, step, *timeouts, *started).await?;
+                Ok((None, 0))
+            }
+            Attempt::Statement(sql) => {
+                sqlx::raw_sql(sql).execute(conn).await?;
+                Ok((None, 0))
+            }
+            Attempt::Batch { sql, after, size } => sqlx::query_as(sql).bind(*after).bind(*size).fetch_one(conn).await,
+        }
+    }
+}
+
+/// Performs `attempt` until it succeeds, retrying lock timeouts, deadlocks and serialization
+/// failures with jittered exponential backoff. Between attempts no lock is held or queued,
+/// so the application's queries go through.
+async fn retry_transient(
+    conn: &mut PgConnection,
+    policy: &LockPolicy,
+    step: &Step,
+    attempt: Attempt<'_>,
+) -> anyhow::Result<(AttemptResult, u32)> {
+    let mut delays = policy.backoff();
+    let mut retries = 0;
+    loop {
+        match attempt.perform(conn).await {
+            Ok(value) => return Ok((value, retries)),
+            Err(err) if db::is_transient(&err) => {
+                let Some(delay) = delays.next() else {
+                    let holders = lock_holders(conn, step.table).await;
+                    return Err(MigrateError::LockRetriesExhausted {
+                        step: step.name,
+                        table: step.table,
+                        attempts: retries + 1,
+                        lock_timeout: policy.lock_timeout,
+                        holders,
+                    }
+                    .into());
+                };
+                retries += 1;
+                tracing::warn!(
+                    "step {}: {} on {} (attempt {}); retrying in {:?}",
+                    step.name,
+                    short_reason(&err),
+                    step.table,
+                    retries,
+                    delay
+                );
+                tokio::time::sleep(delay).await;
+            }
+            Err(err) => return Err(anyhow::Error::new(err).context(format!("step {} failed", step.name))),
+        }
+    }
+}
+
+fn short_reason(err: &sqlx::Error) -> String {
+    err.as_database_error().map_or_else(|| err.to_string(), |db| db.message().to_owned())
+}
+
+const LOCK_HOLDERS_SQL: &str = "
+SELECT coalesce(string_agg(DISTINCT 'pid ' || a.pid || ' (' || coalesce(nullif(a.application_name, ''), 'no name')
+       || ', ' || coalesce(a.state, '?') || ', transaction open for '
+       || coalesce(date_trunc('second', now() - a.xact_start)::text, '?') || ')', '; '), 'none found')
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.relation = to_regclass($1) AND l.granted AND a.pid <> pg_backend_pid()";
+
+async fn lock_holders(conn: &mut PgConnection, table: &str) -> String {
+    sqlx::query_scalar(LOCK_HOLDERS_SQL)
+        .bind(table)
+        .fetch_one(conn)
+        .await
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// `CREATE INDEX CONCURRENTLY IF NOT EXISTS` silently keeps an INVALID index left by an
+/// interrupted build, so the index's state is checked before and after the build.
+async fn build_index_concurrently(
+    conn: &mut PgConnection,
+    step: &Step,
+    index: &'static str,
+    policy: &LockPolicy,
+) -> anyhow::Result<(Option<String>, u32)> {
+    let timeouts = policy.timeouts_for(step.kind);
+    db::set_timeouts(conn, timeouts.lock_timeout, timeouts.statement_timeout).await?;
+    let mut detail = None;
+    let mut retries = 0;
+    match db::index_state(conn, index).await? {
+        IndexState::Valid => return Ok((Some(format!("{index} was already built")), 0)),
+        IndexState::Invalid => {
+            tracing::warn!("{index} is INVALID (an interrupted concurrent build): dropping and rebuilding it");
+            retries += drop_index_concurrently(conn, step, index, policy).await?;
+            detail = Some(format!("dropped the INVALID {index} left by an interrupted build, then rebuilt it"));
+        }
+        IndexState::Missing => {}
+    }
+    let (_, build_retries) = retry_transient(conn, policy, step, Attempt::Statement(step.sql))
+        .await
+        .map_err(|err| translate_unique_violation(err, index))?;
+    retries += build_retries;
+    if db::index_state(conn, index).await? != IndexState::Valid {
+        return Err(MigrateError::IndexInvalidAfterBuild { index }.into());
+    }
+    Ok((detail, retries))
+}
+
+async fn drop_index_concurrently(
+    conn: &mut PgConnection,
+    step: &Step,
+    index: &'static str,
+    policy: &LockPolicy,
+) -> anyhow::Result<u32> {
+    // The name comes from the embedded step list, never from input.
+    let sql = format!("DROP INDEX CONCURRENTLY IF EXISTS {index}");
+    let (_, retries) = retry_transient(conn, policy, step, Attempt::Statement(&sql)).await?;
+    Ok(retries)
+}
+
+fn translate_unique_violation(err: anyhow::Error, index: &'static str) -> anyhow::Error {
+    let duplicate = err
+        .chain()
+        .filter_map(|e| e.downcast_ref::<sqlx::Error>())
+        .any(|e| db::sqlstate_of(e).as_deref() == Some(db::sqlstate::UNIQUE_VIOLATION));
+    if duplicate { MigrateError::DuplicatesDuringBuild { index }.into() } else { err }
+}
+
+const BATCH_PROGRESS_SQL: &str = "SELECT count(*) FROM orders WHERE status_new IS NULL";
+
+async fn run_batches(
+    conn: &mut PgConnection,
+    step: &Step,
+    policy: &LockPolicy,
+    timeouts: Timeouts,
+    batch_size: i64,
+    progress: &Progress,
+) -> anyhow::Result<(i64, u32)> {
+    db::set_timeouts(conn, timeouts.lock_timeout, timeouts.statement_timeout).await?;
+    let remaining: i64 = sqlx::query_scalar(BATCH_PROGRESS_SQL).fetch_one(&mut *conn).await?;
+    let bar = progress.rows(step.name, remaining as u64);
+    let mut last_id = String::new();
+    let mut changed_total = 0;
+    let mut retries = 0;
+    loop {
+        let attempt = Attempt::Batch { sql: step.sql, after: &last_id, size: batch_size };
+        let ((next, changed), batch_retries) = retry_transient(conn, policy, step, attempt).await?;
+        retries += batch_retries;
+        changed_total += changed;
+        bar.inc(changed as u64);
+        match next {
+            Some(id) => last_id = id,
+            None => break,
+        }
+    }
+    bar.finish_and_clear();
+    Ok((changed_total, retries))
+}

@@ -1,0 +1,166 @@
+//! paytool.schema_history: which steps ran, with which checksum, and whether they finished.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgConnection;
+
+use super::steps::{HISTORY_SQL, STEPS, Step};
+use crate::db;
+
+#[derive(Debug, Clone)]
+pub struct HistoryRow {
+    pub version: i32,
+    pub name: String,
+    pub checksum: String,
+    pub state: String,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub execution_ms: Option<i64>,
+}
+
+const LOAD_SQL: &str = "
+SELECT version, name, checksum, state, finished_at, execution_ms
+FROM paytool.schema_history ORDER BY version";
+
+const MARK_RUNNING_SQL: &str = "
+INSERT INTO paytool.schema_history (version, name, checksum, state)
+VALUES ($1, $2, $3, 'running')
+ON CONFLICT (version) DO UPDATE
+SET name = EXCLUDED.name, checksum = EXCLUDED.checksum, state = 'running',
+    started_at = now(), finished_at = NULL, execution_ms = NULL";
+
+const MARK_APPLIED_SQL: &str = "
+INSERT INTO paytool.schema_history (version, name, checksum, state, finished_at, execution_ms)
+VALUES ($1, $2, $3, 'applied', now(), $4)
+ON CONFLICT (version) DO UPDATE
+SET name = EXCLUDED.name, checksum = EXCLUDED.checksum, state = 'applied',
+    finished_at = now(), execution_ms = EXCLUDED.execution_ms";
+
+/// The history, empty when paytool never ran on this database.
+pub async fn load(conn: &mut PgConnection) -> Result<Vec<HistoryRow>, sqlx::Error> {
+    if !db::relation_exists(conn, "paytool.schema_history").await? {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(i32, String, String, String, Option<DateTime<Utc>>, Option<i64>)> =
+        sqlx::query_as(LOAD_SQL).fetch_all(conn).await?;
+    Ok(rows
+        .into_iter()
+        .map(|(version, name, checksum, state, finished_at, execution_ms)| HistoryRow {
+            version,
+            name,
+            checksum,
+            state,
+            finished_at,
+            execution_ms,
+        })
+        .collect())
+}
+
+pub async fn ensure_table(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(HISTORY_SQL).execute(conn).await?;
+    Ok(())
+}
+
+pub async fn mark_running(conn: &mut PgConnection, step: &Step) -> Result<(), sqlx::Error> {
+    sqlx::query(MARK_RUNNING_SQL)
+        .bind(step.version)
+        .bind(step.name)
+        .bind(step.checksum())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn mark_applied(conn: &mut PgConnection, step: &Step, execution_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(MARK_APPLIED_SQL)
+        .bind(step.version)
+        .bind(step.name)
+        .bind(step.checksum())
+        .bind(execution_ms)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Where one step stands, comparing the embedded SQL with the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    Pending,
+    /// Started but never finished (killed, lost connection, failed): the next run redoes it.
+    Interrupted,
+    Applied,
+    /// Applied with SQL other than the SQL embedded in this binary.
+    Drift,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepStatus {
+    pub version: i32,
+    pub name: &'static str,
+    pub state: StepState,
+    pub checksum: String,
+    pub applied_checksum: Option<String>,
+    pub applied_at: Option<DateTime<Utc>>,
+    pub execution_ms: Option<i64>,
+}
+
+/// Pure comparison of the embedded steps with the recorded history.
+pub fn compare(history: &[HistoryRow]) -> (Vec<StepStatus>, Vec<HistoryRow>) {
+    let statuses = STEPS
+        .iter()
+        .map(|step| {
+            let checksum = step.checksum();
+            let row = history.iter().find(|h| h.version == step.version);
+            let state = match row {
+                None => StepState::Pending,
+                Some(h) if h.checksum != checksum => StepState::Drift,
+                Some(h) if h.state == "applied" => StepState::Applied,
+                Some(_) => StepState::Interrupted,
+            };
+            StepStatus {
+                version: step.version,
+                name: step.name,
+                state,
+                checksum,
+                applied_checksum: row.map(|h| h.checksum.clone()),
+                applied_at: row.and_then(|h| h.finished_at),
+                execution_ms: row.and_then(|h| h.execution_ms),
+            }
+        })
+        .collect();
+    let unknown = history.iter().filter(|h| !STEPS.iter().any(|s| s.version == h.version)).cloned().collect();
+    (statuses, unknown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(version: i32, checksum: String, state: &str) -> HistoryRow {
+        HistoryRow {
+            version,
+            name: format!("step {version}"),
+            checksum,
+            state: state.to_owned(),
+            finished_at: None,
+            execution_ms: None,
+        }
+    }
+
+    #[test]
+    fn states_follow_history_and_checksums() {
+        let history = vec![
+            row(1, STEPS[0].checksum(), "applied"),
+            row(2, "0000".to_owned(), "applied"),
+            row(3, STEPS[2].checksum(), "running"),
+            row(99, "ffff".to_owned(), "applied"),
+        ];
+        let (statuses, unknown) = compare(&history);
+        assert_eq!(statuses[0].state, StepState::Applied);
+        assert_eq!(statuses[1].state, StepState::Drift);
+        assert_eq!(statuses[2].state, StepState::Interrupted);
+        assert_eq!(statuses[3].state, StepState::Pending);
+        assert_eq!(unknown.len(), 1);
+        assert_eq!(unknown[0].version, 99);
+    }
+}

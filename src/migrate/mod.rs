@@ -1,0 +1,254 @@
+//! `paytool migrate`: the online payment-system schema migration (plan, status, apply, down).
+//!
+//! paytool drives the steps itself rather than through sqlx's migrator: it needs per-step
+//! lock_timeout retries, a record of steps that started but never finished (sqlx records
+//! only successes), and the repair of INVALID indexes left by interrupted concurrent builds.
+
+mod apply;
+mod down;
+mod history;
+mod plan;
+mod preflight;
+pub mod steps;
+
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use sqlx::PgConnection;
+use thiserror::Error;
+
+pub use apply::{ApplyOutcome, ApplyReport, StepRun};
+pub use down::DownReport;
+pub use history::{StepState, StepStatus};
+pub use plan::{MigratePlan, PlannedStep};
+pub use preflight::{PreflightFinding, PreflightReport};
+
+use crate::cli::{LockArgs, MigrateAction, MigrateArgs};
+use crate::db::{self, AdvisoryLock, DatabaseUrl};
+use crate::exit;
+use crate::progress::Progress;
+use steps::{STEPS, StepKind};
+
+/// Serializes `paytool migrate` runs (apply and down) on one database.
+pub const MIGRATE_LOCK: AdvisoryLock = AdvisoryLock { key: 0x7061_7974_6f6f_6c01, operation: "migrate" };
+
+#[derive(Debug, Error)]
+pub enum MigrateError {
+    #[error(
+        "step {step}: could not lock table {table} within lock_timeout {lock_timeout:?} after {attempts} attempts; \
+         sessions holding a lock on it: {holders}. Nothing of this step was applied; run paytool migrate again \
+         when they are done (or raise --lock-retries / --lock-timeout)"
+    )]
+    LockRetriesExhausted {
+        step: &'static str,
+        table: &'static str,
+        attempts: u32,
+        lock_timeout: Duration,
+        holders: String,
+    },
+    #[error("index {index} is still not valid after a concurrent build; run paytool migrate again")]
+    IndexInvalidAfterBuild { index: &'static str },
+    #[error(
+        "building unique index {index} found duplicate values written after the preflight ran; \
+         run paytool migrate again: the preflight will name the rows"
+    )]
+    DuplicatesDuringBuild { index: &'static str },
+    #[error(
+        "the database's migration history has steps this paytool does not know ({0}): it was migrated by a newer \
+         paytool; use that version"
+    )]
+    UnknownHistory(String),
+    #[error(
+        "migrate down destroys payments, payment_events, refunds, price snapshots and order totals; \
+         pass --i-understand-this-destroys-payment-data to confirm"
+    )]
+    DownNotConfirmed,
+}
+
+impl MigrateError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            MigrateError::UnknownHistory(_) | MigrateError::DownNotConfirmed => exit::USAGE,
+            MigrateError::DuplicatesDuringBuild { .. } => exit::PROBLEMS_FOUND,
+            MigrateError::LockRetriesExhausted { .. } | MigrateError::IndexInvalidAfterBuild { .. } => {
+                exit::RUNTIME_FAILURE
+            }
+        }
+    }
+}
+
+/// How migrate takes locks: short waits, retried with jittered exponential backoff.
+#[derive(Debug, Clone)]
+pub struct LockPolicy {
+    pub lock_timeout: Duration,
+    pub lock_retries: u32,
+    pub statement_timeout: Duration,
+    pub wait: Duration,
+}
+
+impl From<&LockArgs> for LockPolicy {
+    fn from(args: &LockArgs) -> Self {
+        LockPolicy {
+            lock_timeout: args.lock_timeout,
+            lock_retries: args.lock_retries,
+            statement_timeout: args.statement_timeout,
+            wait: args.wait,
+        }
+    }
+}
+
+/// The session timeouts one kind of step runs under; zero means none.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub lock_timeout: Duration,
+    pub statement_timeout: Duration,
+}
+
+impl Timeouts {
+    fn lock_timeout_setting(&self) -> String {
+        format!("{}ms", self.lock_timeout.as_millis())
+    }
+    fn statement_timeout_setting(&self) -> String {
+        format!("{}ms", self.statement_timeout.as_millis())
+    }
+}
+
+impl LockPolicy {
+    pub fn timeouts_for(&self, kind: StepKind) -> Timeouts {
+        match kind {
+            StepKind::Transactional | StepKind::Batched => {
+                Timeouts { lock_timeout: self.lock_timeout, statement_timeout: self.statement_timeout }
+            }
+            // Scans that never block the application: no statement_timeout.
+            StepKind::Validation => Timeouts { lock_timeout: self.lock_timeout, statement_timeout: Duration::ZERO },
+            // SHARE UPDATE EXCLUSIVE never blocks DML, and the build must wait for older
+            // transactions: a lock_timeout would abort it half-way and leave an INVALID index.
+            StepKind::ConcurrentIndex { .. } => Timeouts { lock_timeout: Duration::ZERO, statement_timeout: Duration::ZERO },
+        }
+    }
+
+    /// Delays between lock attempts: 200 ms doubling to 10 s, with jitter, `lock_retries` of them.
+    pub fn backoff(&self) -> impl Iterator<Item = Duration> {
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(10))
+            .with_max_times(self.lock_retries as usize)
+            .with_jitter()
+            .build()
+    }
+}
+
+/// What `paytool migrate` produced, for rendering.
+pub enum MigrateOutput {
+    Plan(MigratePlan),
+    Status(StatusReport),
+    Apply(ApplyReport),
+    Down(DownReport),
+}
+
+impl MigrateOutput {
+    pub fn exit_code(&self) -> u8 {
+        let problems = match self {
+            MigrateOutput::Plan(_) | MigrateOutput::Down(_) => false,
+            MigrateOutput::Status(status) => status.has_drift(),
+            MigrateOutput::Apply(apply) => apply.problems_found(),
+        };
+        if problems { exit::PROBLEMS_FOUND } else { exit::OK }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StatusReport {
+    pub database: String,
+    pub applied: usize,
+    pub pending: usize,
+    pub interrupted: usize,
+    pub drift: usize,
+    pub steps: Vec<StepStatus>,
+}
+
+impl StatusReport {
+    pub fn has_drift(&self) -> bool {
+        self.drift > 0
+    }
+}
+
+pub async fn run(args: &MigrateArgs, url: Option<&DatabaseUrl>, progress: &Progress) -> anyhow::Result<MigrateOutput> {
+    if let Some(MigrateAction::Down(down)) = &args.action
+        && !down.i_understand_this_destroys_payment_data
+    {
+        return Err(MigrateError::DownNotConfirmed.into());
+    }
+    let mut conn = db::connect(url).await?;
+    let database = url.map(|u| u.redacted().to_owned()).unwrap_or_default();
+    match &args.action {
+        Some(MigrateAction::Plan(plan)) => Ok(MigrateOutput::Plan(
+            make_plan(&mut conn, database, &LockPolicy::from(&args.apply.lock), args.apply.batch_size, !plan.no_sql)
+                .await?,
+        )),
+        None if args.apply.dry_run => Ok(MigrateOutput::Plan(
+            make_plan(&mut conn, database, &LockPolicy::from(&args.apply.lock), args.apply.batch_size, true).await?,
+        )),
+        Some(MigrateAction::Status) => Ok(MigrateOutput::Status(status(&mut conn, database).await?)),
+        Some(MigrateAction::Down(down)) => {
+            Ok(MigrateOutput::Down(down::down(&mut conn, database, &LockPolicy::from(&down.lock)).await?))
+        }
+        None => {
+            let policy = LockPolicy::from(&args.apply.lock);
+            Ok(MigrateOutput::Apply(apply::apply(&mut conn, database, &policy, args.apply.batch_size, progress).await?))
+        }
+    }
+}
+
+/// The embedded steps compared with the history; refuses histories from a newer paytool.
+async fn current_statuses(conn: &mut PgConnection) -> anyhow::Result<Vec<StepStatus>> {
+    let rows = history::load(conn).await?;
+    let (statuses, unknown) = history::compare(&rows);
+    if !unknown.is_empty() {
+        let names: Vec<String> = unknown.iter().map(|h| format!("{} {}", h.version, h.name)).collect();
+        return Err(MigrateError::UnknownHistory(names.join(", ")).into());
+    }
+    Ok(statuses)
+}
+
+async fn status(conn: &mut PgConnection, database: String) -> anyhow::Result<StatusReport> {
+    db::require_legacy_schema(conn).await?;
+    let steps = current_statuses(conn).await?;
+    let count = |state| steps.iter().filter(|s| s.state == state).count();
+    Ok(StatusReport {
+        database,
+        applied: count(StepState::Applied),
+        pending: count(StepState::Pending),
+        interrupted: count(StepState::Interrupted),
+        drift: count(StepState::Drift),
+        steps,
+    })
+}
+
+async fn make_plan(
+    conn: &mut PgConnection,
+    database: String,
+    policy: &LockPolicy,
+    batch_size: i64,
+    show_sql: bool,
+) -> anyhow::Result<MigratePlan> {
+    db::require_legacy_schema(conn).await?;
+    let statuses = current_statuses(conn).await?;
+    let rows = db::estimated_rows(conn).await?;
+    let pending: Vec<PlannedStep> = statuses
+        .iter()
+        .filter(|s| s.state != StepState::Applied)
+        .filter_map(|s| STEPS.iter().find(|step| step.version == s.version))
+        .map(|step| plan::plan_step(step, &rows, policy, batch_size))
+        .collect();
+    let versions: Vec<i32> = pending.iter().map(|p| p.version).collect();
+    let preflight = preflight::run(conn, &versions).await?;
+    Ok(MigratePlan {
+        database,
+        steps_total: STEPS.len(),
+        steps_applied: STEPS.len() - pending.len(),
+        pending,
+        preflight,
+        show_sql,
+    })
+}

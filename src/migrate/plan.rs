@@ -1,0 +1,104 @@
+//! What a migration run will do, step by step: a pure function of the steps, the row
+//! estimates and the lock policy.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::LockPolicy;
+use super::preflight::PreflightReport;
+use super::steps::{Lock, Step, StepKind};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedStep {
+    pub version: i32,
+    pub name: &'static str,
+    pub kind: StepKind,
+    pub table: &'static str,
+    pub lock: Lock,
+    pub blocks_writes: bool,
+    /// Rows in the table, from the planner statistics (None: never analyzed).
+    pub table_rows_estimate: Option<i64>,
+    /// Rows the step reads or writes (0 for catalog-only changes).
+    pub rows_touched_estimate: Option<i64>,
+    pub lock_timeout_ms: u64,
+    /// None: no statement_timeout for this step.
+    pub statement_timeout_ms: Option<u64>,
+    pub hazards: Vec<String>,
+    pub sql: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MigratePlan {
+    pub database: String,
+    pub steps_total: usize,
+    pub steps_applied: usize,
+    pub pending: Vec<PlannedStep>,
+    pub preflight: PreflightReport,
+    #[serde(skip)]
+    pub show_sql: bool,
+}
+
+pub fn plan_step(step: &Step, rows: &BTreeMap<String, Option<i64>>, policy: &LockPolicy, batch_size: i64) -> PlannedStep {
+    let table_rows = rows.get(step.table).copied().flatten();
+    let rows_touched = match step.kind {
+        StepKind::Transactional => Some(0),
+        _ => table_rows,
+    };
+    let timeouts = policy.timeouts_for(step.kind);
+    let mut hazards = hazards(step, table_rows, policy, batch_size);
+    hazards.extend(step.note.map(str::to_owned));
+    PlannedStep {
+        version: step.version,
+        name: step.name,
+        kind: step.kind,
+        table: step.table,
+        lock: step.lock,
+        blocks_writes: step.lock.blocks_writes(),
+        table_rows_estimate: table_rows,
+        rows_touched_estimate: rows_touched,
+        lock_timeout_ms: timeouts.lock_timeout.as_millis() as u64,
+        statement_timeout_ms: (!timeouts.statement_timeout.is_zero())
+            .then(|| timeouts.statement_timeout.as_millis() as u64),
+        hazards,
+        sql: step.sql,
+    }
+}
+
+fn rows_text(rows: Option<i64>) -> String {
+    rows.map_or_else(|| "an unknown number of (never analyzed)".to_owned(), |n| format!("~{n}"))
+}
+
+fn hazards(step: &Step, table_rows: Option<i64>, policy: &LockPolicy, batch_size: i64) -> Vec<String> {
+    let rows = rows_text(table_rows);
+    let table = step.table;
+    match step.kind {
+        StepKind::Transactional => {
+            let blocked = if step.lock == Lock::AccessExclusive { "reads and writes" } else { "writes" };
+            vec![format!(
+                "{blocked} on {table} wait while {lock} is held (catalog only: milliseconds); an attempt \
+                 waits at most {lt:?} for the lock, then retries later (up to {n} times), so queries \
+                 queue behind it for {lt:?} at most",
+                lock = step.lock.name(),
+                lt = policy.lock_timeout,
+                n = policy.lock_retries,
+            )]
+        }
+        StepKind::Validation => vec![format!(
+            "scans {rows} rows of {table} to validate the constraint; reads and writes go on; \
+             no statement_timeout for this step"
+        )],
+        StepKind::ConcurrentIndex { index } => vec![
+            format!("builds {index} over {rows} rows of {table} without blocking reads or writes"),
+            "waits for every older transaction in this database to end (a long one delays it): \
+             no statement_timeout for this step"
+                .to_owned(),
+            "an interrupted build leaves an INVALID index: the next run drops and rebuilds it"
+                .to_owned(),
+        ],
+        StepKind::Batched => vec![format!(
+            "updates {rows} rows of {table} in batches of {batch_size}, each its own transaction: \
+             a row is locked for one batch at most; resumes where it stopped"
+        )],
+    }
+}

@@ -1,0 +1,237 @@
+//! The embedded migration steps of SPEC §3, in order, with what paytool needs to know to run
+//! each one online: how it executes, which table it touches and which lock it takes.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// How a step is executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// The whole file in one transaction together with its history row, under
+    /// lock_timeout (retried with backoff) and statement_timeout.
+    Transactional,
+    /// A `VALIDATE CONSTRAINT`: one transaction, scans the table under a lock that does not
+    /// block reads or writes, so it runs without statement_timeout.
+    Validation,
+    /// A single `CREATE [UNIQUE] INDEX CONCURRENTLY`, outside any transaction; an INVALID
+    /// index left by an interrupted build is dropped and rebuilt.
+    ConcurrentIndex { index: &'static str },
+    /// One batch statement (`$1` last id, `$2` batch size) run until it returns no last id,
+    /// each batch its own short transaction.
+    Batched,
+}
+
+/// The table-level lock a step takes, by PostgreSQL's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Lock {
+    #[serde(rename = "ACCESS EXCLUSIVE")]
+    AccessExclusive,
+    #[serde(rename = "SHARE ROW EXCLUSIVE")]
+    ShareRowExclusive,
+    #[serde(rename = "SHARE UPDATE EXCLUSIVE")]
+    ShareUpdateExclusive,
+    #[serde(rename = "ROW EXCLUSIVE")]
+    RowExclusive,
+}
+
+impl Lock {
+    pub fn name(self) -> &'static str {
+        match self {
+            Lock::AccessExclusive => "ACCESS EXCLUSIVE",
+            Lock::ShareRowExclusive => "SHARE ROW EXCLUSIVE",
+            Lock::ShareUpdateExclusive => "SHARE UPDATE EXCLUSIVE",
+            Lock::RowExclusive => "ROW EXCLUSIVE",
+        }
+    }
+
+    /// Whether the application's INSERT/UPDATE/DELETE wait while this lock is held or queued.
+    pub fn blocks_writes(self) -> bool {
+        matches!(self, Lock::AccessExclusive | Lock::ShareRowExclusive)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Step {
+    pub version: i32,
+    pub name: &'static str,
+    pub sql: &'static str,
+    pub kind: StepKind,
+    pub table: &'static str,
+    pub lock: Lock,
+    /// Something the operator must know beyond what kind and lock already say.
+    pub note: Option<&'static str>,
+}
+
+impl Step {
+    pub fn checksum(&self) -> String {
+        checksum(self.sql)
+    }
+}
+
+/// SHA-256 of the SQL with line endings and trailing whitespace normalised, so a checkout
+/// with CRLF line endings or an editor that trims lines does not look like drift.
+pub fn checksum(sql: &str) -> String {
+    let normalised: Vec<&str> = sql.lines().map(str::trim_end).collect();
+    let text = normalised.join("\n");
+    hex::encode(Sha256::digest(text.trim_end().as_bytes()))
+}
+
+macro_rules! step {
+    ($version:expr, $file:literal, $kind:expr, $table:literal, $lock:expr, $note:expr) => {
+        Step {
+            version: $version,
+            name: $file,
+            sql: include_str!(concat!("../../sql/migrations/", $file, ".sql")),
+            kind: $kind,
+            table: $table,
+            lock: $lock,
+            note: $note,
+        }
+    };
+}
+
+use Lock::*;
+use StepKind::*;
+
+pub const STEPS: &[Step] = &[
+    step!(1, "001_users_stripe_customer_id", Transactional, "users", AccessExclusive, None),
+    step!(2, "002_orders_payment_columns", Transactional, "orders", AccessExclusive, None),
+    step!(3, "003_order_items_snapshot_columns", Transactional, "order_items", AccessExclusive, None),
+    step!(4, "004_order_items_snapshot_check", Transactional, "order_items", AccessExclusive, None),
+    step!(5, "005_order_items_snapshot_check_validate", Validation, "order_items", ShareUpdateExclusive, None),
+    step!(6, "006_order_items_snapshot_immutable", Transactional, "order_items", ShareRowExclusive, None),
+    step!(
+        7,
+        "007_stocks_slot_unique_index",
+        ConcurrentIndex { index: "stocks_machine_id_slot_number_key" },
+        "stocks",
+        ShareUpdateExclusive,
+        Some("fails on duplicate (machine_id, slot_number): the preflight checks them first")
+    ),
+    step!(8, "008_stocks_slot_unique_constraint", Transactional, "stocks", AccessExclusive, None),
+    step!(9, "009_stocks_quantity_check", Transactional, "stocks", AccessExclusive, None),
+    step!(
+        10,
+        "010_stocks_quantity_check_validate",
+        Validation,
+        "stocks",
+        ShareUpdateExclusive,
+        Some("fails on negative quantities: the preflight checks them first")
+    ),
+    step!(
+        11,
+        "011_orders_payment_intent_unique_index",
+        ConcurrentIndex { index: "orders_stripe_payment_intent_id_key" },
+        "orders",
+        ShareUpdateExclusive,
+        Some("fails on duplicate PaymentIntent ids: the preflight checks them first")
+    ),
+    step!(12, "012_orders_payment_intent_unique_constraint", Transactional, "orders", AccessExclusive, None),
+    step!(
+        13,
+        "013_orders_user_id_created_at_index",
+        ConcurrentIndex { index: "orders_user_id_created_at_idx" },
+        "orders",
+        ShareUpdateExclusive,
+        None
+    ),
+    step!(
+        14,
+        "014_orders_machine_id_index",
+        ConcurrentIndex { index: "orders_machine_id_idx" },
+        "orders",
+        ShareUpdateExclusive,
+        None
+    ),
+    step!(
+        15,
+        "015_order_items_product_id_index",
+        ConcurrentIndex { index: "order_items_product_id_idx" },
+        "order_items",
+        ShareUpdateExclusive,
+        None
+    ),
+    step!(
+        16,
+        "016_stocks_product_id_index",
+        ConcurrentIndex { index: "stocks_product_id_idx" },
+        "stocks",
+        ShareUpdateExclusive,
+        None
+    ),
+    step!(
+        17,
+        "017_orders_status_shadow_column",
+        Transactional,
+        "orders",
+        AccessExclusive,
+        Some("from here until step 22 every write to orders also fills status_new (a trigger)")
+    ),
+    step!(18, "018_orders_status_shadow_backfill", Batched, "orders", RowExclusive, None),
+    step!(19, "019_orders_status_not_null_check", Transactional, "orders", AccessExclusive, None),
+    step!(20, "020_orders_status_not_null_check_validate", Validation, "orders", ShareUpdateExclusive, None),
+    step!(
+        21,
+        "021_orders_status_new_index",
+        ConcurrentIndex { index: "orders_status_new_idx" },
+        "orders",
+        ShareUpdateExclusive,
+        None
+    ),
+    step!(
+        22,
+        "022_orders_status_swap",
+        Transactional,
+        "orders",
+        AccessExclusive,
+        Some(
+            "orders.status becomes VARCHAR: application SQL that compares it with the enum type \
+             (status = 'PAID'::order_status) fails from here on; plain string literals keep working"
+        )
+    ),
+    step!(
+        23,
+        "023_payment_tables",
+        Transactional,
+        "orders",
+        ShareRowExclusive,
+        Some("creates payments, payment_events and refunds (empty)")
+    ),
+];
+
+/// The rollback of SPEC §3 back to §2, run only with the explicit destruction flag.
+pub const DOWN_SQL: &str = include_str!("../../sql/down/001_payment_system_down.sql");
+
+/// paytool's own history table, created only after the preflight passed.
+pub const HISTORY_SQL: &str = include_str!("../../sql/internal/history.sql");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_contiguous_and_names_match_files() {
+        for (i, step) in STEPS.iter().enumerate() {
+            assert_eq!(step.version, i as i32 + 1);
+            assert!(step.name.starts_with(&format!("{:03}_", step.version)), "{}", step.name);
+        }
+    }
+
+    #[test]
+    fn checksum_ignores_line_endings_and_trailing_whitespace() {
+        let lf = "ALTER TABLE a ADD COLUMN b INT;\nSELECT 1;\n";
+        let crlf = "ALTER TABLE a ADD COLUMN b INT;  \r\nSELECT 1;\r\n\r\n";
+        assert_eq!(checksum(lf), checksum(crlf));
+        assert_ne!(checksum(lf), checksum("ALTER TABLE a ADD COLUMN c INT;\nSELECT 1;\n"));
+    }
+
+    #[test]
+    fn concurrent_index_steps_are_single_statements() {
+        for step in STEPS.iter().filter(|s| matches!(s.kind, StepKind::ConcurrentIndex { .. })) {
+            let statements = step.sql.matches(';').count();
+            assert_eq!(statements, 1, "{} must hold exactly one statement", step.name);
+            assert!(step.sql.contains("CONCURRENTLY IF NOT EXISTS"), "{}", step.name);
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The one place that decides whether progress bars are shown, and makes them.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::cli::{GlobalArgs, OutputFormat};
+
+/// Bars only for a person watching a terminal: never in CI, with --quiet, or when the
+/// report is JSON (a machine is reading).
+pub fn bars_enabled(stderr_is_terminal: bool, in_ci: bool, quiet: bool, format: OutputFormat) -> bool {
+    stderr_is_terminal && !in_ci && !quiet && format == OutputFormat::Table
+}
+
+pub fn bars_enabled_for(global: &GlobalArgs) -> bool {
+    bars_enabled(std::io::stderr().is_terminal(), std::env::var_os("CI").is_some(), global.quiet, global.format)
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    enabled: bool,
+}
+
+impl Progress {
+    pub fn new(enabled: bool) -> Self {
+        Progress { enabled }
+    }
+
+    pub fn hidden() -> Self {
+        Progress { enabled: false }
+    }
+
+    fn bar(&self, len: u64, template: &str) -> ProgressBar {
+        if !self.enabled {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    }
+
+    /// Steps of a multi-step command: "[3/23] 003_order_items_snapshot_columns".
+    pub fn steps(&self, total: u64) -> ProgressBar {
+        self.bar(total, "{spinner} [{pos}/{len}] {wide_msg} {elapsed}")
+    }
+
+    /// Rows of one long step, with rate and ETA.
+    pub fn rows(&self, label: &str, total: u64) -> ProgressBar {
+        let bar = self.bar(total, "{msg} [{bar:30}] {human_pos}/{human_len} rows {per_sec} ETA {eta}");
+        bar.set_message(label.to_owned());
+        bar
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_only_for_a_person_at_a_terminal() {
+        assert!(bars_enabled(true, false, false, OutputFormat::Table));
+        assert!(!bars_enabled(false, false, false, OutputFormat::Table));
+        assert!(!bars_enabled(true, true, false, OutputFormat::Table));
+        assert!(!bars_enabled(true, false, true, OutputFormat::Table));
+        assert!(!bars_enabled(true, false, false, OutputFormat::Json));
+    }
+}

@@ -1,0 +1,211 @@
+use std::io::{self, Write};
+
+use super::{Render, millis, table};
+use crate::migrate::steps::StepKind;
+use crate::migrate::{
+    ApplyOutcome, ApplyReport, DownReport, MigrateOutput, MigratePlan, PreflightReport, StatusReport,
+};
+
+impl serde::Serialize for MigrateOutput {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MigrateOutput::Plan(r) => r.serialize(serializer),
+            MigrateOutput::Status(r) => r.serialize(serializer),
+            MigrateOutput::Apply(r) => r.serialize(serializer),
+            MigrateOutput::Down(r) => r.serialize(serializer),
+        }
+    }
+}
+
+impl Render for MigrateOutput {
+    fn render_table(&self, out: &mut dyn Write) -> io::Result<()> {
+        match self {
+            MigrateOutput::Plan(r) => r.render_table(out),
+            MigrateOutput::Status(r) => r.render_table(out),
+            MigrateOutput::Apply(r) => r.render_table(out),
+            MigrateOutput::Down(r) => r.render_table(out),
+        }
+    }
+}
+
+fn kind_name(kind: StepKind) -> &'static str {
+    match kind {
+        StepKind::Transactional => "transaction",
+        StepKind::Validation => "validation",
+        StepKind::ConcurrentIndex { .. } => "concurrent index",
+        StepKind::Batched => "batched update",
+    }
+}
+
+fn timeout_text(ms: Option<u64>) -> String {
+    match ms {
+        None | Some(0) => "none".to_owned(),
+        Some(ms) => millis(ms),
+    }
+}
+
+fn rows_text(rows: Option<i64>) -> String {
+    rows.map_or_else(|| "unknown".to_owned(), |n| n.to_string())
+}
+
+impl Render for MigratePlan {
+    fn render_table(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(out, "Migration plan for {}", self.database)?;
+        writeln!(
+            out,
+            "{} of {} steps applied, {} pending.\n",
+            self.steps_applied,
+            self.steps_total,
+            self.pending.len()
+        )?;
+        if self.pending.is_empty() {
+            writeln!(out, "Nothing to do: the schema is up to date.")?;
+            return Ok(());
+        }
+        let mut t = table(&["step", "kind", "lock (table)", "blocks writes", "rows touched", "lock / statement timeout"]);
+        for step in &self.pending {
+            t.add_row(vec![
+                step.name.to_owned(),
+                kind_name(step.kind).to_owned(),
+                format!("{} ({})", step.lock.name(), step.table),
+                if step.blocks_writes { "yes, ms".to_owned() } else { "no".to_owned() },
+                rows_text(step.rows_touched_estimate),
+                format!("{} / {}", timeout_text(Some(step.lock_timeout_ms)), timeout_text(step.statement_timeout_ms)),
+            ]);
+        }
+        writeln!(out, "{t}")?;
+        for step in &self.pending {
+            writeln!(out, "\n{} — {}", step.name, kind_name(step.kind))?;
+            for hazard in &step.hazards {
+                writeln!(out, "  ! {hazard}")?;
+            }
+            if self.show_sql {
+                for line in step.sql.trim_end().lines() {
+                    writeln!(out, "    {line}")?;
+                }
+            }
+        }
+        writeln!(out)?;
+        render_preflight(&self.preflight, out)
+    }
+}
+
+fn render_preflight(preflight: &PreflightReport, out: &mut dyn Write) -> io::Result<()> {
+    if preflight.passed() {
+        writeln!(out, "Preflight: {} data check(s) passed.", preflight.checks_run.len())?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "Preflight: {} problem(s) in the data would break the new constraints:",
+        preflight.findings.len()
+    )?;
+    for finding in &preflight.findings {
+        writeln!(out, "\n  ✗ {} — {} row(s): {}", finding.check, finding.offending_rows, finding.problem)?;
+        for sample in &finding.sample {
+            writeln!(out, "      {sample}")?;
+        }
+        if finding.offending_rows > finding.sample.len() as i64 {
+            writeln!(out, "      … and {} more", finding.offending_rows - finding.sample.len() as i64)?;
+        }
+        writeln!(out, "    fix: {}", finding.fix)?;
+    }
+    writeln!(out)
+}
+
+impl Render for StatusReport {
+    fn render_table(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(out, "Migration status of {}", self.database)?;
+        let mut t = table(&["step", "state", "checksum", "applied at", "took"]);
+        for step in &self.steps {
+            let checksum = match &step.applied_checksum {
+                Some(applied) if applied != &step.checksum => {
+                    format!("applied {} ≠ embedded {}", &applied[..applied.len().min(12)], &step.checksum[..12])
+                }
+                _ => step.checksum[..12].to_owned(),
+            };
+            t.add_row(vec![
+                step.name.to_owned(),
+                format!("{:?}", step.state).to_lowercase(),
+                checksum,
+                step.applied_at.map(|at| at.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_default(),
+                step.execution_ms.map(|ms| millis(ms as u64)).unwrap_or_default(),
+            ]);
+        }
+        writeln!(out, "{t}")?;
+        writeln!(
+            out,
+            "{} applied, {} pending, {} interrupted, {} drifted.",
+            self.applied, self.pending, self.interrupted, self.drift
+        )?;
+        if self.drift > 0 {
+            writeln!(
+                out,
+                "Drift: the SQL recorded for these steps differs from the SQL in this paytool; \
+                 find out who changed the schema or the migration files before going on."
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Render for ApplyReport {
+    fn render_table(&self, out: &mut dyn Write) -> io::Result<()> {
+        if self.waited_for_other_run_ms > 1000 {
+            writeln!(out, "Waited {} for another paytool migrate to finish.", millis(self.waited_for_other_run_ms))?;
+        }
+        match self.outcome {
+            ApplyOutcome::UpToDate => {
+                writeln!(out, "Nothing to do: every step is already applied to {}.", self.database)
+            }
+            ApplyOutcome::RefusedDirtyData => {
+                render_preflight(&self.preflight, out)?;
+                writeln!(out, "Nothing was changed. Fix these rows, then run paytool migrate again.")
+            }
+            ApplyOutcome::RefusedDrift => {
+                let mut t = table(&["step", "applied checksum", "embedded checksum"]);
+                for step in &self.drift {
+                    t.add_row(vec![
+                        step.name.to_owned(),
+                        step.applied_checksum.clone().unwrap_or_default(),
+                        step.checksum.clone(),
+                    ]);
+                }
+                writeln!(out, "Refused: applied steps differ from the SQL embedded in this paytool (drift):")?;
+                writeln!(out, "{t}")?;
+                writeln!(out, "Nothing was changed.")
+            }
+            ApplyOutcome::Applied => {
+                let mut t = table(&["step", "kind", "took", "lock retries", "rows", "note"]);
+                for step in &self.steps {
+                    t.add_row(vec![
+                        step.name.to_owned(),
+                        kind_name(step.kind).to_owned(),
+                        millis(step.duration_ms),
+                        step.retries.to_string(),
+                        step.rows_changed.map(|n| n.to_string()).unwrap_or_default(),
+                        step.detail.clone().unwrap_or_default(),
+                    ]);
+                }
+                writeln!(out, "{t}")?;
+                writeln!(
+                    out,
+                    "Applied {} step(s) to {} in {}.",
+                    self.steps.len(),
+                    self.database,
+                    millis(self.duration_ms)
+                )
+            }
+        }
+    }
+}
+
+impl Render for DownReport {
+    fn render_table(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(out, "Rolled {} back to the legacy schema in {}.", self.database, millis(self.duration_ms))?;
+        for (table, rows) in &self.destroyed_rows {
+            writeln!(out, "  destroyed {rows} row(s) of {table}")?;
+        }
+        Ok(())
+    }
+}
