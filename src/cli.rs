@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::db::DatabaseUrl;
+use crate::db::DatabaseUrlArg;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -25,7 +25,7 @@ pub struct Cli {
 pub struct GlobalArgs {
     /// PostgreSQL URL (postgres://user:password@host:port/db). The password is never printed.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
-    pub database_url: Option<DatabaseUrl>,
+    pub database_url: Option<DatabaseUrlArg>,
     /// Output format of the report on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table, global = true)]
     pub format: OutputFormat,

@@ -14,7 +14,8 @@ pub const USAGE: u8 = 2;
 pub const RUNTIME_FAILURE: u8 = 3;
 
 /// Text appended to every `--help`, so the codes are documented where users look.
-pub const HELP_TEXT: &str = "Exit codes: 0 success, 1 problems found, 2 usage or configuration error, 3 runtime failure.";
+pub const HELP_TEXT: &str =
+    "Exit codes: 0 success, 1 problems found, 2 usage or configuration error, 3 runtime failure.";
 
 /// The exit code for an error: the first typed error in the chain decides, else a runtime failure.
 pub fn code_for(err: &anyhow::Error) -> u8 {

@@ -28,7 +28,13 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
 
 async fn run_command(cli: Cli) -> anyhow::Result<u8> {
     let progress = Progress::new(progress::bars_enabled_for(&cli.global));
-    let url = cli.global.database_url.as_ref();
+    let url = cli
+        .global
+        .database_url
+        .as_ref()
+        .map(db::DatabaseUrlArg::parse)
+        .transpose()?;
+    let url = url.as_ref();
     let format = cli.global.format;
     let mut stdout = std::io::stdout().lock();
     match &cli.command {
@@ -39,7 +45,10 @@ async fn run_command(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Seed(args) => {
             let mut conn = db::connect(url).await?;
-            let options = seed::SeedOptions { orders: args.orders, stock_anomalies: !args.no_stock_anomalies };
+            let options = seed::SeedOptions {
+                orders: args.orders,
+                stock_anomalies: !args.no_stock_anomalies,
+            };
             let database = url.map(|u| u.redacted().to_owned()).unwrap_or_default();
             let report = seed::seed(&mut conn, database, options).await?;
             print(&report, format, &mut stdout)?;
@@ -49,7 +58,11 @@ async fn run_command(cli: Cli) -> anyhow::Result<u8> {
 }
 
 /// Prints the report; a reader that went away (`| head`) is not an error.
-fn print<R: report::Render>(report: &R, format: cli::OutputFormat, out: &mut dyn Write) -> anyhow::Result<()> {
+fn print<R: report::Render>(
+    report: &R,
+    format: cli::OutputFormat,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let written = report::render(report, format, out).and_then(|()| out.flush());
     match written {
         Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

@@ -9,7 +9,7 @@ pub fn init(global: &GlobalArgs) {
     let default = match (global.quiet, global.verbose) {
         (true, _) => "error",
         (false, 0) if crate::progress::bars_enabled_for(global) => "warn",
-        (false, 0) => "info",
+        (false, 0) => "info,sqlx=warn",
         (false, 1) => "info,paytool=debug",
         (false, _) => "debug",
     };
@@ -18,6 +18,9 @@ pub fn init(global: &GlobalArgs) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_ansi(std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(
+            std::env::var_os("NO_COLOR").is_none()
+                && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        )
         .try_init();
 }

@@ -9,12 +9,22 @@ use crate::cli::{GlobalArgs, OutputFormat};
 
 /// Bars only for a person watching a terminal: never in CI, with --quiet, or when the
 /// report is JSON (a machine is reading).
-pub fn bars_enabled(stderr_is_terminal: bool, in_ci: bool, quiet: bool, format: OutputFormat) -> bool {
+pub fn bars_enabled(
+    stderr_is_terminal: bool,
+    in_ci: bool,
+    quiet: bool,
+    format: OutputFormat,
+) -> bool {
     stderr_is_terminal && !in_ci && !quiet && format == OutputFormat::Table
 }
 
 pub fn bars_enabled_for(global: &GlobalArgs) -> bool {
-    bars_enabled(std::io::stderr().is_terminal(), std::env::var_os("CI").is_some(), global.quiet, global.format)
+    bars_enabled(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("CI").is_some(),
+        global.quiet,
+        global.format,
+    )
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -50,7 +60,10 @@ impl Progress {
 
     /// Rows of one long step, with rate and ETA.
     pub fn rows(&self, label: &str, total: u64) -> ProgressBar {
-        let bar = self.bar(total, "{msg} [{bar:30}] {human_pos}/{human_len} rows {per_sec} ETA {eta}");
+        let bar = self.bar(
+            total,
+            "{msg} [{bar:30}] {human_pos}/{human_len} rows {per_sec} ETA {eta}",
+        );
         bar.set_message(label.to_owned());
         bar
     }

@@ -5,7 +5,14 @@ use std::collections::BTreeMap;
 use sqlx::PgConnection;
 
 /// The tables of the legacy schema (SPEC §2) every command expects to find.
-pub const LEGACY_TABLES: [&str; 6] = ["users", "machines", "products", "stocks", "orders", "order_items"];
+pub const LEGACY_TABLES: [&str; 6] = [
+    "users",
+    "machines",
+    "products",
+    "stocks",
+    "orders",
+    "order_items",
+];
 
 const MISSING_TABLES_SQL: &str = "
 SELECT t FROM unnest($1::text[]) AS t WHERE to_regclass(t) IS NULL ORDER BY t";
@@ -29,7 +36,10 @@ WHERE c.relkind IN ('r', 'p') AND c.relnamespace = to_regnamespace(current_schem
 /// Legacy tables absent from the database (empty when the schema is there).
 pub async fn missing_legacy_tables(conn: &mut PgConnection) -> Result<Vec<String>, sqlx::Error> {
     let names: Vec<String> = LEGACY_TABLES.iter().map(|t| t.to_string()).collect();
-    sqlx::query_scalar(MISSING_TABLES_SQL).bind(names).fetch_all(conn).await
+    sqlx::query_scalar(MISSING_TABLES_SQL)
+        .bind(names)
+        .fetch_all(conn)
+        .await
 }
 
 /// Fails with a clear sentence when the database is not a legacy payments database.
@@ -42,12 +52,23 @@ pub async fn require_legacy_schema(conn: &mut PgConnection) -> anyhow::Result<()
     }
 }
 
-pub async fn column_exists(conn: &mut PgConnection, table: &str, column: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(COLUMN_EXISTS_SQL).bind(table).bind(column).fetch_one(conn).await
+pub async fn column_exists(
+    conn: &mut PgConnection,
+    table: &str,
+    column: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(COLUMN_EXISTS_SQL)
+        .bind(table)
+        .bind(column)
+        .fetch_one(conn)
+        .await
 }
 
 pub async fn relation_exists(conn: &mut PgConnection, name: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(name).fetch_one(conn).await
+    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(name)
+        .fetch_one(conn)
+        .await
 }
 
 /// Whether an index exists and can be used; an interrupted `CREATE INDEX CONCURRENTLY`
@@ -60,7 +81,10 @@ pub enum IndexState {
 }
 
 pub async fn index_state(conn: &mut PgConnection, index: &str) -> Result<IndexState, sqlx::Error> {
-    let row: Option<(bool, bool)> = sqlx::query_as(INDEX_STATE_SQL).bind(index).fetch_optional(conn).await?;
+    let row: Option<(bool, bool)> = sqlx::query_as(INDEX_STATE_SQL)
+        .bind(index)
+        .fetch_optional(conn)
+        .await?;
     Ok(match row {
         None => IndexState::Missing,
         Some((true, true)) => IndexState::Valid,
@@ -69,7 +93,12 @@ pub async fn index_state(conn: &mut PgConnection, index: &str) -> Result<IndexSt
 }
 
 /// Row estimates from the planner statistics (no table scan). A table never analyzed has none.
-pub async fn estimated_rows(conn: &mut PgConnection) -> Result<BTreeMap<String, Option<i64>>, sqlx::Error> {
+pub async fn estimated_rows(
+    conn: &mut PgConnection,
+) -> Result<BTreeMap<String, Option<i64>>, sqlx::Error> {
     let rows: Vec<(String, i64)> = sqlx::query_as(ESTIMATED_ROWS_SQL).fetch_all(conn).await?;
-    Ok(rows.into_iter().map(|(table, n)| (table, (n >= 0).then_some(n))).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(table, n)| (table, (n >= 0).then_some(n)))
+        .collect())
 }

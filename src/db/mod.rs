@@ -9,7 +9,7 @@ use sqlx::{Connection, PgConnection};
 use thiserror::Error;
 
 pub use catalog::*;
-pub use url::DatabaseUrl;
+pub use url::{DatabaseUrl, DatabaseUrlArg};
 
 use crate::exit;
 
@@ -47,7 +47,11 @@ pub enum DbError {
     #[error(
         "another paytool {operation} has held the lock on this database for {waited:?} ({holder}); try again when it has finished"
     )]
-    LockBusy { operation: &'static str, waited: Duration, holder: String },
+    LockBusy {
+        operation: &'static str,
+        waited: Duration,
+        holder: String,
+    },
 }
 
 impl DbError {
@@ -96,10 +100,19 @@ fn classify_connect_error(url: &DatabaseUrl, err: sqlx::Error) -> DbError {
         let reason = db.message().to_owned();
         return match db.code().as_deref() {
             Some(sqlstate::INVALID_PASSWORD | sqlstate::INVALID_AUTHORIZATION) => {
-                DbError::AuthFailed { url: redacted, reason }
+                DbError::AuthFailed {
+                    url: redacted,
+                    reason,
+                }
             }
-            Some(sqlstate::INVALID_CATALOG_NAME) => DbError::DatabaseMissing { url: redacted, reason },
-            _ => DbError::Unreachable { url: redacted, reason },
+            Some(sqlstate::INVALID_CATALOG_NAME) => DbError::DatabaseMissing {
+                url: redacted,
+                reason,
+            },
+            _ => DbError::Unreachable {
+                url: redacted,
+                reason,
+            },
         };
     }
     let reason = match &err {
@@ -107,12 +120,16 @@ fn classify_connect_error(url: &DatabaseUrl, err: sqlx::Error) -> DbError {
         sqlx::Error::Tls(tls) => format!("TLS error: {tls}"),
         other => other.to_string(),
     };
-    DbError::Unreachable { url: redacted, reason: reason.replace(url.expose(), "<database url>") }
+    DbError::Unreachable {
+        url: redacted,
+        reason: reason.replace(url.expose(), "<database url>"),
+    }
 }
 
 /// The SQLSTATE of a database error, if it is one.
 pub fn sqlstate_of(err: &sqlx::Error) -> Option<String> {
-    err.as_database_error().and_then(|db| db.code().map(|c| c.into_owned()))
+    err.as_database_error()
+        .and_then(|db| db.code().map(|c| c.into_owned()))
 }
 
 /// A lock_timeout expiry: the statement gave up waiting for a lock and can be retried.
@@ -124,7 +141,11 @@ pub fn is_lock_timeout(err: &sqlx::Error) -> bool {
 pub fn is_transient(err: &sqlx::Error) -> bool {
     matches!(
         sqlstate_of(err).as_deref(),
-        Some(sqlstate::LOCK_NOT_AVAILABLE | sqlstate::SERIALIZATION_FAILURE | sqlstate::DEADLOCK_DETECTED)
+        Some(
+            sqlstate::LOCK_NOT_AVAILABLE
+                | sqlstate::SERIALIZATION_FAILURE
+                | sqlstate::DEADLOCK_DETECTED
+        )
     )
 }
 
@@ -134,11 +155,13 @@ pub async fn set_timeouts(
     lock_timeout: Duration,
     statement_timeout: Duration,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)")
-        .bind(format!("{}ms", lock_timeout.as_millis()))
-        .bind(format!("{}ms", statement_timeout.as_millis()))
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)",
+    )
+    .bind(format!("{}ms", lock_timeout.as_millis()))
+    .bind(format!("{}ms", statement_timeout.as_millis()))
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -161,7 +184,11 @@ LIMIT 1";
 
 impl AdvisoryLock {
     /// Waits up to `wait` for the lock, telling the user who holds it.
-    pub async fn acquire(&self, conn: &mut PgConnection, wait: Duration) -> anyhow::Result<Duration> {
+    pub async fn acquire(
+        &self,
+        conn: &mut PgConnection,
+        wait: Duration,
+    ) -> anyhow::Result<Duration> {
         let started = Instant::now();
         let mut announced = false;
         loop {
@@ -174,10 +201,18 @@ impl AdvisoryLock {
             }
             let holder = self.holder(conn).await;
             if started.elapsed() >= wait {
-                return Err(DbError::LockBusy { operation: self.operation, waited: wait, holder }.into());
+                return Err(DbError::LockBusy {
+                    operation: self.operation,
+                    waited: wait,
+                    holder,
+                }
+                .into());
             }
             if !announced {
-                tracing::warn!("another paytool {} is running ({holder}); waiting up to {wait:?}", self.operation);
+                tracing::warn!(
+                    "another paytool {} is running ({holder}); waiting up to {wait:?}",
+                    self.operation
+                );
                 announced = true;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;

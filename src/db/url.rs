@@ -28,6 +28,34 @@ impl DatabaseUrl {
     }
 }
 
+/// The `--database-url` / `DATABASE_URL` value as given. It is parsed later, by
+/// [`DatabaseUrl::from_str`], because clap would echo an invalid value, password included.
+#[derive(Clone)]
+pub struct DatabaseUrlArg(String);
+
+impl FromStr for DatabaseUrlArg {
+    type Err = std::convert::Infallible;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        Ok(DatabaseUrlArg(raw.to_owned()))
+    }
+}
+
+impl DatabaseUrlArg {
+    pub fn parse(&self) -> Result<DatabaseUrl, super::DbError> {
+        self.0.parse().map_err(super::DbError::InvalidUrl)
+    }
+}
+
+impl fmt::Debug for DatabaseUrlArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.parse() {
+            Ok(url) => write!(f, "{url:?}"),
+            Err(_) => f.write_str("DatabaseUrlArg(<invalid>)"),
+        }
+    }
+}
+
 impl FromStr for DatabaseUrl {
     type Err = String;
 
@@ -42,7 +70,10 @@ impl FromStr for DatabaseUrl {
             ));
         }
         let redacted = redact(parsed);
-        let url = DatabaseUrl { raw: raw.to_owned(), redacted };
+        let url = DatabaseUrl {
+            raw: raw.to_owned(),
+            redacted,
+        };
         url.connect_options()?;
         Ok(url)
     }
@@ -56,8 +87,16 @@ fn redact(mut parsed: url::Url) -> String {
     let pairs: Vec<(String, String)> = parsed
         .query_pairs()
         .map(|(k, v)| {
-            let secret = k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword");
-            (k.into_owned(), if secret { "***".to_owned() } else { v.into_owned() })
+            let secret =
+                k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword");
+            (
+                k.into_owned(),
+                if secret {
+                    "***".to_owned()
+                } else {
+                    v.into_owned()
+                },
+            )
         })
         .collect();
     if !pairs.is_empty() {
@@ -96,22 +135,36 @@ mod tests {
 
     #[test]
     fn password_is_redacted_everywhere() {
-        let url: DatabaseUrl = "postgres://app:s3cret@db.example:5432/shop?sslmode=require".parse().unwrap();
-        assert_eq!(url.to_string(), "postgres://app:***@db.example:5432/shop?sslmode=require");
+        let url: DatabaseUrl = "postgres://app:s3cret@db.example:5432/shop?sslmode=require"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            url.to_string(),
+            "postgres://app:***@db.example:5432/shop?sslmode=require"
+        );
         assert!(!format!("{url:?}").contains("s3cret"));
     }
 
     #[test]
     fn password_in_query_is_redacted() {
-        let url: DatabaseUrl = "postgres://db.example/shop?user=app&password=s3cret".parse().unwrap();
+        let url: DatabaseUrl = "postgres://db.example/shop?user=app&password=s3cret"
+            .parse()
+            .unwrap();
         assert!(!url.to_string().contains("s3cret"));
     }
 
     #[test]
     fn malformed_urls_are_refused_without_echoing_them() {
-        let err = "postgres://app:s3cret@db.example:notaport/shop".parse::<DatabaseUrl>().unwrap_err();
+        let err = "postgres://app:s3cret@db.example:notaport/shop"
+            .parse::<DatabaseUrl>()
+            .unwrap_err();
         assert!(!err.contains("s3cret"), "{err}");
-        assert!("mysql://x@y/z".parse::<DatabaseUrl>().unwrap_err().contains("scheme"));
+        assert!(
+            "mysql://x@y/z"
+                .parse::<DatabaseUrl>()
+                .unwrap_err()
+                .contains("scheme")
+        );
         assert!("just some words".parse::<DatabaseUrl>().is_err());
     }
 }

@@ -52,7 +52,10 @@ pub struct ApplyReport {
 
 impl ApplyReport {
     pub fn problems_found(&self) -> bool {
-        matches!(self.outcome, ApplyOutcome::RefusedDirtyData | ApplyOutcome::RefusedDrift)
+        matches!(
+            self.outcome,
+            ApplyOutcome::RefusedDirtyData | ApplyOutcome::RefusedDrift
+        )
     }
 }
 
@@ -77,7 +80,11 @@ pub async fn apply(
     };
 
     let statuses = super::current_statuses(conn).await?;
-    report.drift = statuses.iter().filter(|s| s.state == StepState::Drift).cloned().collect();
+    report.drift = statuses
+        .iter()
+        .filter(|s| s.state == StepState::Drift)
+        .cloned()
+        .collect();
     if !report.drift.is_empty() {
         report.outcome = ApplyOutcome::RefusedDrift;
         return Ok(finish(report, started));
@@ -109,7 +116,11 @@ pub async fn apply(
             step.version,
             step.name,
             run.duration_ms,
-            if run.retries > 0 { format!(" after {} lock retries", run.retries) } else { String::new() }
+            if run.retries > 0 {
+                format!(" after {} lock retries", run.retries)
+            } else {
+                String::new()
+            }
         );
         report.steps.push(run);
         bar.inc(1);
@@ -144,7 +155,11 @@ async fn run_step(
     };
     match step.kind {
         StepKind::Transactional | StepKind::Validation => {
-            let attempt = Attempt::Transaction { step, timeouts, started };
+            let attempt = Attempt::Transaction {
+                step,
+                timeouts,
+                started,
+            };
             let (_, retries) = retry_transient(conn, policy, step, attempt).await?;
             run.retries = retries;
         }
@@ -157,7 +172,8 @@ async fn run_step(
         }
         StepKind::Batched => {
             history::mark_running(conn, step).await?;
-            let (rows, retries) = run_batches(conn, step, policy, timeouts, batch_size, progress).await?;
+            let (rows, retries) =
+                run_batches(conn, step, policy, timeouts, batch_size, progress).await?;
             history::mark_applied(conn, step, started.elapsed().as_millis() as i64).await?;
             run.rows_changed = Some(rows);
             run.retries = retries;
@@ -175,11 +191,13 @@ async fn transactional_attempt(
     started: Instant,
 ) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
-    sqlx::query("SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)")
-        .bind(timeouts.lock_timeout_setting())
-        .bind(timeouts.statement_timeout_setting())
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)",
+    )
+    .bind(timeouts.lock_timeout_setting())
+    .bind(timeouts.statement_timeout_setting())
+    .execute(&mut *tx)
+    .await?;
     sqlx::raw_sql(step.sql).execute(&mut *tx).await?;
     history::mark_applied(&mut tx, step, started.elapsed().as_millis() as i64).await?;
     tx.commit().await
@@ -188,11 +206,19 @@ async fn transactional_attempt(
 /// One retryable unit of work.
 enum Attempt<'a> {
     /// The step's SQL with its history row, in one transaction.
-    Transaction { step: &'a Step, timeouts: Timeouts, started: Instant },
+    Transaction {
+        step: &'a Step,
+        timeouts: Timeouts,
+        started: Instant,
+    },
     /// One statement outside any transaction.
     Statement(&'a str),
     /// One batch of a batched step, from the row after `after`.
-    Batch { sql: &'a str, after: &'a str, size: i64 },
+    Batch {
+        sql: &'a str,
+        after: &'a str,
+        size: i64,
+    },
 }
 
 /// (last id of the batch, rows changed) for batches; (None, 0) otherwise.
@@ -201,7 +227,11 @@ type AttemptResult = (Option<String>, i64);
 impl Attempt<'_> {
     async fn perform(&self, conn: &mut PgConnection) -> Result<AttemptResult, sqlx::Error> {
         match self {
-            Attempt::Transaction { step, timeouts, started } => {
+            Attempt::Transaction {
+                step,
+                timeouts,
+                started,
+            } => {
                 transactional_attempt(conn, step, *timeouts, *started).await?;
                 Ok((None, 0))
             }
@@ -209,7 +239,13 @@ impl Attempt<'_> {
                 sqlx::raw_sql(sql).execute(conn).await?;
                 Ok((None, 0))
             }
-            Attempt::Batch { sql, after, size } => sqlx::query_as(sql).bind(*after).bind(*size).fetch_one(conn).await,
+            Attempt::Batch { sql, after, size } => {
+                sqlx::query_as(sql)
+                    .bind(*after)
+                    .bind(*size)
+                    .fetch_one(conn)
+                    .await
+            }
         }
     }
 }
@@ -251,13 +287,16 @@ async fn retry_transient(
                 );
                 tokio::time::sleep(delay).await;
             }
-            Err(err) => return Err(anyhow::Error::new(err).context(format!("step {} failed", step.name))),
+            Err(err) => {
+                return Err(anyhow::Error::new(err).context(format!("step {} failed", step.name)));
+            }
         }
     }
 }
 
 fn short_reason(err: &sqlx::Error) -> String {
-    err.as_database_error().map_or_else(|| err.to_string(), |db| db.message().to_owned())
+    err.as_database_error()
+        .map_or_else(|| err.to_string(), |db| db.message().to_owned())
 }
 
 const LOCK_HOLDERS_SQL: &str = "
@@ -290,9 +329,13 @@ async fn build_index_concurrently(
     match db::index_state(conn, index).await? {
         IndexState::Valid => return Ok((Some(format!("{index} was already built")), 0)),
         IndexState::Invalid => {
-            tracing::warn!("{index} is INVALID (an interrupted concurrent build): dropping and rebuilding it");
+            tracing::warn!(
+                "{index} is INVALID (an interrupted concurrent build): dropping and rebuilding it"
+            );
             retries += drop_index_concurrently(conn, step, index, policy).await?;
-            detail = Some(format!("dropped the INVALID {index} left by an interrupted build, then rebuilt it"));
+            detail = Some(format!(
+                "dropped the INVALID {index} left by an interrupted build, then rebuilt it"
+            ));
         }
         IndexState::Missing => {}
     }
@@ -323,7 +366,11 @@ fn translate_unique_violation(err: anyhow::Error, index: &'static str) -> anyhow
         .chain()
         .filter_map(|e| e.downcast_ref::<sqlx::Error>())
         .any(|e| db::sqlstate_of(e).as_deref() == Some(db::sqlstate::UNIQUE_VIOLATION));
-    if duplicate { MigrateError::DuplicatesDuringBuild { index }.into() } else { err }
+    if duplicate {
+        MigrateError::DuplicatesDuringBuild { index }.into()
+    } else {
+        err
+    }
 }
 
 const BATCH_PROGRESS_SQL: &str = "SELECT count(*) FROM orders WHERE status_new IS NULL";
@@ -337,13 +384,19 @@ async fn run_batches(
     progress: &Progress,
 ) -> anyhow::Result<(i64, u32)> {
     db::set_timeouts(conn, timeouts.lock_timeout, timeouts.statement_timeout).await?;
-    let remaining: i64 = sqlx::query_scalar(BATCH_PROGRESS_SQL).fetch_one(&mut *conn).await?;
+    let remaining: i64 = sqlx::query_scalar(BATCH_PROGRESS_SQL)
+        .fetch_one(&mut *conn)
+        .await?;
     let bar = progress.rows(step.name, remaining as u64);
     let mut last_id = String::new();
     let mut changed_total = 0;
     let mut retries = 0;
     loop {
-        let attempt = Attempt::Batch { sql: step.sql, after: &last_id, size: batch_size };
+        let attempt = Attempt::Batch {
+            sql: step.sql,
+            after: &last_id,
+            size: batch_size,
+        };
         let ((next, changed), batch_retries) = retry_transient(conn, policy, step, attempt).await?;
         retries += batch_retries;
         changed_total += changed;

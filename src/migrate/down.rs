@@ -20,7 +20,11 @@ pub struct DownReport {
 
 const PAYMENT_TABLES: [&str; 3] = ["payments", "payment_events", "refunds"];
 
-pub async fn down(conn: &mut PgConnection, database: String, policy: &LockPolicy) -> anyhow::Result<DownReport> {
+pub async fn down(
+    conn: &mut PgConnection,
+    database: String,
+    policy: &LockPolicy,
+) -> anyhow::Result<DownReport> {
     let started = Instant::now();
     db::require_legacy_schema(conn).await?;
     MIGRATE_LOCK.acquire(conn, policy.wait).await?;
@@ -42,22 +46,35 @@ pub async fn down(conn: &mut PgConnection, database: String, policy: &LockPolicy
                     .into());
                 };
                 retries += 1;
-                tracing::warn!("migrate down: lock timeout (attempt {retries}); retrying in {delay:?}");
+                tracing::warn!(
+                    "migrate down: lock timeout (attempt {retries}); retrying in {delay:?}"
+                );
                 tokio::time::sleep(delay).await;
             }
-            Err(err) => return Err(anyhow::Error::new(err).context("migrate down failed; nothing was changed")),
+            Err(err) => {
+                return Err(
+                    anyhow::Error::new(err).context("migrate down failed; nothing was changed")
+                );
+            }
         }
     }
-    Ok(DownReport { database, destroyed_rows, retries, duration_ms: started.elapsed().as_millis() as u64 })
+    Ok(DownReport {
+        database,
+        destroyed_rows,
+        retries,
+        duration_ms: started.elapsed().as_millis() as u64,
+    })
 }
 
 async fn attempt(conn: &mut PgConnection, policy: &LockPolicy) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
     // The enum conversion rewrites orders: no statement_timeout, but a bounded lock wait.
-    sqlx::query("SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', '0', true)")
-        .bind(format!("{}ms", policy.lock_timeout.as_millis()))
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', '0', true)",
+    )
+    .bind(format!("{}ms", policy.lock_timeout.as_millis()))
+    .execute(&mut *tx)
+    .await?;
     sqlx::raw_sql(DOWN_SQL).execute(&mut *tx).await?;
     tx.commit().await
 }
@@ -67,7 +84,9 @@ async fn count_payment_rows(conn: &mut PgConnection) -> anyhow::Result<Vec<(Stri
     for table in PAYMENT_TABLES {
         if db::relation_exists(conn, table).await? {
             // Table names come from the constant list above, never from input.
-            let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(&mut *conn).await?;
+            let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+                .fetch_one(&mut *conn)
+                .await?;
             counts.push((table.to_owned(), n));
         }
     }

@@ -17,6 +17,15 @@ pub struct HistoryRow {
     pub execution_ms: Option<i64>,
 }
 
+type HistoryTuple = (
+    i32,
+    String,
+    String,
+    String,
+    Option<DateTime<Utc>>,
+    Option<i64>,
+);
+
 const LOAD_SQL: &str = "
 SELECT version, name, checksum, state, finished_at, execution_ms
 FROM paytool.schema_history ORDER BY version";
@@ -40,18 +49,19 @@ pub async fn load(conn: &mut PgConnection) -> Result<Vec<HistoryRow>, sqlx::Erro
     if !db::relation_exists(conn, "paytool.schema_history").await? {
         return Ok(Vec::new());
     }
-    let rows: Vec<(i32, String, String, String, Option<DateTime<Utc>>, Option<i64>)> =
-        sqlx::query_as(LOAD_SQL).fetch_all(conn).await?;
+    let rows: Vec<HistoryTuple> = sqlx::query_as(LOAD_SQL).fetch_all(conn).await?;
     Ok(rows
         .into_iter()
-        .map(|(version, name, checksum, state, finished_at, execution_ms)| HistoryRow {
-            version,
-            name,
-            checksum,
-            state,
-            finished_at,
-            execution_ms,
-        })
+        .map(
+            |(version, name, checksum, state, finished_at, execution_ms)| HistoryRow {
+                version,
+                name,
+                checksum,
+                state,
+                finished_at,
+                execution_ms,
+            },
+        )
         .collect())
 }
 
@@ -70,7 +80,11 @@ pub async fn mark_running(conn: &mut PgConnection, step: &Step) -> Result<(), sq
     Ok(())
 }
 
-pub async fn mark_applied(conn: &mut PgConnection, step: &Step, execution_ms: i64) -> Result<(), sqlx::Error> {
+pub async fn mark_applied(
+    conn: &mut PgConnection,
+    step: &Step,
+    execution_ms: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query(MARK_APPLIED_SQL)
         .bind(step.version)
         .bind(step.name)
@@ -128,7 +142,11 @@ pub fn compare(history: &[HistoryRow]) -> (Vec<StepStatus>, Vec<HistoryRow>) {
             }
         })
         .collect();
-    let unknown = history.iter().filter(|h| !STEPS.iter().any(|s| s.version == h.version)).cloned().collect();
+    let unknown = history
+        .iter()
+        .filter(|h| !STEPS.iter().any(|s| s.version == h.version))
+        .cloned()
+        .collect();
     (statuses, unknown)
 }
 

@@ -30,7 +30,10 @@ use crate::progress::Progress;
 use steps::{STEPS, StepKind};
 
 /// Serializes `paytool migrate` runs (apply and down) on one database.
-pub const MIGRATE_LOCK: AdvisoryLock = AdvisoryLock { key: 0x7061_7974_6f6f_6c01, operation: "migrate" };
+pub const MIGRATE_LOCK: AdvisoryLock = AdvisoryLock {
+    key: 0x7061_7974_6f6f_6c01,
+    operation: "migrate",
+};
 
 #[derive(Debug, Error)]
 pub enum MigrateError {
@@ -70,9 +73,8 @@ impl MigrateError {
         match self {
             MigrateError::UnknownHistory(_) | MigrateError::DownNotConfirmed => exit::USAGE,
             MigrateError::DuplicatesDuringBuild { .. } => exit::PROBLEMS_FOUND,
-            MigrateError::LockRetriesExhausted { .. } | MigrateError::IndexInvalidAfterBuild { .. } => {
-                exit::RUNTIME_FAILURE
-            }
+            MigrateError::LockRetriesExhausted { .. }
+            | MigrateError::IndexInvalidAfterBuild { .. } => exit::RUNTIME_FAILURE,
         }
     }
 }
@@ -116,14 +118,21 @@ impl Timeouts {
 impl LockPolicy {
     pub fn timeouts_for(&self, kind: StepKind) -> Timeouts {
         match kind {
-            StepKind::Transactional | StepKind::Batched => {
-                Timeouts { lock_timeout: self.lock_timeout, statement_timeout: self.statement_timeout }
-            }
+            StepKind::Transactional | StepKind::Batched => Timeouts {
+                lock_timeout: self.lock_timeout,
+                statement_timeout: self.statement_timeout,
+            },
             // Scans that never block the application: no statement_timeout.
-            StepKind::Validation => Timeouts { lock_timeout: self.lock_timeout, statement_timeout: Duration::ZERO },
+            StepKind::Validation => Timeouts {
+                lock_timeout: self.lock_timeout,
+                statement_timeout: Duration::ZERO,
+            },
             // SHARE UPDATE EXCLUSIVE never blocks DML, and the build must wait for older
             // transactions: a lock_timeout would abort it half-way and leave an INVALID index.
-            StepKind::ConcurrentIndex { .. } => Timeouts { lock_timeout: Duration::ZERO, statement_timeout: Duration::ZERO },
+            StepKind::ConcurrentIndex { .. } => Timeouts {
+                lock_timeout: Duration::ZERO,
+                statement_timeout: Duration::ZERO,
+            },
         }
     }
 
@@ -153,7 +162,11 @@ impl MigrateOutput {
             MigrateOutput::Status(status) => status.has_drift(),
             MigrateOutput::Apply(apply) => apply.problems_found(),
         };
-        if problems { exit::PROBLEMS_FOUND } else { exit::OK }
+        if problems {
+            exit::PROBLEMS_FOUND
+        } else {
+            exit::OK
+        }
     }
 }
 
@@ -173,7 +186,11 @@ impl StatusReport {
     }
 }
 
-pub async fn run(args: &MigrateArgs, url: Option<&DatabaseUrl>, progress: &Progress) -> anyhow::Result<MigrateOutput> {
+pub async fn run(
+    args: &MigrateArgs,
+    url: Option<&DatabaseUrl>,
+    progress: &Progress,
+) -> anyhow::Result<MigrateOutput> {
     if let Some(MigrateAction::Down(down)) = &args.action
         && !down.i_understand_this_destroys_payment_data
     {
@@ -183,19 +200,43 @@ pub async fn run(args: &MigrateArgs, url: Option<&DatabaseUrl>, progress: &Progr
     let database = url.map(|u| u.redacted().to_owned()).unwrap_or_default();
     match &args.action {
         Some(MigrateAction::Plan(plan)) => Ok(MigrateOutput::Plan(
-            make_plan(&mut conn, database, &LockPolicy::from(&args.apply.lock), args.apply.batch_size, !plan.no_sql)
-                .await?,
+            make_plan(
+                &mut conn,
+                database,
+                &LockPolicy::from(&args.apply.lock),
+                args.apply.batch_size,
+                !plan.no_sql,
+            )
+            .await?,
         )),
         None if args.apply.dry_run => Ok(MigrateOutput::Plan(
-            make_plan(&mut conn, database, &LockPolicy::from(&args.apply.lock), args.apply.batch_size, true).await?,
+            make_plan(
+                &mut conn,
+                database,
+                &LockPolicy::from(&args.apply.lock),
+                args.apply.batch_size,
+                true,
+            )
+            .await?,
         )),
-        Some(MigrateAction::Status) => Ok(MigrateOutput::Status(status(&mut conn, database).await?)),
-        Some(MigrateAction::Down(down)) => {
-            Ok(MigrateOutput::Down(down::down(&mut conn, database, &LockPolicy::from(&down.lock)).await?))
+        Some(MigrateAction::Status) => {
+            Ok(MigrateOutput::Status(status(&mut conn, database).await?))
         }
+        Some(MigrateAction::Down(down)) => Ok(MigrateOutput::Down(
+            down::down(&mut conn, database, &LockPolicy::from(&down.lock)).await?,
+        )),
         None => {
             let policy = LockPolicy::from(&args.apply.lock);
-            Ok(MigrateOutput::Apply(apply::apply(&mut conn, database, &policy, args.apply.batch_size, progress).await?))
+            Ok(MigrateOutput::Apply(
+                apply::apply(
+                    &mut conn,
+                    database,
+                    &policy,
+                    args.apply.batch_size,
+                    progress,
+                )
+                .await?,
+            ))
         }
     }
 }
@@ -205,7 +246,10 @@ async fn current_statuses(conn: &mut PgConnection) -> anyhow::Result<Vec<StepSta
     let rows = history::load(conn).await?;
     let (statuses, unknown) = history::compare(&rows);
     if !unknown.is_empty() {
-        let names: Vec<String> = unknown.iter().map(|h| format!("{} {}", h.version, h.name)).collect();
+        let names: Vec<String> = unknown
+            .iter()
+            .map(|h| format!("{} {}", h.version, h.name))
+            .collect();
         return Err(MigrateError::UnknownHistory(names.join(", ")).into());
     }
     Ok(statuses)

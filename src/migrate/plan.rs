@@ -39,7 +39,12 @@ pub struct MigratePlan {
     pub show_sql: bool,
 }
 
-pub fn plan_step(step: &Step, rows: &BTreeMap<String, Option<i64>>, policy: &LockPolicy, batch_size: i64) -> PlannedStep {
+pub fn plan_step(
+    step: &Step,
+    rows: &BTreeMap<String, Option<i64>>,
+    policy: &LockPolicy,
+    batch_size: i64,
+) -> PlannedStep {
     let table_rows = rows.get(step.table).copied().flatten();
     let rows_touched = match step.kind {
         StepKind::Transactional => Some(0),
@@ -59,22 +64,34 @@ pub fn plan_step(step: &Step, rows: &BTreeMap<String, Option<i64>>, policy: &Loc
         rows_touched_estimate: rows_touched,
         lock_timeout_ms: timeouts.lock_timeout.as_millis() as u64,
         statement_timeout_ms: (!timeouts.statement_timeout.is_zero())
-            .then(|| timeouts.statement_timeout.as_millis() as u64),
+            .then_some(timeouts.statement_timeout.as_millis() as u64),
         hazards,
         sql: step.sql,
     }
 }
 
 fn rows_text(rows: Option<i64>) -> String {
-    rows.map_or_else(|| "an unknown number of (never analyzed)".to_owned(), |n| format!("~{n}"))
+    rows.map_or_else(
+        || "an unknown number of (never analyzed)".to_owned(),
+        |n| format!("~{n}"),
+    )
 }
 
-fn hazards(step: &Step, table_rows: Option<i64>, policy: &LockPolicy, batch_size: i64) -> Vec<String> {
+fn hazards(
+    step: &Step,
+    table_rows: Option<i64>,
+    policy: &LockPolicy,
+    batch_size: i64,
+) -> Vec<String> {
     let rows = rows_text(table_rows);
     let table = step.table;
     match step.kind {
         StepKind::Transactional => {
-            let blocked = if step.lock == Lock::AccessExclusive { "reads and writes" } else { "writes" };
+            let blocked = if step.lock == Lock::AccessExclusive {
+                "reads and writes"
+            } else {
+                "writes"
+            };
             vec![format!(
                 "{blocked} on {table} wait while {lock} is held (catalog only: milliseconds); an attempt \
                  waits at most {lt:?} for the lock, then retries later (up to {n} times), so queries \

@@ -110,16 +110,24 @@ impl PreflightReport {
 }
 
 /// Runs, read-only, every check whose step is still pending.
-pub async fn run(conn: &mut PgConnection, pending_versions: &[i32]) -> anyhow::Result<PreflightReport> {
+pub async fn run(
+    conn: &mut PgConnection,
+    pending_versions: &[i32],
+) -> anyhow::Result<PreflightReport> {
     let mut report = PreflightReport::default();
-    for check in CHECKS.iter().filter(|c| pending_versions.contains(&c.guards_step)) {
+    for check in CHECKS
+        .iter()
+        .filter(|c| pending_versions.contains(&c.guards_step))
+    {
         if let Some((table, column)) = check.needs_column
             && !db::column_exists(conn, table, column).await?
         {
             continue;
         }
-        let (offending_rows, sample): (i64, Vec<String>) =
-            sqlx::query_as(check.sql).bind(SAMPLE_SIZE).fetch_one(&mut *conn).await?;
+        let (offending_rows, sample): (i64, Vec<String>) = sqlx::query_as(check.sql)
+            .bind(SAMPLE_SIZE)
+            .fetch_one(&mut *conn)
+            .await?;
         report.checks_run.push(check.id);
         if offending_rows > 0 {
             report.findings.push(PreflightFinding {

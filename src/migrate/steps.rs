@@ -95,22 +95,80 @@ use Lock::*;
 use StepKind::*;
 
 pub const STEPS: &[Step] = &[
-    step!(1, "001_users_stripe_customer_id", Transactional, "users", AccessExclusive, None),
-    step!(2, "002_orders_payment_columns", Transactional, "orders", AccessExclusive, None),
-    step!(3, "003_order_items_snapshot_columns", Transactional, "order_items", AccessExclusive, None),
-    step!(4, "004_order_items_snapshot_check", Transactional, "order_items", AccessExclusive, None),
-    step!(5, "005_order_items_snapshot_check_validate", Validation, "order_items", ShareUpdateExclusive, None),
-    step!(6, "006_order_items_snapshot_immutable", Transactional, "order_items", ShareRowExclusive, None),
+    step!(
+        1,
+        "001_users_stripe_customer_id",
+        Transactional,
+        "users",
+        AccessExclusive,
+        None
+    ),
+    step!(
+        2,
+        "002_orders_payment_columns",
+        Transactional,
+        "orders",
+        AccessExclusive,
+        None
+    ),
+    step!(
+        3,
+        "003_order_items_snapshot_columns",
+        Transactional,
+        "order_items",
+        AccessExclusive,
+        None
+    ),
+    step!(
+        4,
+        "004_order_items_snapshot_check",
+        Transactional,
+        "order_items",
+        AccessExclusive,
+        None
+    ),
+    step!(
+        5,
+        "005_order_items_snapshot_check_validate",
+        Validation,
+        "order_items",
+        ShareUpdateExclusive,
+        None
+    ),
+    step!(
+        6,
+        "006_order_items_snapshot_immutable",
+        Transactional,
+        "order_items",
+        ShareRowExclusive,
+        None
+    ),
     step!(
         7,
         "007_stocks_slot_unique_index",
-        ConcurrentIndex { index: "stocks_machine_id_slot_number_key" },
+        ConcurrentIndex {
+            index: "stocks_machine_id_slot_number_key"
+        },
         "stocks",
         ShareUpdateExclusive,
         Some("fails on duplicate (machine_id, slot_number): the preflight checks them first")
     ),
-    step!(8, "008_stocks_slot_unique_constraint", Transactional, "stocks", AccessExclusive, None),
-    step!(9, "009_stocks_quantity_check", Transactional, "stocks", AccessExclusive, None),
+    step!(
+        8,
+        "008_stocks_slot_unique_constraint",
+        Transactional,
+        "stocks",
+        AccessExclusive,
+        None
+    ),
+    step!(
+        9,
+        "009_stocks_quantity_check",
+        Transactional,
+        "stocks",
+        AccessExclusive,
+        None
+    ),
     step!(
         10,
         "010_stocks_quantity_check_validate",
@@ -122,16 +180,27 @@ pub const STEPS: &[Step] = &[
     step!(
         11,
         "011_orders_payment_intent_unique_index",
-        ConcurrentIndex { index: "orders_stripe_payment_intent_id_key" },
+        ConcurrentIndex {
+            index: "orders_stripe_payment_intent_id_key"
+        },
         "orders",
         ShareUpdateExclusive,
         Some("fails on duplicate PaymentIntent ids: the preflight checks them first")
     ),
-    step!(12, "012_orders_payment_intent_unique_constraint", Transactional, "orders", AccessExclusive, None),
+    step!(
+        12,
+        "012_orders_payment_intent_unique_constraint",
+        Transactional,
+        "orders",
+        AccessExclusive,
+        None
+    ),
     step!(
         13,
         "013_orders_user_id_created_at_index",
-        ConcurrentIndex { index: "orders_user_id_created_at_idx" },
+        ConcurrentIndex {
+            index: "orders_user_id_created_at_idx"
+        },
         "orders",
         ShareUpdateExclusive,
         None
@@ -139,7 +208,9 @@ pub const STEPS: &[Step] = &[
     step!(
         14,
         "014_orders_machine_id_index",
-        ConcurrentIndex { index: "orders_machine_id_idx" },
+        ConcurrentIndex {
+            index: "orders_machine_id_idx"
+        },
         "orders",
         ShareUpdateExclusive,
         None
@@ -147,7 +218,9 @@ pub const STEPS: &[Step] = &[
     step!(
         15,
         "015_order_items_product_id_index",
-        ConcurrentIndex { index: "order_items_product_id_idx" },
+        ConcurrentIndex {
+            index: "order_items_product_id_idx"
+        },
         "order_items",
         ShareUpdateExclusive,
         None
@@ -155,7 +228,9 @@ pub const STEPS: &[Step] = &[
     step!(
         16,
         "016_stocks_product_id_index",
-        ConcurrentIndex { index: "stocks_product_id_idx" },
+        ConcurrentIndex {
+            index: "stocks_product_id_idx"
+        },
         "stocks",
         ShareUpdateExclusive,
         None
@@ -168,13 +243,36 @@ pub const STEPS: &[Step] = &[
         AccessExclusive,
         Some("from here until step 22 every write to orders also fills status_new (a trigger)")
     ),
-    step!(18, "018_orders_status_shadow_backfill", Batched, "orders", RowExclusive, None),
-    step!(19, "019_orders_status_not_null_check", Transactional, "orders", AccessExclusive, None),
-    step!(20, "020_orders_status_not_null_check_validate", Validation, "orders", ShareUpdateExclusive, None),
+    step!(
+        18,
+        "018_orders_status_shadow_backfill",
+        Batched,
+        "orders",
+        RowExclusive,
+        None
+    ),
+    step!(
+        19,
+        "019_orders_status_not_null_check",
+        Transactional,
+        "orders",
+        AccessExclusive,
+        None
+    ),
+    step!(
+        20,
+        "020_orders_status_not_null_check_validate",
+        Validation,
+        "orders",
+        ShareUpdateExclusive,
+        None
+    ),
     step!(
         21,
         "021_orders_status_new_index",
-        ConcurrentIndex { index: "orders_status_new_idx" },
+        ConcurrentIndex {
+            index: "orders_status_new_idx"
+        },
         "orders",
         ShareUpdateExclusive,
         None
@@ -214,7 +312,11 @@ mod tests {
     fn versions_are_contiguous_and_names_match_files() {
         for (i, step) in STEPS.iter().enumerate() {
             assert_eq!(step.version, i as i32 + 1);
-            assert!(step.name.starts_with(&format!("{:03}_", step.version)), "{}", step.name);
+            assert!(
+                step.name.starts_with(&format!("{:03}_", step.version)),
+                "{}",
+                step.name
+            );
         }
     }
 
@@ -223,15 +325,29 @@ mod tests {
         let lf = "ALTER TABLE a ADD COLUMN b INT;\nSELECT 1;\n";
         let crlf = "ALTER TABLE a ADD COLUMN b INT;  \r\nSELECT 1;\r\n\r\n";
         assert_eq!(checksum(lf), checksum(crlf));
-        assert_ne!(checksum(lf), checksum("ALTER TABLE a ADD COLUMN c INT;\nSELECT 1;\n"));
+        assert_ne!(
+            checksum(lf),
+            checksum("ALTER TABLE a ADD COLUMN c INT;\nSELECT 1;\n")
+        );
     }
 
     #[test]
     fn concurrent_index_steps_are_single_statements() {
-        for step in STEPS.iter().filter(|s| matches!(s.kind, StepKind::ConcurrentIndex { .. })) {
+        for step in STEPS
+            .iter()
+            .filter(|s| matches!(s.kind, StepKind::ConcurrentIndex { .. }))
+        {
             let statements = step.sql.matches(';').count();
-            assert_eq!(statements, 1, "{} must hold exactly one statement", step.name);
-            assert!(step.sql.contains("CONCURRENTLY IF NOT EXISTS"), "{}", step.name);
+            assert_eq!(
+                statements, 1,
+                "{} must hold exactly one statement",
+                step.name
+            );
+            assert!(
+                step.sql.contains("CONCURRENTLY IF NOT EXISTS"),
+                "{}",
+                step.name
+            );
         }
     }
 }

@@ -3,7 +3,8 @@ use std::io::{self, Write};
 use super::{Render, millis, table};
 use crate::migrate::steps::StepKind;
 use crate::migrate::{
-    ApplyOutcome, ApplyReport, DownReport, MigrateOutput, MigratePlan, PreflightReport, StatusReport,
+    ApplyOutcome, ApplyReport, DownReport, MigrateOutput, MigratePlan, PreflightReport,
+    StatusReport,
 };
 
 impl serde::Serialize for MigrateOutput {
@@ -62,15 +63,30 @@ impl Render for MigratePlan {
             writeln!(out, "Nothing to do: the schema is up to date.")?;
             return Ok(());
         }
-        let mut t = table(&["step", "kind", "lock (table)", "blocks writes", "rows touched", "lock / statement timeout"]);
+        let mut t = table(&[
+            "step",
+            "kind",
+            "lock (table)",
+            "blocks writes",
+            "rows touched",
+            "lock / statement timeout",
+        ]);
         for step in &self.pending {
             t.add_row(vec![
                 step.name.to_owned(),
                 kind_name(step.kind).to_owned(),
                 format!("{} ({})", step.lock.name(), step.table),
-                if step.blocks_writes { "yes, ms".to_owned() } else { "no".to_owned() },
+                if step.blocks_writes {
+                    "yes, ms".to_owned()
+                } else {
+                    "no".to_owned()
+                },
                 rows_text(step.rows_touched_estimate),
-                format!("{} / {}", timeout_text(Some(step.lock_timeout_ms)), timeout_text(step.statement_timeout_ms)),
+                format!(
+                    "{} / {}",
+                    timeout_text(Some(step.lock_timeout_ms)),
+                    timeout_text(step.statement_timeout_ms)
+                ),
             ]);
         }
         writeln!(out, "{t}")?;
@@ -92,7 +108,11 @@ impl Render for MigratePlan {
 
 fn render_preflight(preflight: &PreflightReport, out: &mut dyn Write) -> io::Result<()> {
     if preflight.passed() {
-        writeln!(out, "Preflight: {} data check(s) passed.", preflight.checks_run.len())?;
+        writeln!(
+            out,
+            "Preflight: {} data check(s) passed.",
+            preflight.checks_run.len()
+        )?;
         return Ok(());
     }
     writeln!(
@@ -101,12 +121,20 @@ fn render_preflight(preflight: &PreflightReport, out: &mut dyn Write) -> io::Res
         preflight.findings.len()
     )?;
     for finding in &preflight.findings {
-        writeln!(out, "\n  ✗ {} — {} row(s): {}", finding.check, finding.offending_rows, finding.problem)?;
+        writeln!(
+            out,
+            "\n  ✗ {} — {} row(s): {}",
+            finding.check, finding.offending_rows, finding.problem
+        )?;
         for sample in &finding.sample {
             writeln!(out, "      {sample}")?;
         }
         if finding.offending_rows > finding.sample.len() as i64 {
-            writeln!(out, "      … and {} more", finding.offending_rows - finding.sample.len() as i64)?;
+            writeln!(
+                out,
+                "      … and {} more",
+                finding.offending_rows - finding.sample.len() as i64
+            )?;
         }
         writeln!(out, "    fix: {}", finding.fix)?;
     }
@@ -120,7 +148,11 @@ impl Render for StatusReport {
         for step in &self.steps {
             let checksum = match &step.applied_checksum {
                 Some(applied) if applied != &step.checksum => {
-                    format!("applied {} ≠ embedded {}", &applied[..applied.len().min(12)], &step.checksum[..12])
+                    format!(
+                        "applied {} ≠ embedded {}",
+                        &applied[..applied.len().min(12)],
+                        &step.checksum[..12]
+                    )
                 }
                 _ => step.checksum[..12].to_owned(),
             };
@@ -128,8 +160,12 @@ impl Render for StatusReport {
                 step.name.to_owned(),
                 format!("{:?}", step.state).to_lowercase(),
                 checksum,
-                step.applied_at.map(|at| at.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_default(),
-                step.execution_ms.map(|ms| millis(ms as u64)).unwrap_or_default(),
+                step.applied_at
+                    .map(|at| at.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                    .unwrap_or_default(),
+                step.execution_ms
+                    .map(|ms| millis(ms as u64))
+                    .unwrap_or_default(),
             ]);
         }
         writeln!(out, "{t}")?;
@@ -152,15 +188,26 @@ impl Render for StatusReport {
 impl Render for ApplyReport {
     fn render_table(&self, out: &mut dyn Write) -> io::Result<()> {
         if self.waited_for_other_run_ms > 1000 {
-            writeln!(out, "Waited {} for another paytool migrate to finish.", millis(self.waited_for_other_run_ms))?;
+            writeln!(
+                out,
+                "Waited {} for another paytool migrate to finish.",
+                millis(self.waited_for_other_run_ms)
+            )?;
         }
         match self.outcome {
             ApplyOutcome::UpToDate => {
-                writeln!(out, "Nothing to do: every step is already applied to {}.", self.database)
+                writeln!(
+                    out,
+                    "Nothing to do: every step is already applied to {}.",
+                    self.database
+                )
             }
             ApplyOutcome::RefusedDirtyData => {
                 render_preflight(&self.preflight, out)?;
-                writeln!(out, "Nothing was changed. Fix these rows, then run paytool migrate again.")
+                writeln!(
+                    out,
+                    "Nothing was changed. Fix these rows, then run paytool migrate again."
+                )
             }
             ApplyOutcome::RefusedDrift => {
                 let mut t = table(&["step", "applied checksum", "embedded checksum"]);
@@ -171,7 +218,10 @@ impl Render for ApplyReport {
                         step.checksum.clone(),
                     ]);
                 }
-                writeln!(out, "Refused: applied steps differ from the SQL embedded in this paytool (drift):")?;
+                writeln!(
+                    out,
+                    "Refused: applied steps differ from the SQL embedded in this paytool (drift):"
+                )?;
                 writeln!(out, "{t}")?;
                 writeln!(out, "Nothing was changed.")
             }
@@ -202,7 +252,12 @@ impl Render for ApplyReport {
 
 impl Render for DownReport {
     fn render_table(&self, out: &mut dyn Write) -> io::Result<()> {
-        writeln!(out, "Rolled {} back to the legacy schema in {}.", self.database, millis(self.duration_ms))?;
+        writeln!(
+            out,
+            "Rolled {} back to the legacy schema in {}.",
+            self.database,
+            millis(self.duration_ms)
+        )?;
         for (table, rows) in &self.destroyed_rows {
             writeln!(out, "  destroyed {rows} row(s) of {table}")?;
         }

@@ -28,7 +28,9 @@ pub fn render<R: Render>(report: &R, format: OutputFormat, out: &mut dyn Write) 
 /// A table with paytool's look: UTF-8 borders, wrapped to the terminal when there is one.
 pub(crate) fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
-    table.load_style(presets::UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
+    table
+        .load_style(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic);
     if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         table.set_width(140);
     }
@@ -37,5 +39,9 @@ pub(crate) fn table(header: &[&str]) -> Table {
 }
 
 pub(crate) fn millis(ms: u64) -> String {
-    if ms >= 10_000 { format!("{:.1} s", ms as f64 / 1000.0) } else { format!("{ms} ms") }
+    if ms >= 10_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else {
+        format!("{ms} ms")
+    }
 }

@@ -15,7 +15,11 @@ impl Render for SeedReport {
             "Seeded the legacy schema into {} in {}{}.",
             self.database,
             millis(self.duration_ms),
-            if self.stock_anomalies { ", with negative stock and duplicate machine slots" } else { "" }
+            if self.stock_anomalies {
+                ", with negative stock and duplicate machine slots"
+            } else {
+                ""
+            }
         )
     }
 }

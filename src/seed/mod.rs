@@ -113,11 +113,19 @@ SELECT md5('item-' || g || '-' || k)::uuid::text,
 FROM generate_series(1, $1) AS g
 CROSS JOIN LATERAL generate_series(1, CASE WHEN g % 50 = 0 THEN 0 ELSE 1 + (g * 7) % 3 END) AS k";
 
-pub async fn seed(conn: &mut PgConnection, database: String, options: SeedOptions) -> anyhow::Result<SeedReport> {
+pub async fn seed(
+    conn: &mut PgConnection,
+    database: String,
+    options: SeedOptions,
+) -> anyhow::Result<SeedReport> {
     let started = Instant::now();
     let missing = db::missing_legacy_tables(conn).await?;
     if missing.len() < LEGACY_TABLES.len() {
-        let present: Vec<&str> = LEGACY_TABLES.iter().copied().filter(|t| !missing.iter().any(|m| m == t)).collect();
+        let present: Vec<&str> = LEGACY_TABLES
+            .iter()
+            .copied()
+            .filter(|t| !missing.iter().any(|m| m == t))
+            .collect();
         return Err(SeedError::NotEmpty(present.join(", ")).into());
     }
     let mut tx = conn.begin().await?;
@@ -132,15 +140,23 @@ pub async fn seed(conn: &mut PgConnection, database: String, options: SeedOption
         ("order_items", ORDER_ITEMS_SQL),
     ] {
         tracing::info!("seeding {what}");
-        sqlx::query(sql).bind(options.orders).bind(options.stock_anomalies).execute(&mut *tx).await?;
+        sqlx::query(sql)
+            .bind(options.orders)
+            .bind(options.stock_anomalies)
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     // Planner statistics, so that `migrate plan` can estimate rows at once.
-    sqlx::raw_sql("ANALYZE users, machines, products, stocks, orders, order_items").execute(&mut *conn).await?;
+    sqlx::raw_sql("ANALYZE users, machines, products, stocks, orders, order_items")
+        .execute(&mut *conn)
+        .await?;
     let mut rows = Vec::new();
     for table in LEGACY_TABLES {
         // Table names come from the constant list, never from input.
-        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(&mut *conn).await?;
+        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&mut *conn)
+            .await?;
         rows.push((table.to_owned(), n));
     }
     Ok(SeedReport {

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints (clippy, squawk on sql/), unit and integration
+# tests against a real PostgreSQL the suite starts itself. Installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+
+ensure_cargo
+ensure_postgres
+ensure_squawk
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
+echo "==> squawk sql/"
+squawk 'sql/**/*.sql'
+echo "==> cargo test"
+cargo test --all-targets

@@ -1,0 +1,310 @@
+//! One throwaway PostgreSQL cluster per test binary, a fresh database per test.
+//!
+//! The cluster lives in a temp dir, runs as the `postgres` user when the suite runs as root
+//! (PostgreSQL refuses to run as root), with durability off for speed. A watchdog process
+//! stops it and removes the directory when the test process exits, however it exits.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sqlx::{Connection, PgConnection};
+
+pub struct Cluster {
+    pub port: u16,
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
+
+pub fn cluster() -> &'static Cluster {
+    CLUSTER.get_or_init(|| {
+        Cluster::start().unwrap_or_else(|e| panic!("cannot start the test PostgreSQL: {e}"))
+    })
+}
+
+fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+/// Runs a PostgreSQL program, as `postgres` when we are root.
+fn pg_command(bin: &Path, program: &str) -> Command {
+    let path = bin.join(program);
+    if is_root() {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"]).arg(path);
+        cmd
+    } else {
+        Command::new(path)
+    }
+}
+
+pub fn postgres_bin_dir() -> Result<PathBuf, String> {
+    if let Ok(dir) = std::env::var("PG_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map_err(|e| format!("no /usr/lib/postgresql ({e}); set PG_BIN"))?
+        .filter_map(|entry| entry.ok().map(|e| e.path().join("bin")))
+        .filter(|bin| bin.join("initdb").exists())
+        .collect();
+    candidates.sort();
+    candidates
+        .pop()
+        .ok_or_else(|| "no PostgreSQL under /usr/lib/postgresql/*/bin; set PG_BIN".to_owned())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(54329)
+}
+
+impl Cluster {
+    fn start() -> Result<Cluster, String> {
+        let bin = postgres_bin_dir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("paytool-test-pg-")
+            .tempdir()
+            .map_err(|e| e.to_string())?
+            .keep();
+        if is_root() {
+            let status = Command::new("chown")
+                .arg("postgres:")
+                .arg(&dir)
+                .status()
+                .map_err(|e| e.to_string())?;
+            if !status.success() {
+                return Err("chown of the cluster directory failed".into());
+            }
+        }
+        let data = dir.join("data");
+        let out = pg_command(&bin, "initdb")
+            .args(["-D"])
+            .arg(&data)
+            .args([
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        // The superuser connects without a password over TCP; other roles need theirs
+        // (so a wrong password can be tested).
+        let hba = "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n";
+        let hba_path = data.join("pg_hba.conf");
+        std::fs::write(&hba_path, hba).map_err(|e| e.to_string())?;
+        let port = free_port();
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+             -c full_page_writes=off -c max_connections=300 -c shared_buffers=256MB",
+            dir.display()
+        );
+        let out = pg_command(&bin, "pg_ctl")
+            .args(["-D"])
+            .arg(&data)
+            .args(["-w", "-t", "60", "-o", &options, "-l"])
+            .arg(dir.join("log"))
+            .arg("start")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+            return Err(format!(
+                "pg_ctl start failed: {}\n{log}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        spawn_watchdog(&bin, &dir, &data);
+        Ok(Cluster { port })
+    }
+
+    pub fn url(&self, user: &str, password: Option<&str>, database: &str) -> String {
+        match password {
+            Some(pw) => format!("postgres://{user}:{pw}@127.0.0.1:{}/{database}", self.port),
+            None => format!("postgres://{user}@127.0.0.1:{}/{database}", self.port),
+        }
+    }
+
+    pub async fn admin(&self) -> PgConnection {
+        PgConnection::connect(&self.url("postgres", None, "postgres"))
+            .await
+            .expect("admin connection")
+    }
+
+    /// A new empty database.
+    pub async fn fresh_db(&self) -> TestDb {
+        let name = format!(
+            "t{}_{}",
+            std::process::id(),
+            NEXT_DB.fetch_add(1, Ordering::SeqCst)
+        );
+        let mut admin = self.admin().await;
+        sqlx::raw_sql(&format!("CREATE DATABASE {name} TEMPLATE template0"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        TestDb {
+            name: name.clone(),
+            url: self.url("postgres", None, &name),
+        }
+    }
+}
+
+/// Stops the cluster and removes its directory once the test process is gone.
+fn spawn_watchdog(bin: &Path, dir: &Path, data: &Path) {
+    let pg_ctl = bin.join("pg_ctl");
+    let stop = if is_root() {
+        format!(
+            "runuser -u postgres -- {} -D {} -m immediate stop",
+            pg_ctl.display(),
+            data.display()
+        )
+    } else {
+        format!(
+            "{} -D {} -m immediate stop",
+            pg_ctl.display(),
+            data.display()
+        )
+    };
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf {dir}",
+        pid = std::process::id(),
+        dir = dir.display()
+    );
+    let _ = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+}
+
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn conn(&self) -> PgConnection {
+        PgConnection::connect(&self.url)
+            .await
+            .expect("test database connection")
+    }
+
+    /// `paytool` with DATABASE_URL pointing at this database.
+    pub fn paytool(&self) -> assert_cmd::Command {
+        let mut cmd = paytool();
+        cmd.env("DATABASE_URL", &self.url);
+        cmd
+    }
+
+    pub fn paytool_std(&self) -> Command {
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("paytool"));
+        cmd.env("DATABASE_URL", &self.url)
+            .env_remove("PAYTOOL_LOG")
+            .env("CI", "true");
+        cmd
+    }
+
+    /// The legacy schema filled with `orders` orders (about two items each).
+    pub async fn seed(&self, orders: i64, stock_anomalies: bool) {
+        let mut conn = self.conn().await;
+        paytool::seed::seed(
+            &mut conn,
+            self.name.clone(),
+            paytool::seed::SeedOptions {
+                orders,
+                stock_anomalies,
+            },
+        )
+        .await
+        .expect("seed");
+    }
+}
+
+pub fn paytool() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("paytool").expect("paytool binary");
+    cmd.env_remove("DATABASE_URL")
+        .env_remove("PAYTOOL_LOG")
+        .env("CI", "true")
+        .timeout(std::time::Duration::from_secs(300));
+    cmd
+}
+
+/// Everything the schema of `public` is made of, one line per fact, sorted: columns
+/// (type, nullability, default), constraints (definition, validated), indexes (definition,
+/// valid), triggers, functions and enum types. Column order is left out on purpose.
+pub async fn catalog_snapshot(conn: &mut PgConnection) -> String {
+    let queries = [
+        "SELECT 'column ' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+                || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE ' NULL' END
+                || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '')
+         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+         LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+         WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped",
+        "SELECT 'constraint ' || conrelid::regclass::text || '.' || conname || ' ' || pg_get_constraintdef(oid)
+                || CASE WHEN convalidated THEN '' ELSE ' NOT VALIDATED' END
+         FROM pg_constraint WHERE connamespace = 'public'::regnamespace",
+        "SELECT 'index ' || pg_get_indexdef(i.indexrelid) || CASE WHEN i.indisvalid THEN '' ELSE ' INVALID' END
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relnamespace = 'public'::regnamespace",
+        "SELECT 'trigger ' || pg_get_triggerdef(t.oid)
+         FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+         WHERE NOT t.tgisinternal AND c.relnamespace = 'public'::regnamespace",
+        "SELECT 'function ' || p.proname FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace",
+        "SELECT 'type ' || t.typname || ' ' || string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
+         FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid
+         WHERE t.typnamespace = 'public'::regnamespace GROUP BY t.typname",
+        "SELECT 'schema ' || nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname NOT IN ('information_schema', 'public')",
+    ];
+    let mut lines = Vec::new();
+    for sql in queries {
+        let rows: Vec<String> = sqlx::query_scalar(sql)
+            .fetch_all(&mut *conn)
+            .await
+            .expect("catalog query");
+        lines.extend(rows);
+    }
+    lines.sort();
+    lines.join("\n")
+}
+
+/// A digest of every legacy row and value, to prove a command changed none of them.
+pub async fn legacy_data_digest(conn: &mut PgConnection) -> String {
+    let sql = "SELECT md5(string_agg(x, '|' ORDER BY x)) FROM (
+        SELECT 'u' || id || email || coalesce(name, '~') || created_at::text AS x FROM users
+        UNION ALL SELECT 'm' || id || name || coalesce(location, '~') FROM machines
+        UNION ALL SELECT 'p' || id || name || price::text || active::text FROM products
+        UNION ALL SELECT 's' || id || machine_id || product_id || slot_number || ':' || quantity || updated_at::text FROM stocks
+        UNION ALL SELECT 'o' || id || user_id || coalesce(machine_id, '~') || status::text || created_at::text || updated_at::text FROM orders
+        UNION ALL SELECT 'i' || id || order_id || coalesce(product_id, '~') || quantity FROM order_items) AS rows";
+    sqlx::query_scalar(sql)
+        .fetch_one(conn)
+        .await
+        .expect("digest")
+}
+
+pub fn json(output: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(output).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(output)
+        )
+    })
+}
