@@ -12,7 +12,9 @@ BEGIN
 END;
 $$;
 
+-- The WHEN clause skips rows already in sync, such as those the batched copy (018) writes.
 CREATE OR REPLACE TRIGGER orders_status_sync
     BEFORE INSERT OR UPDATE ON orders
     FOR EACH ROW
+    WHEN (NEW.status_new IS DISTINCT FROM NEW.status::TEXT)
     EXECUTE FUNCTION orders_status_sync();

@@ -52,6 +52,11 @@ pub enum DbError {
         waited: Duration,
         holder: String,
     },
+    #[error(
+        "this connection no longer holds paytool's {operation} lock: is a transaction-pooling proxy \
+         (PgBouncer in transaction mode) in between? paytool {operation} needs a direct or session-pooled connection"
+    )]
+    LockLost { operation: &'static str },
 }
 
 impl DbError {
@@ -62,7 +67,9 @@ impl DbError {
             | DbError::AuthFailed { .. }
             | DbError::DatabaseMissing { .. }
             | DbError::LegacySchemaMissing { .. } => exit::USAGE,
-            DbError::Unreachable { .. } | DbError::LockBusy { .. } => exit::RUNTIME_FAILURE,
+            DbError::Unreachable { .. } | DbError::LockBusy { .. } | DbError::LockLost { .. } => {
+                exit::RUNTIME_FAILURE
+            }
         }
     }
 }
@@ -182,6 +189,12 @@ WHERE l.locktype = 'advisory' AND l.granted
   AND ((l.classid::bigint << 32) | l.objid::bigint) = $1
 LIMIT 1";
 
+const ADVISORY_LOCK_HELD_SQL: &str = "
+SELECT EXISTS (
+    SELECT 1 FROM pg_locks
+    WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()
+      AND ((classid::bigint << 32) | objid::bigint) = $1)";
+
 impl AdvisoryLock {
     /// Waits up to `wait` for the lock, telling the user who holds it.
     pub async fn acquire(
@@ -216,6 +229,23 @@ impl AdvisoryLock {
                 announced = true;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Fails when this session does not hold the lock, which happens when a pooler hands
+    /// later statements to another server connection.
+    pub async fn ensure_held(&self, conn: &mut PgConnection) -> anyhow::Result<()> {
+        let held: bool = sqlx::query_scalar(ADVISORY_LOCK_HELD_SQL)
+            .bind(self.key)
+            .fetch_one(conn)
+            .await?;
+        if held {
+            Ok(())
+        } else {
+            Err(DbError::LockLost {
+                operation: self.operation,
+            }
+            .into())
         }
     }
 

@@ -110,6 +110,7 @@ pub async fn apply(
     let bar = progress.steps(pending.len() as u64);
     for step in pending {
         bar.set_message(step.name);
+        MIGRATE_LOCK.ensure_held(conn).await?;
         let run = run_step(conn, step, policy, batch_size, progress).await?;
         tracing::info!(
             "step {} {} applied in {} ms{}",

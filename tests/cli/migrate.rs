@@ -416,7 +416,7 @@ async fn wait_for_no_paytool_backend(conn: &mut PgConnection) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let left: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'paytool'",
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'paytool' AND datname = current_database()",
         )
         .fetch_one(&mut *conn)
         .await
@@ -720,4 +720,73 @@ async fn app_writes_during_the_status_swap_are_not_lost() {
         .await
         .unwrap();
     assert_eq!(nulls, 0);
+}
+
+#[tokio::test]
+async fn a_lost_connection_during_the_batched_copy_is_finished_by_the_next_run() {
+    let db = cluster().fresh_db().await;
+    db.seed(20_000, false).await;
+    let mut conn = db.conn().await;
+    let statuses_before = status_values(&mut conn).await;
+    let mut child = db
+        .paytool_std()
+        .args(["migrate", "--batch-size", "50"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until some batches are done, then cut paytool's connection from the server side.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let copied: i64 = sqlx::query_scalar(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM paytool.schema_history WHERE version = 18)
+                         THEN (SELECT count(*) FROM orders WHERE status_new IS NOT NULL) ELSE 0 END",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or(0);
+        if copied > 1_000 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the batched copy never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sqlx::raw_sql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'paytool' AND datname = current_database()",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("018_orders_status_shadow_backfill"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"));
+    let copied_so_far: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM orders WHERE status_new IS NOT NULL")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(
+        copied_so_far < 20_000,
+        "the run finished before the connection was cut"
+    );
+
+    let report = migrate_json(&db);
+    assert_eq!(report["outcome"], "applied");
+    assert_eq!(
+        report["steps"][0]["name"],
+        "018_orders_status_shadow_backfill"
+    );
+    assert_eq!(status_values(&mut conn).await, statuses_before);
+    assert!(
+        history_states(&mut conn)
+            .await
+            .iter()
+            .all(|(_, s)| s == "applied")
+    );
 }
