@@ -50,6 +50,9 @@ pub enum Command {
     /// Apply the payment-system schema migration online (plan, status, apply, down).
     #[command(after_help = MIGRATE_EXAMPLES)]
     Migrate(MigrateArgs),
+    /// Backfill data into the payment model (snapshots, totals, payment rows).
+    #[command(subcommand)]
+    Backfill(BackfillCommand),
     /// Create the legacy schema (SPEC §2) with realistic dirty data in an EMPTY database.
     #[command(after_help = SEED_EXAMPLES)]
     Seed(SeedArgs),
@@ -71,6 +74,70 @@ const SEED_EXAMPLES: &str = "Examples:
   paytool seed --orders 1000000 --no-stock-anomalies   # clean enough for migrate to pass
 
 Exit codes: 0 success, 2 the database already has tables of the legacy schema, 3 runtime failure.";
+
+#[derive(Debug, Subcommand)]
+pub enum BackfillCommand {
+    /// Fill item snapshots, order totals and payment rows: batched, idempotent, resumable.
+    #[command(after_help = BACKFILL_EXAMPLES)]
+    Payments(BackfillArgs),
+}
+
+const BACKFILL_EXAMPLES: &str =
+    "Steps, in order: items (price snapshot of each order item), orders (total = sum of
+subtotals), payments (one payments row per order). Each batch is its own short transaction
+and records a checkpoint; a killed run resumes where it stopped.
+
+Examples:
+  paytool backfill payments --dry-run              # what each step would change, changing nothing
+  paytool backfill payments                        # all three steps, batch size adapting to ~200 ms
+  paytool backfill payments --step items --target-batch-ms 100 --pause-ms 50
+  paytool backfill payments --restart              # ignore an unfinished checkpoint, start over
+  paytool backfill payments --strict --format json # exit 1 if any row cannot be resolved
+
+Exit codes: 0 done, 1 unresolved rows with --strict, 2 usage or configuration error (schema not
+migrated), 3 runtime failure (re-run to resume).";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackfillStep {
+    Items,
+    Orders,
+    Payments,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// Run only this step (default: all three, in order).
+    #[arg(long, value_enum)]
+    pub step: Option<BackfillStep>,
+    /// Count what each step would change; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Start over instead of resuming an interrupted run (safe: every step is idempotent).
+    #[arg(long)]
+    pub restart: bool,
+    /// Exit 1 when rows cannot be resolved (deleted product, amount overflowing INTEGER).
+    #[arg(long)]
+    pub strict: bool,
+    /// Pin the batch size (rows per transaction) instead of adapting it.
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    pub batch_size: Option<i64>,
+    /// The batch duration the adaptive batch size aims at.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(10..=10_000))]
+    pub target_batch_ms: u64,
+    /// Pause between batches, to leave the database breathing room.
+    #[arg(long, default_value_t = 0)]
+    pub pause_ms: u64,
+    /// lock_timeout of each batch; a batch that times out is retried.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+    /// How many times in a row a failing batch (lock timeout, deadlock, lost connection) is retried.
+    #[arg(long, default_value_t = 5)]
+    pub max_retries: u32,
+    /// How long to wait for another paytool backfill on the same database to finish.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    pub wait: Duration,
+}
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {

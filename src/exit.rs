@@ -1,5 +1,6 @@
 //! The documented exit codes, and the mapping from an error to its code.
 
+use crate::backfill::BackfillError;
 use crate::db::DbError;
 use crate::migrate::MigrateError;
 use crate::seed::SeedError;
@@ -25,6 +26,9 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         }
         if let Some(migrate) = cause.downcast_ref::<MigrateError>() {
             return migrate.exit_code();
+        }
+        if let Some(backfill) = cause.downcast_ref::<BackfillError>() {
+            return backfill.exit_code();
         }
         if let Some(seed) = cause.downcast_ref::<SeedError>() {
             return seed.exit_code();

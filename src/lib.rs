@@ -1,5 +1,6 @@
 //! paytool: move a live PostgreSQL payments database onto a robust Stripe payment model.
 
+pub mod backfill;
 pub mod cli;
 pub mod db;
 pub mod exit;
@@ -42,6 +43,11 @@ async fn run_command(cli: Cli) -> anyhow::Result<u8> {
             let output = migrate::run(args, url, &progress).await?;
             print(&output, format, &mut stdout)?;
             Ok(output.exit_code())
+        }
+        Command::Backfill(cli::BackfillCommand::Payments(args)) => {
+            let report = backfill::run(args, url, progress).await?;
+            print(&report, format, &mut stdout)?;
+            Ok(report.exit_code())
         }
         Command::Seed(args) => {
             let mut conn = db::connect(url).await?;

@@ -156,6 +156,19 @@ pub fn is_transient(err: &sqlx::Error) -> bool {
     )
 }
 
+/// The connection is gone (killed backend, network, server restart): reconnect and retry.
+pub fn is_connection_lost(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        other => sqlstate_of(other).is_some_and(|code| {
+            code.starts_with("08") || code == "57P01" || code == "57P02" || code == "57P03"
+        }),
+    }
+}
+
 /// Session-level `lock_timeout` and `statement_timeout`; zero means none.
 pub async fn set_timeouts(
     conn: &mut PgConnection,

@@ -242,7 +242,7 @@ pub async fn run(
 }
 
 /// The embedded steps compared with the history; refuses histories from a newer paytool.
-async fn current_statuses(conn: &mut PgConnection) -> anyhow::Result<Vec<StepStatus>> {
+pub async fn current_statuses(conn: &mut PgConnection) -> anyhow::Result<Vec<StepStatus>> {
     let rows = history::load(conn).await?;
     let (statuses, unknown) = history::compare(&rows);
     if !unknown.is_empty() {

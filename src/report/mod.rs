@@ -1,5 +1,6 @@
 //! Report rendering: every command's report is one serde value, printed as a table or JSON.
 
+mod backfill;
 mod migrate;
 mod seed;
 

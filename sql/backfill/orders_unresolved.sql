@@ -1,0 +1,14 @@
+-- Orders the orders step cannot total, by reason, with up to $1 sample ids each.
+WITH per_order AS (
+    SELECT o.id, bool_and(i.label IS NOT NULL) AS all_snapshotted, sum(i.subtotal_cents::BIGINT) AS total
+    FROM orders AS o JOIN order_items AS i ON i.order_id = o.id
+    WHERE o.amount_total_cents = 0
+    GROUP BY o.id
+),
+unresolved AS (
+    SELECT id, CASE WHEN NOT all_snapshotted THEN 'items_without_snapshot' ELSE 'total_overflows_integer' END AS reason
+    FROM per_order
+    WHERE NOT all_snapshotted OR total > 2147483647
+)
+SELECT reason, count(*) AS rows, (array_agg(id ORDER BY id))[1:$1] AS sample
+FROM unresolved GROUP BY reason ORDER BY reason;

@@ -1,0 +1,57 @@
+//! paytool.backfill_checkpoints: the last committed key of each step.
+
+use sqlx::PgConnection;
+
+pub const CHECKPOINTS_SQL: &str = include_str!("../../sql/internal/backfill_checkpoints.sql");
+
+const LOAD_SQL: &str =
+    "SELECT last_id, finished_at IS NOT NULL FROM paytool.backfill_checkpoints WHERE step = $1";
+
+const START_SQL: &str = "
+INSERT INTO paytool.backfill_checkpoints (step, last_id) VALUES ($1, '')
+ON CONFLICT (step) DO UPDATE
+SET last_id = '', scanned = 0, changed = 0, batches = 0, started_at = now(), updated_at = now(), finished_at = NULL";
+
+/// Runs inside the batch's transaction, so the checkpoint and the batch commit together.
+pub const ADVANCE_SQL: &str = "
+UPDATE paytool.backfill_checkpoints
+SET last_id = $2, scanned = scanned + $3, changed = changed + $4, batches = batches + 1, updated_at = now()
+WHERE step = $1";
+
+const FINISH_SQL: &str = "UPDATE paytool.backfill_checkpoints SET finished_at = now(), updated_at = now() WHERE step = $1";
+
+pub async fn ensure_table(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(CHECKPOINTS_SQL).execute(conn).await?;
+    Ok(())
+}
+
+/// The key to resume after, if an earlier run of the step stopped before its end.
+pub async fn unfinished(
+    conn: &mut PgConnection,
+    step: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let row: Option<(String, bool)> = sqlx::query_as(LOAD_SQL)
+        .bind(step)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.and_then(|(last_id, finished)| (!finished).then_some(last_id)))
+}
+
+pub async fn start(conn: &mut PgConnection, step: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(START_SQL).bind(step).execute(conn).await?;
+    Ok(())
+}
+
+/// The last committed key: the truth after a lost connection, whose last COMMIT may or may
+/// not have happened.
+pub async fn last_id(conn: &mut PgConnection, step: &str) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar("SELECT last_id FROM paytool.backfill_checkpoints WHERE step = $1")
+        .bind(step)
+        .fetch_one(conn)
+        .await
+}
+
+pub async fn finish(conn: &mut PgConnection, step: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(FINISH_SQL).bind(step).execute(conn).await?;
+    Ok(())
+}

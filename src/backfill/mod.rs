@@ -1,0 +1,430 @@
+//! `paytool backfill payments`: item snapshots, order totals and payment rows for existing
+//! data, in keyset batches that each commit with their checkpoint.
+
+mod batch;
+mod checkpoint;
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sqlx::{Connection, PgConnection};
+use thiserror::Error;
+
+pub use batch::BatchPolicy;
+
+use crate::cli::{BackfillArgs, BackfillStep};
+use crate::db::{self, AdvisoryLock, DatabaseUrl};
+use crate::exit;
+use crate::migrate;
+use crate::progress::Progress;
+
+/// Serializes backfill runs on one database (their checkpoints would otherwise clash).
+pub const BACKFILL_LOCK: AdvisoryLock = AdvisoryLock {
+    key: 0x7061_7974_6f6f_6c02,
+    operation: "backfill",
+};
+
+/// How many unresolved ids a report names per reason.
+const SAMPLE_SIZE: i64 = 10;
+const BATCH_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+const DRY_RUN_SQL: &str = include_str!("../../sql/backfill/dry_run.sql");
+
+#[derive(Debug, Error)]
+pub enum BackfillError {
+    #[error("the payment schema is not in place ({0}); run paytool migrate first")]
+    SchemaNotMigrated(String),
+    #[error(
+        "step {step}: a batch failed {attempts} times in a row ({reason}); stopped at a checkpoint, \
+         run paytool backfill payments again to resume"
+    )]
+    RetriesExhausted {
+        step: &'static str,
+        attempts: u32,
+        reason: String,
+    },
+}
+
+impl BackfillError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            BackfillError::SchemaNotMigrated(_) => exit::USAGE,
+            BackfillError::RetriesExhausted { .. } => exit::RUNTIME_FAILURE,
+        }
+    }
+}
+
+/// One step: its table (walked by primary key) and its SQL.
+struct StepDef {
+    step: BackfillStep,
+    name: &'static str,
+    table: &'static str,
+    batch_sql: &'static str,
+    unresolved_sql: &'static str,
+}
+
+const STEPS: [StepDef; 3] = [
+    StepDef {
+        step: BackfillStep::Items,
+        name: "items",
+        table: "order_items",
+        batch_sql: include_str!("../../sql/backfill/items_batch.sql"),
+        unresolved_sql: include_str!("../../sql/backfill/items_unresolved.sql"),
+    },
+    StepDef {
+        step: BackfillStep::Orders,
+        name: "orders",
+        table: "orders",
+        batch_sql: include_str!("../../sql/backfill/orders_batch.sql"),
+        unresolved_sql: include_str!("../../sql/backfill/orders_unresolved.sql"),
+    },
+    StepDef {
+        step: BackfillStep::Payments,
+        name: "payments",
+        table: "orders",
+        batch_sql: include_str!("../../sql/backfill/payments_batch.sql"),
+        unresolved_sql: include_str!("../../sql/backfill/payments_unresolved.sql"),
+    },
+];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Unresolved {
+    pub reason: String,
+    pub rows: i64,
+    pub sample: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub step: &'static str,
+    /// Rows of the step's table read by this run.
+    pub scanned: i64,
+    /// Rows written (items snapshotted, orders totalled, payments inserted); with --dry-run,
+    /// rows that would be.
+    pub changed: i64,
+    /// Scanned rows that needed nothing (already done) and are not unresolved.
+    pub skipped: i64,
+    /// Rows that cannot be resolved, in the whole table, after this run.
+    pub unresolved: i64,
+    pub unresolved_by_reason: Vec<Unresolved>,
+    pub duration_ms: u64,
+    pub rows_per_second: u64,
+    pub batches: u64,
+    pub longest_batch_ms: u64,
+    pub last_batch_size: i64,
+    /// Batches retried after a lock timeout, deadlock, serialization failure or lost connection.
+    pub retries: u32,
+    /// The key this run resumed after, when an earlier run had stopped part-way.
+    pub resumed_after: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackfillReport {
+    pub database: String,
+    pub dry_run: bool,
+    pub strict: bool,
+    pub steps: Vec<StepReport>,
+}
+
+impl BackfillReport {
+    pub fn exit_code(&self) -> u8 {
+        let unresolved = self.steps.iter().any(|s| s.unresolved > 0);
+        if self.strict && unresolved {
+            exit::PROBLEMS_FOUND
+        } else {
+            exit::OK
+        }
+    }
+}
+
+/// Everything a run needs besides the connection.
+pub struct Backfill<'a> {
+    pub url: &'a DatabaseUrl,
+    pub batch: BatchPolicy,
+    pub pause: Duration,
+    pub lock_timeout: Duration,
+    pub max_retries: u32,
+    pub progress: Progress,
+}
+
+pub async fn run(
+    args: &BackfillArgs,
+    url: Option<&DatabaseUrl>,
+    progress: Progress,
+) -> anyhow::Result<BackfillReport> {
+    let mut conn = db::connect(url).await?;
+    let url = url.ok_or(db::DbError::NoUrl)?;
+    db::require_legacy_schema(&mut conn).await?;
+    require_migrated(&mut conn).await?;
+    let steps: Vec<&StepDef> = STEPS
+        .iter()
+        .filter(|s| args.step.is_none_or(|only| only == s.step))
+        .collect();
+    let mut report = BackfillReport {
+        database: url.redacted().to_owned(),
+        dry_run: args.dry_run,
+        strict: args.strict,
+        steps: Vec::new(),
+    };
+    if args.dry_run {
+        report.steps = dry_run(&mut conn, &steps).await?;
+        return Ok(report);
+    }
+    BACKFILL_LOCK.acquire(&mut conn, args.wait).await?;
+    checkpoint::ensure_table(&mut conn).await?;
+    let backfill = Backfill {
+        url,
+        batch: BatchPolicy {
+            fixed: args.batch_size,
+            target: Duration::from_millis(args.target_batch_ms),
+            initial: 1_000,
+            min: 50,
+            max: 50_000,
+        },
+        pause: Duration::from_millis(args.pause_ms),
+        lock_timeout: args.lock_timeout,
+        max_retries: args.max_retries,
+        progress,
+    };
+    for step in steps {
+        let step_report = backfill
+            .run_step(&mut conn, step, args.restart, args.wait)
+            .await?;
+        report.steps.push(step_report);
+    }
+    Ok(report)
+}
+
+async fn require_migrated(conn: &mut PgConnection) -> anyhow::Result<()> {
+    let statuses = migrate::current_statuses(conn).await?;
+    let not_applied = statuses
+        .iter()
+        .filter(|s| s.state != migrate::StepState::Applied)
+        .count();
+    if not_applied > 0 {
+        return Err(BackfillError::SchemaNotMigrated(format!(
+            "{not_applied} of {} migration steps not applied",
+            statuses.len()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Outcome of one batch: (last key, rows scanned, rows changed); no key when the table is done.
+type BatchOutcome = (Option<String>, i64, i64);
+
+impl Backfill<'_> {
+    async fn run_step(
+        &self,
+        conn: &mut PgConnection,
+        step: &StepDef,
+        restart: bool,
+        wait: Duration,
+    ) -> anyhow::Result<StepReport> {
+        let started = Instant::now();
+        let resumed_after = if restart {
+            None
+        } else {
+            checkpoint::unfinished(conn, step.name).await?
+        };
+        match &resumed_after {
+            Some(key) => tracing::info!("step {}: resuming after {key}", step.name),
+            None => checkpoint::start(conn, step.name).await?,
+        }
+        let mut last_id = resumed_after.clone().unwrap_or_default();
+        let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}", step.table)) // table from STEPS
+            .fetch_one(&mut *conn)
+            .await?;
+        let bar = self.progress.rows(step.name, total as u64);
+        let mut report = StepReport {
+            step: step.name,
+            scanned: 0,
+            changed: 0,
+            skipped: 0,
+            unresolved: 0,
+            unresolved_by_reason: Vec::new(),
+            duration_ms: 0,
+            rows_per_second: 0,
+            batches: 0,
+            longest_batch_ms: 0,
+            last_batch_size: self.batch.first_size(),
+            retries: 0,
+            resumed_after,
+        };
+        let mut size = self.batch.first_size();
+        let mut failures_in_a_row = 0;
+        loop {
+            let batch_started = Instant::now();
+            match run_batch(conn, step, &last_id, size, self.lock_timeout).await {
+                Ok((None, _, _)) => break,
+                Ok((Some(key), scanned, changed)) => {
+                    let elapsed = batch_started.elapsed();
+                    failures_in_a_row = 0;
+                    last_id = key;
+                    report.scanned += scanned;
+                    report.changed += changed;
+                    report.batches += 1;
+                    report.longest_batch_ms =
+                        report.longest_batch_ms.max(elapsed.as_millis() as u64);
+                    report.last_batch_size = size;
+                    bar.inc(scanned as u64);
+                    size = self.batch.next_size(size, elapsed);
+                    if !self.pause.is_zero() {
+                        tokio::time::sleep(self.pause).await;
+                    }
+                }
+                Err(err) if db::is_transient(&err) || db::is_connection_lost(&err) => {
+                    failures_in_a_row += 1;
+                    report.retries += 1;
+                    if failures_in_a_row > self.max_retries {
+                        return Err(BackfillError::RetriesExhausted {
+                            step: step.name,
+                            attempts: failures_in_a_row,
+                            reason: err.to_string(),
+                        }
+                        .into());
+                    }
+                    let delay = Duration::from_millis(200 * 2u64.pow(failures_in_a_row.min(6)));
+                    tracing::warn!(
+                        "step {}: batch failed ({err}); retry {failures_in_a_row} in {delay:?}",
+                        step.name
+                    );
+                    tokio::time::sleep(delay).await;
+                    if db::is_connection_lost(&err) {
+                        *conn = self.reconnect(wait).await?;
+                    }
+                    // The last COMMIT may or may not have reached the server: ask it.
+                    last_id = checkpoint::last_id(conn, step.name).await?;
+                }
+                Err(err) => {
+                    return Err(anyhow::Error::new(err).context(format!(
+                        "step {} failed at a batch after {last_id:?}; the checkpoint is kept, run again to resume",
+                        step.name
+                    )));
+                }
+            }
+        }
+        bar.finish_and_clear();
+        checkpoint::finish(conn, step.name).await?;
+        report.unresolved_by_reason = unresolved(conn, step).await?;
+        report.unresolved = report.unresolved_by_reason.iter().map(|u| u.rows).sum();
+        report.skipped = (report.scanned - report.changed - report.unresolved).max(0);
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        report.rows_per_second = rate(report.scanned, started.elapsed());
+        tracing::info!(
+            "step {}: {} scanned, {} changed, {} unresolved in {} ms",
+            step.name,
+            report.scanned,
+            report.changed,
+            report.unresolved,
+            report.duration_ms
+        );
+        Ok(report)
+    }
+
+    async fn reconnect(&self, wait: Duration) -> anyhow::Result<PgConnection> {
+        let mut conn = db::connect(Some(self.url)).await?;
+        // The lock died with the old session.
+        BACKFILL_LOCK.acquire(&mut conn, wait).await?;
+        Ok(conn)
+    }
+}
+
+fn rate(rows: i64, elapsed: Duration) -> u64 {
+    let secs = elapsed.as_secs_f64();
+    if secs > 0.0 {
+        (rows as f64 / secs) as u64
+    } else {
+        0
+    }
+}
+
+/// One batch and its checkpoint, in one short transaction.
+async fn run_batch(
+    conn: &mut PgConnection,
+    step: &StepDef,
+    after: &str,
+    size: i64,
+    lock_timeout: Duration,
+) -> Result<BatchOutcome, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    sqlx::query(
+        "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)",
+    )
+    .bind(format!("{}ms", lock_timeout.as_millis()))
+    .bind(format!("{}ms", BATCH_STATEMENT_TIMEOUT.as_millis()))
+    .execute(&mut *tx)
+    .await?;
+    let (last_id, scanned, changed): BatchOutcome = sqlx::query_as(step.batch_sql)
+        .bind(after)
+        .bind(size)
+        .fetch_one(&mut *tx)
+        .await?;
+    if let Some(key) = &last_id {
+        sqlx::query(checkpoint::ADVANCE_SQL)
+            .bind(step.name)
+            .bind(key)
+            .bind(scanned)
+            .bind(changed)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok((last_id, scanned, changed))
+}
+
+async fn unresolved(
+    conn: &mut PgConnection,
+    step: &StepDef,
+) -> Result<Vec<Unresolved>, sqlx::Error> {
+    let rows: Vec<(String, i64, Vec<String>)> = sqlx::query_as(step.unresolved_sql)
+        .bind(SAMPLE_SIZE)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(reason, rows, sample)| Unresolved {
+            reason,
+            rows,
+            sample,
+        })
+        .collect())
+}
+
+async fn dry_run(conn: &mut PgConnection, steps: &[&StepDef]) -> anyhow::Result<Vec<StepReport>> {
+    let started = Instant::now();
+    let projections: Vec<(String, i64, i64)> =
+        sqlx::query_as(DRY_RUN_SQL).fetch_all(&mut *conn).await?;
+    let mut reports = Vec::new();
+    for step in steps {
+        let Some((_, would_change, unresolved)) =
+            projections.iter().find(|(name, _, _)| name == step.name)
+        else {
+            continue;
+        };
+        let scanned: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}", step.table)) // table from STEPS
+            .fetch_one(&mut *conn)
+            .await?;
+        let unresolved_by_reason = if step.step == BackfillStep::Items {
+            self::unresolved(conn, step).await?
+        } else {
+            Vec::new()
+        };
+        reports.push(StepReport {
+            step: step.name,
+            scanned,
+            changed: *would_change,
+            skipped: (scanned - would_change - unresolved).max(0),
+            unresolved: *unresolved,
+            unresolved_by_reason,
+            duration_ms: started.elapsed().as_millis() as u64,
+            rows_per_second: 0,
+            batches: 0,
+            longest_batch_ms: 0,
+            last_batch_size: 0,
+            retries: 0,
+            resumed_after: None,
+        });
+    }
+    Ok(reports)
+}

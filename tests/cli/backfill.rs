@@ -1,0 +1,438 @@
+//! `paytool backfill payments` against a real PostgreSQL.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use predicates::prelude::*;
+use sqlx::PgConnection;
+
+use crate::harness::{TestDb, cluster, json};
+
+/// A migrated database with `orders` orders, plus two items that cannot be snapshotted for
+/// overflow: one whose unit price is too big, one whose subtotal is.
+async fn migrated_db(orders: i64) -> TestDb {
+    let db = cluster().fresh_db().await;
+    db.seed(orders, false).await;
+    db.paytool().args(["migrate", "-q"]).assert().success();
+    let mut conn = db.conn().await;
+    sqlx::raw_sql(
+        "INSERT INTO products (id, name, price) VALUES ('huge-price', 'Distributeur complet', 99999999.99);
+         INSERT INTO order_items (id, order_id, product_id, quantity)
+         SELECT 'overflow-unit', min(id), 'huge-price', 1 FROM orders;
+         INSERT INTO order_items (id, order_id, product_id, quantity)
+         SELECT 'overflow-subtotal', max(id), (SELECT min(id) FROM products WHERE price > 1), 100000000 FROM orders;",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    db
+}
+
+fn backfill_json(db: &TestDb, extra: &[&str]) -> serde_json::Value {
+    let out = db
+        .paytool()
+        .args(["backfill", "payments", "--format", "json"])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "backfill failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json(&out.stdout)
+}
+
+fn step<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == name)
+        .unwrap()
+}
+
+async fn scalar(conn: &mut PgConnection, sql: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// Every fact the backfill is responsible for, as one digest (payment ids are random, left out).
+async fn end_state(conn: &mut PgConnection) -> String {
+    sqlx::query_scalar(
+        "SELECT md5(string_agg(x, '|' ORDER BY x)) FROM (
+            SELECT 'i' || id || unit_price_cents || ':' || coalesce(label, '~') || ':' || subtotal_cents AS x FROM order_items
+            UNION ALL SELECT 'o' || id || amount_total_cents FROM orders
+            UNION ALL SELECT 'p' || order_id || coalesce(stripe_payment_intent_id, '~') || amount_cents || currency || status
+                      || coalesce(succeeded_at::text, '~') FROM payments) AS facts",
+    )
+    .fetch_one(conn)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn backfill_snapshots_totals_and_payments_exactly() {
+    let db = migrated_db(3_000).await;
+    let report = backfill_json(&db, &[]);
+    let mut conn = db.conn().await;
+
+    // Items: unit = price × 100 exactly (NUMERIC), label = name, subtotal = unit × quantity.
+    let wrong_snapshots = scalar(
+        &mut conn,
+        "SELECT count(*) FROM order_items i JOIN products p ON p.id = i.product_id
+         WHERE i.label IS NOT NULL AND (i.unit_price_cents::numeric <> p.price * 100 OR i.label <> p.name
+               OR i.subtotal_cents::numeric <> p.price * 100 * i.quantity)",
+    )
+    .await;
+    assert_eq!(wrong_snapshots, 0);
+    let deleted_product = scalar(
+        &mut conn,
+        "SELECT count(*) FROM order_items WHERE product_id IS NULL",
+    )
+    .await;
+    let missing = scalar(
+        &mut conn,
+        "SELECT count(*) FROM order_items WHERE label IS NULL",
+    )
+    .await;
+    assert_eq!(
+        missing,
+        deleted_product + 2,
+        "only deleted products and the two overflows stay unsnapshotted"
+    );
+    let items = step(&report, "items");
+    assert_eq!(items["unresolved"], missing);
+    assert_eq!(
+        items["changed"],
+        scalar(
+            &mut conn,
+            "SELECT count(*) FROM order_items WHERE label IS NOT NULL"
+        )
+        .await
+    );
+    let reasons: Vec<&str> = items["unresolved_by_reason"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["amount_overflows_integer", "product_deleted"]);
+    let overflow_sample = &items["unresolved_by_reason"][0]["sample"];
+    assert_eq!(
+        overflow_sample,
+        &serde_json::json!(["overflow-subtotal", "overflow-unit"])
+    );
+
+    // Orders: total = sum of subtotals for every order whose items are all snapshotted.
+    let wrong_totals = scalar(
+        &mut conn,
+        "SELECT count(*) FROM orders o
+         WHERE NOT EXISTS (SELECT 1 FROM order_items i WHERE i.order_id = o.id AND i.label IS NULL)
+           AND o.amount_total_cents <> (SELECT coalesce(sum(subtotal_cents), 0) FROM order_items i WHERE i.order_id = o.id)",
+    )
+    .await;
+    assert_eq!(wrong_totals, 0);
+    let untotalled = scalar(
+        &mut conn,
+        "SELECT count(DISTINCT order_id) FROM order_items WHERE label IS NULL",
+    )
+    .await;
+    assert_eq!(step(&report, "orders")["unresolved"], untotalled);
+
+    // Payments: one per resolvable order, same amount and currency, status mapped.
+    let orders = scalar(&mut conn, "SELECT count(*) FROM orders").await;
+    let payments = scalar(&mut conn, "SELECT count(*) FROM payments").await;
+    assert_eq!(payments, orders - untotalled);
+    assert_eq!(step(&report, "payments")["changed"], payments);
+    let mismatched = scalar(
+        &mut conn,
+        "SELECT count(*) FROM payments p JOIN orders o ON o.id = p.order_id
+         WHERE p.amount_cents <> o.amount_total_cents OR p.currency <> o.currency
+            OR p.stripe_payment_intent_id IS DISTINCT FROM o.stripe_payment_intent_id
+            OR p.status <> CASE o.status WHEN 'PAID' THEN 'succeeded' WHEN 'REFUNDED' THEN 'succeeded'
+                                         WHEN 'CANCELLED' THEN 'canceled' ELSE 'requires_payment_method' END",
+    )
+    .await;
+    assert_eq!(mismatched, 0);
+}
+
+#[tokio::test]
+async fn a_second_run_changes_nothing_and_snapshots_survive_price_changes() {
+    let db = migrated_db(1_000).await;
+    backfill_json(&db, &[]);
+    let mut conn = db.conn().await;
+    let before = end_state(&mut conn).await;
+    sqlx::raw_sql("UPDATE products SET price = price + 1, name = name || ' (new recipe)'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let again = backfill_json(&db, &[]);
+    for name in ["items", "orders", "payments"] {
+        assert_eq!(
+            step(&again, name)["changed"],
+            0,
+            "{name} changed rows on the second run"
+        );
+    }
+    assert_eq!(
+        end_state(&mut conn).await,
+        before,
+        "a snapshot or total changed"
+    );
+    // The trigger refuses to change a taken snapshot, whoever tries.
+    let rewrite = sqlx::raw_sql("UPDATE order_items SET unit_price_cents = unit_price_cents + 1, subtotal_cents = (unit_price_cents + 1) * quantity WHERE label IS NOT NULL")
+        .execute(&mut conn)
+        .await;
+    assert!(rewrite.is_err());
+}
+
+#[tokio::test]
+async fn dry_run_counts_exactly_what_a_run_changes_and_changes_nothing() {
+    let db = migrated_db(2_000).await;
+    let mut conn = db.conn().await;
+    let before = end_state(&mut conn).await;
+    let planned = backfill_json(&db, &["--dry-run"]);
+    assert_eq!(planned["dry_run"], true);
+    assert_eq!(end_state(&mut conn).await, before);
+    let done = backfill_json(&db, &[]);
+    for name in ["items", "orders", "payments"] {
+        assert_eq!(
+            step(&planned, name)["changed"],
+            step(&done, name)["changed"],
+            "{name}"
+        );
+        assert_eq!(
+            step(&planned, name)["unresolved"],
+            step(&done, name)["unresolved"],
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn strict_turns_unresolved_rows_into_exit_1_and_one_step_runs_alone() {
+    let db = migrated_db(300).await;
+    db.paytool()
+        .args(["backfill", "payments", "--step", "items", "--strict"])
+        .assert()
+        .code(1)
+        .stdout(
+            predicate::str::contains("overflow-subtotal").and(predicate::str::contains("--strict")),
+        );
+    let mut conn = db.conn().await;
+    assert_eq!(
+        scalar(&mut conn, "SELECT count(*) FROM payments").await,
+        0,
+        "--step items ran the payments step"
+    );
+    assert!(
+        scalar(
+            &mut conn,
+            "SELECT count(*) FROM order_items WHERE label IS NOT NULL"
+        )
+        .await
+            > 0
+    );
+}
+
+#[tokio::test]
+async fn backfill_refuses_a_database_that_is_not_migrated() {
+    let db = cluster().fresh_db().await;
+    db.seed(100, false).await;
+    db.paytool()
+        .args(["backfill", "payments"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("run paytool migrate first"));
+    db.paytool()
+        .args(["backfill", "payments", "--step", "everything"])
+        .assert()
+        .code(2);
+}
+
+async fn wait_for_checkpoint(conn: &mut PgConnection, step: &str, batches: i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done: Option<i64> =
+            sqlx::query_scalar("SELECT batches FROM paytool.backfill_checkpoints WHERE step = $1")
+                .bind(step)
+                .fetch_optional(&mut *conn)
+                .await
+                .unwrap_or(None);
+        if done.unwrap_or(0) >= batches {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the backfill never reached {batches} batches of {step}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn killed_mid_step_then_resumed_ends_like_an_uninterrupted_run() {
+    let db = migrated_db(2_000).await;
+    // The same database, backfilled without interruption, for comparison.
+    let reference_name = format!("{}_ref", db.name);
+    let mut admin = cluster().admin().await;
+    sqlx::raw_sql(&format!(
+        "CREATE DATABASE {reference_name} TEMPLATE {}",
+        db.name
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let reference = TestDb {
+        url: cluster().url("postgres", None, &reference_name),
+        name: reference_name,
+    };
+    backfill_json(&reference, &["--batch-size", "100"]);
+
+    let mut child = db
+        .paytool_std()
+        .args([
+            "backfill",
+            "payments",
+            "--batch-size",
+            "50",
+            "--pause-ms",
+            "10",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut conn = db.conn().await;
+    wait_for_checkpoint(&mut conn, "items", 10).await;
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    let snapshotted = scalar(
+        &mut conn,
+        "SELECT count(*) FROM order_items WHERE label IS NOT NULL",
+    )
+    .await;
+    let total_items = scalar(&mut conn, "SELECT count(*) FROM order_items").await;
+    assert!(
+        snapshotted > 0 && snapshotted < total_items - 100,
+        "the kill did not land mid-step ({snapshotted})"
+    );
+
+    let resumed = backfill_json(&db, &[]);
+    assert!(
+        step(&resumed, "items")["resumed_after"].is_string(),
+        "{resumed}"
+    );
+    // Resuming scanned only what was left.
+    assert!(step(&resumed, "items")["scanned"].as_i64().unwrap() < total_items);
+    assert_eq!(
+        end_state(&mut conn).await,
+        end_state(&mut reference.conn().await).await
+    );
+}
+
+#[tokio::test]
+async fn a_lost_connection_in_a_batch_is_retried_and_the_run_completes() {
+    let db = migrated_db(2_000).await;
+    let child = db
+        .paytool_std()
+        .args([
+            "backfill",
+            "payments",
+            "--batch-size",
+            "50",
+            "--pause-ms",
+            "10",
+            "--format",
+            "json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut conn = db.conn().await;
+    wait_for_checkpoint(&mut conn, "items", 5).await;
+    sqlx::raw_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'paytool' AND datname = current_database()")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&out.stdout);
+    assert!(step(&report, "items")["retries"].as_u64().unwrap() >= 1);
+    let wrong = scalar(
+        &mut conn,
+        "SELECT count(*) FROM order_items i JOIN products p ON p.id = i.product_id
+         WHERE i.label IS NULL AND p.price * 100 * i.quantity <= 2147483647",
+    )
+    .await;
+    assert_eq!(wrong, 0, "resolvable items were left without a snapshot");
+}
+
+#[tokio::test]
+async fn rows_written_by_the_application_during_the_run_are_never_half_done() {
+    let db = migrated_db(2_000).await;
+    let mut child = db
+        .paytool_std()
+        .args([
+            "backfill",
+            "payments",
+            "--batch-size",
+            "100",
+            "--pause-ms",
+            "5",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut app = db.conn().await;
+    let mut written = 0;
+    while child.try_wait().unwrap().is_none() {
+        // The legacy application: a new order with two items and no snapshot.
+        sqlx::query(
+            "WITH o AS (INSERT INTO orders (id, user_id) SELECT $1, min(id) FROM users RETURNING id)
+             INSERT INTO order_items (id, order_id, product_id, quantity)
+             SELECT o.id || '-' || n, o.id, (SELECT min(id) FROM products WHERE price > 0), n FROM o, generate_series(1, 2) AS n",
+        )
+        .bind(format!("live-{written:05}"))
+        .execute(&mut app)
+        .await
+        .unwrap();
+        written += 1;
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(written > 0);
+    let half_done = scalar(
+        &mut app,
+        "SELECT count(*) FROM order_items WHERE label IS NOT NULL AND subtotal_cents::bigint <> unit_price_cents::bigint * quantity",
+    )
+    .await;
+    assert_eq!(half_done, 0);
+    assert_eq!(
+        scalar(
+            &mut app,
+            "SELECT count(*) FROM order_items WHERE order_id LIKE 'live-%'"
+        )
+        .await,
+        written * 2
+    );
+    // What this run left, the next one takes.
+    backfill_json(&db, &[]);
+    let left = scalar(
+        &mut app,
+        "SELECT count(*) FROM order_items WHERE order_id LIKE 'live-%' AND label IS NULL",
+    )
+    .await;
+    assert_eq!(left, 0);
+    let unpaid = scalar(&mut app, "SELECT count(*) FROM orders o WHERE id LIKE 'live-%' AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.order_id = o.id)").await;
+    assert_eq!(unpaid, 0);
+}
