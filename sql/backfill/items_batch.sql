@@ -1,4 +1,5 @@
--- One batch of the items step. $1 = last order_items.id of the previous batch, $2 = batch size.
+-- One batch of the items step. $1 = last order_items.id of the previous batch, $2 = batch size, $3 = the
+-- largest id when the step started: rows the application adds above it are left for the next run.
 -- Takes the price snapshot of every item of the key range that has none and whose product
 -- still exists, with exact NUMERIC arithmetic; leaves alone (and counts) the items whose
 -- product is gone, whose price or quantity is negative, or whose cents overflow INTEGER.
@@ -6,14 +7,14 @@
 -- seen (READ COMMITTED re-checks the WHERE clause on the new row version).
 WITH bounds AS (
     SELECT max(id) AS last_id, count(*) AS scanned
-    FROM (SELECT id FROM order_items WHERE id > $1 ORDER BY id LIMIT $2) AS batch
+    FROM (SELECT id FROM order_items WHERE id > $1 AND id <= $3 ORDER BY id LIMIT $2) AS batch
 ),
 pending AS (
     SELECT i.id, p.name, p.price * 100 AS unit_cents
-    FROM bounds
-    JOIN order_items AS i ON i.id > $1 AND i.id <= bounds.last_id
+    FROM order_items AS i
     LEFT JOIN products AS p ON p.id = i.product_id
-    WHERE i.label IS NULL
+    WHERE i.id > $1 AND i.id <= (SELECT last_id FROM bounds)
+      AND i.label IS NULL
 ),
 snapshotted AS (
     UPDATE order_items AS i

@@ -53,11 +53,12 @@ impl BackfillError {
     }
 }
 
-/// One step: its table (walked by primary key) and its SQL.
+/// One step and its SQL.
 struct StepDef {
     step: BackfillStep,
     name: &'static str,
-    table: &'static str,
+    /// Row count and largest id of the table the step walks by primary key.
+    extent_sql: &'static str,
     batch_sql: &'static str,
     unresolved_sql: &'static str,
 }
@@ -66,21 +67,21 @@ const STEPS: [StepDef; 3] = [
     StepDef {
         step: BackfillStep::Items,
         name: "items",
-        table: "order_items",
+        extent_sql: "SELECT count(*), max(id) FROM order_items",
         batch_sql: include_str!("../../sql/backfill/items_batch.sql"),
         unresolved_sql: include_str!("../../sql/backfill/items_unresolved.sql"),
     },
     StepDef {
         step: BackfillStep::Orders,
         name: "orders",
-        table: "orders",
+        extent_sql: "SELECT count(*), max(id) FROM orders",
         batch_sql: include_str!("../../sql/backfill/orders_batch.sql"),
         unresolved_sql: include_str!("../../sql/backfill/orders_unresolved.sql"),
     },
     StepDef {
         step: BackfillStep::Payments,
         name: "payments",
-        table: "orders",
+        extent_sql: "SELECT count(*), max(id) FROM orders",
         batch_sql: include_str!("../../sql/backfill/payments_batch.sql"),
         unresolved_sql: include_str!("../../sql/backfill/payments_unresolved.sql"),
     },
@@ -93,7 +94,7 @@ pub struct Unresolved {
     pub sample: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct StepReport {
     pub step: &'static str,
     /// Rows of the step's table read by this run.
@@ -232,34 +233,25 @@ impl Backfill<'_> {
             None => checkpoint::start(conn, step.name).await?,
         }
         let mut last_id = resumed_after.clone().unwrap_or_default();
-        let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}", step.table)) // table from STEPS
-            .fetch_one(&mut *conn)
-            .await?;
+        let (total, end_key) = extent(conn, step).await?;
         let bar = self.progress.rows(step.name, total as u64);
         let mut report = StepReport {
             step: step.name,
-            scanned: 0,
-            changed: 0,
-            skipped: 0,
-            unresolved: 0,
-            unresolved_by_reason: Vec::new(),
-            duration_ms: 0,
-            rows_per_second: 0,
-            batches: 0,
-            longest_batch_ms: 0,
             last_batch_size: self.batch.first_size(),
-            retries: 0,
             resumed_after,
+            ..StepReport::default()
         };
         let mut size = self.batch.first_size();
+        let mut delays = db::retry_delays(self.max_retries);
         let mut failures_in_a_row = 0;
-        loop {
+        while let Some(end_key) = &end_key {
             let batch_started = Instant::now();
-            match run_batch(conn, step, &last_id, size, self.lock_timeout).await {
+            match run_batch(conn, step, &last_id, end_key, size, self.lock_timeout).await {
                 Ok((None, _, _)) => break,
                 Ok((Some(key), scanned, changed)) => {
                     let elapsed = batch_started.elapsed();
                     failures_in_a_row = 0;
+                    delays = db::retry_delays(self.max_retries);
                     last_id = key;
                     report.scanned += scanned;
                     report.changed += changed;
@@ -275,16 +267,15 @@ impl Backfill<'_> {
                 }
                 Err(err) if db::is_transient(&err) || db::is_connection_lost(&err) => {
                     failures_in_a_row += 1;
-                    report.retries += 1;
-                    if failures_in_a_row > self.max_retries {
+                    let Some(delay) = delays.next() else {
                         return Err(BackfillError::RetriesExhausted {
                             step: step.name,
                             attempts: failures_in_a_row,
                             reason: err.to_string(),
                         }
                         .into());
-                    }
-                    let delay = Duration::from_millis(200 * 2u64.pow(failures_in_a_row.min(6)));
+                    };
+                    report.retries += 1;
                     tracing::warn!(
                         "step {}: batch failed ({err}); retry {failures_in_a_row} in {delay:?}",
                         step.name
@@ -330,6 +321,16 @@ impl Backfill<'_> {
     }
 }
 
+/// The step's row count (for the progress bar) and its largest key now: the run stops there, so
+/// rows the application keeps adding cannot make it chase the end of the table forever; they
+/// are left whole for the next run.
+async fn extent(
+    conn: &mut PgConnection,
+    step: &StepDef,
+) -> Result<(i64, Option<String>), sqlx::Error> {
+    sqlx::query_as(step.extent_sql).fetch_one(conn).await
+}
+
 fn rate(rows: i64, elapsed: Duration) -> u64 {
     let secs = elapsed.as_secs_f64();
     if secs > 0.0 {
@@ -344,12 +345,15 @@ async fn run_batch(
     conn: &mut PgConnection,
     step: &StepDef,
     after: &str,
+    end_key: &str,
     size: i64,
     lock_timeout: Duration,
 ) -> Result<BatchOutcome, sqlx::Error> {
     let mut tx = conn.begin().await?;
+    // A plan for the actual keys: a generic plan would not know the range is one batch wide.
     sqlx::query(
-        "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)",
+        "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true),
+                set_config('plan_cache_mode', 'force_custom_plan', true)",
     )
     .bind(format!("{}ms", lock_timeout.as_millis()))
     .bind(format!("{}ms", BATCH_STATEMENT_TIMEOUT.as_millis()))
@@ -358,6 +362,7 @@ async fn run_batch(
     let (last_id, scanned, changed): BatchOutcome = sqlx::query_as(step.batch_sql)
         .bind(after)
         .bind(size)
+        .bind(end_key)
         .fetch_one(&mut *tx)
         .await?;
     if let Some(key) = &last_id {
@@ -402,9 +407,7 @@ async fn dry_run(conn: &mut PgConnection, steps: &[&StepDef]) -> anyhow::Result<
         else {
             continue;
         };
-        let scanned: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}", step.table)) // table from STEPS
-            .fetch_one(&mut *conn)
-            .await?;
+        let (scanned, _) = extent(conn, step).await?;
         let unresolved_by_reason = if step.step == BackfillStep::Items {
             self::unresolved(conn, step).await?
         } else {
@@ -418,12 +421,7 @@ async fn dry_run(conn: &mut PgConnection, steps: &[&StepDef]) -> anyhow::Result<
             unresolved: *unresolved,
             unresolved_by_reason,
             duration_ms: started.elapsed().as_millis() as u64,
-            rows_per_second: 0,
-            batches: 0,
-            longest_batch_ms: 0,
-            last_batch_size: 0,
-            retries: 0,
-            resumed_after: None,
+            ..StepReport::default()
         });
     }
     Ok(reports)

@@ -5,7 +5,7 @@ mod url;
 
 use std::time::{Duration, Instant};
 
-use sqlx::{Connection, PgConnection};
+use sqlx::{ConnectOptions, Connection, PgConnection};
 use thiserror::Error;
 
 pub use catalog::*;
@@ -81,7 +81,10 @@ pub async fn connect(url: Option<&DatabaseUrl>) -> Result<PgConnection, DbError>
     let options = url
         .connect_options()
         .map_err(DbError::InvalidUrl)?
-        .application_name("paytool");
+        .application_name("paytool")
+        // Long statements are paytool's own business (index builds, scans) and reported in
+        // its summaries; sqlx's statement and slow-statement logs would only repeat the SQL text.
+        .disable_statement_logging();
     let attempt = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await;
     let mut conn = match attempt {
         Err(_) => {
@@ -271,4 +274,16 @@ impl AdvisoryLock {
             .flatten()
             .unwrap_or_else(|| "holder unknown".to_owned())
     }
+}
+
+/// Delays between attempts after a transient failure: 200 ms doubling to 10 s, with jitter so
+/// that several clients do not retry in step, `retries` of them.
+pub fn retry_delays(retries: u32) -> impl Iterator<Item = Duration> {
+    use backon::{BackoffBuilder, ExponentialBuilder};
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(10))
+        .with_max_times(retries as usize)
+        .with_jitter()
+        .build()
 }

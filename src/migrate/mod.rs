@@ -13,7 +13,6 @@ pub mod steps;
 
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use sqlx::PgConnection;
 use thiserror::Error;
 
@@ -138,12 +137,7 @@ impl LockPolicy {
 
     /// Delays between lock attempts: 200 ms doubling to 10 s, with jitter, `lock_retries` of them.
     pub fn backoff(&self) -> impl Iterator<Item = Duration> {
-        ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(10))
-            .with_max_times(self.lock_retries as usize)
-            .with_jitter()
-            .build()
+        db::retry_delays(self.lock_retries)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Integration tests of the `paytool` binary against a real PostgreSQL started by the harness.
 
+mod backfill;
 mod basics;
 mod harness;
 mod migrate;

@@ -99,10 +99,18 @@ async fn backfill_snapshots_totals_and_payments_exactly() {
         "SELECT count(*) FROM order_items WHERE label IS NULL",
     )
     .await;
+    // The seed itself references a product priced 99,999,999.99 a few times.
+    let overflowing = scalar(
+        &mut conn,
+        "SELECT count(*) FROM order_items i JOIN products p ON p.id = i.product_id
+         WHERE p.price * 100 * i.quantity > 2147483647",
+    )
+    .await;
+    assert!(overflowing >= 2);
     assert_eq!(
         missing,
-        deleted_product + 2,
-        "only deleted products and the two overflows stay unsnapshotted"
+        deleted_product + overflowing,
+        "only deleted products and overflows stay unsnapshotted"
     );
     let items = step(&report, "items");
     assert_eq!(items["unresolved"], missing);
@@ -121,10 +129,17 @@ async fn backfill_snapshots_totals_and_payments_exactly() {
         .map(|r| r["reason"].as_str().unwrap())
         .collect();
     assert_eq!(reasons, ["amount_overflows_integer", "product_deleted"]);
-    let overflow_sample = &items["unresolved_by_reason"][0]["sample"];
-    assert_eq!(
-        overflow_sample,
-        &serde_json::json!(["overflow-subtotal", "overflow-unit"])
+    let overflows = &items["unresolved_by_reason"][0];
+    assert_eq!(overflows["rows"], overflowing);
+    let sample: Vec<&str> = overflows["sample"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap())
+        .collect();
+    assert!(
+        sample.contains(&"overflow-subtotal") && sample.contains(&"overflow-unit"),
+        "{sample:?}"
     );
 
     // Orders: total = sum of subtotals for every order whose items are all snapshotted.
@@ -166,10 +181,12 @@ async fn a_second_run_changes_nothing_and_snapshots_survive_price_changes() {
     backfill_json(&db, &[]);
     let mut conn = db.conn().await;
     let before = end_state(&mut conn).await;
-    sqlx::raw_sql("UPDATE products SET price = price + 1, name = name || ' (new recipe)'")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    sqlx::raw_sql(
+        "UPDATE products SET price = price + 1, name = name || ' (new recipe)' WHERE price < 1000",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
     let again = backfill_json(&db, &[]);
     for name in ["items", "orders", "payments"] {
         assert_eq!(
@@ -391,48 +408,109 @@ async fn rows_written_by_the_application_during_the_run_are_never_half_done() {
             "5",
         ])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let mut app = db.conn().await;
-    let mut written = 0;
+    // The legacy application: new orders with two items and no snapshot, at a steady pace, with
+    // ids spread over the key space (ahead of the backfill, behind it and past its end).
+    let mut live_orders: Vec<String> = Vec::new();
     while child.try_wait().unwrap().is_none() {
-        // The legacy application: a new order with two items and no snapshot.
-        sqlx::query(
-            "WITH o AS (INSERT INTO orders (id, user_id) SELECT $1, min(id) FROM users RETURNING id)
-             INSERT INTO order_items (id, order_id, product_id, quantity)
-             SELECT o.id || '-' || n, o.id, (SELECT min(id) FROM products WHERE price > 0), n FROM o, generate_series(1, 2) AS n",
+        let id: String = sqlx::query_scalar(
+            "WITH o AS (INSERT INTO orders (id, user_id)
+                        SELECT md5('live-' || $1::text)::uuid::text, min(id) FROM users RETURNING id),
+                  i AS (INSERT INTO order_items (id, order_id, product_id, quantity)
+                        SELECT o.id || '-' || n, o.id, (SELECT min(id) FROM products WHERE price BETWEEN 1 AND 100), n
+                        FROM o, generate_series(1, 2) AS n)
+             SELECT id FROM o",
         )
-        .bind(format!("live-{written:05}"))
-        .execute(&mut app)
+        .bind(live_orders.len() as i64)
+        .fetch_one(&mut app)
         .await
         .unwrap();
-        written += 1;
+        live_orders.push(id);
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     assert!(child.wait().unwrap().success());
-    assert!(written > 0);
+    assert!(live_orders.len() > 10, "the run ended before the app wrote");
     let half_done = scalar(
         &mut app,
         "SELECT count(*) FROM order_items WHERE label IS NOT NULL AND subtotal_cents::bigint <> unit_price_cents::bigint * quantity",
     )
     .await;
     assert_eq!(half_done, 0);
-    assert_eq!(
-        scalar(
-            &mut app,
-            "SELECT count(*) FROM order_items WHERE order_id LIKE 'live-%'"
-        )
-        .await,
-        written * 2
-    );
+    let live_items: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM order_items WHERE order_id = ANY($1)")
+            .bind(&live_orders)
+            .fetch_one(&mut app)
+            .await
+            .unwrap();
+    assert_eq!(live_items, live_orders.len() as i64 * 2, "an item was lost");
+    // An order is either wholly done (total and payment match its items) or untouched.
+    let inconsistent: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM orders o
+         LEFT JOIN payments p ON p.order_id = o.id
+         WHERE o.id = ANY($1)
+           AND (o.amount_total_cents <> 0 OR p.order_id IS NOT NULL)
+           AND (o.amount_total_cents <> (SELECT sum(subtotal_cents) FROM order_items i WHERE i.order_id = o.id)
+                OR p.amount_cents IS DISTINCT FROM o.amount_total_cents AND p.order_id IS NOT NULL)",
+    )
+    .bind(&live_orders)
+    .fetch_one(&mut app)
+    .await
+    .unwrap();
+    assert_eq!(inconsistent, 0);
     // What this run left, the next one takes.
     backfill_json(&db, &[]);
-    let left = scalar(
-        &mut app,
-        "SELECT count(*) FROM order_items WHERE order_id LIKE 'live-%' AND label IS NULL",
+    let left: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM orders o WHERE o.id = ANY($1)
+           AND (NOT EXISTS (SELECT 1 FROM payments p WHERE p.order_id = o.id)
+                OR EXISTS (SELECT 1 FROM order_items i WHERE i.order_id = o.id AND i.label IS NULL))",
     )
-    .await;
+    .bind(&live_orders)
+    .fetch_one(&mut app)
+    .await
+    .unwrap();
     assert_eq!(left, 0);
-    let unpaid = scalar(&mut app, "SELECT count(*) FROM orders o WHERE id LIKE 'live-%' AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.order_id = o.id)").await;
-    assert_eq!(unpaid, 0);
+}
+
+#[tokio::test]
+async fn a_lock_held_too_long_stops_with_exit_3_and_a_checkpoint_to_resume_from() {
+    let db = migrated_db(500).await;
+    let mut blocker = db.conn().await;
+    sqlx::raw_sql("BEGIN; LOCK TABLE order_items IN EXCLUSIVE MODE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    db.paytool()
+        .args([
+            "backfill",
+            "payments",
+            "--lock-timeout",
+            "50ms",
+            "--max-retries",
+            "2",
+        ])
+        .assert()
+        .code(3)
+        .stderr(
+            predicate::str::contains("failed 3 times in a row")
+                .and(predicate::str::contains("again to resume")),
+        );
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let mut conn = db.conn().await;
+    assert_eq!(
+        scalar(
+            &mut conn,
+            "SELECT count(*) FROM order_items WHERE label IS NOT NULL"
+        )
+        .await,
+        0
+    );
+    let report = backfill_json(&db, &[]);
+    assert_eq!(step(&report, "items")["retries"], 0);
+    assert!(step(&report, "items")["changed"].as_i64().unwrap() > 0);
 }
