@@ -8,3 +8,4 @@ cd "$(dirname "$0")/.."
 ensure_cargo
 ensure_postgres
 cargo bench --bench migrate
+cargo bench --bench backfill

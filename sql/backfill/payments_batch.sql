@@ -1,13 +1,8 @@
--- One batch of the payments step ($1 last orders.id, $2 batch size, $3 the
--- step's last key when it started): one payments row per
+-- One batch of the payments step, over the key range ($1, $2] of orders: one payments row per
 -- order that has none, whose items are all snapshotted and whose total is their sum (final). The status
 -- is the Stripe PaymentIntent status the order status implies: a refunded payment stays
 -- succeeded (refunds are rows of their own), a failed one goes back to requires_payment_method.
-WITH bounds AS (
-    SELECT max(id) AS last_id, count(*) AS scanned
-    FROM (SELECT id FROM orders WHERE id > $1 AND id <= $3 ORDER BY id LIMIT $2) AS batch
-),
-created AS (
+WITH created AS (
     INSERT INTO payments (order_id, stripe_payment_intent_id, amount_cents, currency, status,
                           succeeded_at, created_at, updated_at)
     SELECT o.id, o.stripe_payment_intent_id, o.amount_total_cents, o.currency,
@@ -20,13 +15,11 @@ created AS (
            CASE WHEN o.status IN ('PAID', 'REFUNDED') THEN o.paid_at END,
            o.created_at, o.updated_at
     FROM orders AS o
-    WHERE o.id > $1 AND o.id <= (SELECT last_id FROM bounds)
+    WHERE o.id > $1 AND o.id <= $2
       AND NOT EXISTS (SELECT 1 FROM payments AS p WHERE p.order_id = o.id)
       AND NOT EXISTS (SELECT 1 FROM order_items AS i WHERE i.order_id = o.id AND i.label IS NULL)
       AND o.amount_total_cents = (SELECT coalesce(sum(i.subtotal_cents), 0) FROM order_items AS i WHERE i.order_id = o.id)
     ON CONFLICT (order_id) DO NOTHING
     RETURNING order_id
 )
-SELECT (SELECT last_id FROM bounds) AS last_id,
-       (SELECT scanned FROM bounds) AS scanned,
-       (SELECT count(*) FROM created) AS changed;
+SELECT count(*) AS changed FROM created;

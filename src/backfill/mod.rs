@@ -59,15 +59,23 @@ struct StepDef {
     name: &'static str,
     /// Row count and largest id of the table the step walks by primary key.
     extent_sql: &'static str,
+    /// The next batch: (last key, rows) of the next $2 keys after $1, up to $3.
+    range_sql: &'static str,
     batch_sql: &'static str,
     unresolved_sql: &'static str,
 }
+
+const ITEMS_RANGE_SQL: &str = "SELECT max(id), count(*) FROM
+    (SELECT id FROM order_items WHERE id > $1 AND id <= $3 ORDER BY id LIMIT $2) AS batch";
+const ORDERS_RANGE_SQL: &str = "SELECT max(id), count(*) FROM
+    (SELECT id FROM orders WHERE id > $1 AND id <= $3 ORDER BY id LIMIT $2) AS batch";
 
 const STEPS: [StepDef; 3] = [
     StepDef {
         step: BackfillStep::Items,
         name: "items",
         extent_sql: "SELECT count(*), max(id) FROM order_items",
+        range_sql: ITEMS_RANGE_SQL,
         batch_sql: include_str!("../../sql/backfill/items_batch.sql"),
         unresolved_sql: include_str!("../../sql/backfill/items_unresolved.sql"),
     },
@@ -75,6 +83,7 @@ const STEPS: [StepDef; 3] = [
         step: BackfillStep::Orders,
         name: "orders",
         extent_sql: "SELECT count(*), max(id) FROM orders",
+        range_sql: ORDERS_RANGE_SQL,
         batch_sql: include_str!("../../sql/backfill/orders_batch.sql"),
         unresolved_sql: include_str!("../../sql/backfill/orders_unresolved.sql"),
     },
@@ -82,6 +91,7 @@ const STEPS: [StepDef; 3] = [
         step: BackfillStep::Payments,
         name: "payments",
         extent_sql: "SELECT count(*), max(id) FROM orders",
+        range_sql: ORDERS_RANGE_SQL,
         batch_sql: include_str!("../../sql/backfill/payments_batch.sql"),
         unresolved_sql: include_str!("../../sql/backfill/payments_unresolved.sql"),
     },
@@ -359,23 +369,31 @@ async fn run_batch(
     .bind(format!("{}ms", BATCH_STATEMENT_TIMEOUT.as_millis()))
     .execute(&mut *tx)
     .await?;
-    let (last_id, scanned, changed): BatchOutcome = sqlx::query_as(step.batch_sql)
+    // The range first, then the batch with both bounds as values: with the upper bound hidden
+    // in a subquery the planner guessed a wide range and chose a plan 100× slower.
+    let (last_id, scanned): (Option<String>, i64) = sqlx::query_as(step.range_sql)
         .bind(after)
         .bind(size)
         .bind(end_key)
         .fetch_one(&mut *tx)
         .await?;
-    if let Some(key) = &last_id {
-        sqlx::query(checkpoint::ADVANCE_SQL)
-            .bind(step.name)
-            .bind(key)
-            .bind(scanned)
-            .bind(changed)
-            .execute(&mut *tx)
-            .await?;
-    }
+    let Some(last_id) = last_id else {
+        return Ok((None, 0, 0));
+    };
+    let changed: i64 = sqlx::query_scalar(step.batch_sql)
+        .bind(after)
+        .bind(&last_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    sqlx::query(checkpoint::ADVANCE_SQL)
+        .bind(step.name)
+        .bind(&last_id)
+        .bind(scanned)
+        .bind(changed)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
-    Ok((last_id, scanned, changed))
+    Ok((Some(last_id), scanned, changed))
 }
 
 async fn unresolved(
