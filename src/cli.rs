@@ -43,6 +43,27 @@ pub enum OutputFormat {
     Table,
     /// One JSON document with stable field names.
     Json,
+    /// JUnit XML, one testcase per check (verify constraints only).
+    Junit,
+}
+
+impl OutputFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputFormat::Table => "table",
+            OutputFormat::Json => "json",
+            OutputFormat::Junit => "junit",
+        }
+    }
+}
+
+/// A `--format` the command cannot produce, caught before anything runs.
+#[derive(Debug, thiserror::Error)]
+#[error("--format {format} is not available for {command} (it has: {available})")]
+pub struct UnsupportedFormat {
+    pub format: &'static str,
+    pub command: &'static str,
+    pub available: &'static str,
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,6 +74,9 @@ pub enum Command {
     /// Backfill data into the payment model (snapshots, totals, payment rows).
     #[command(subcommand)]
     Backfill(BackfillCommand),
+    /// Check the schema and data invariants of the payment model (a CI gate).
+    #[command(subcommand)]
+    Verify(VerifyCommand),
     /// Create the legacy schema (SPEC §2) with realistic dirty data in an EMPTY database.
     #[command(after_help = SEED_EXAMPLES)]
     Seed(SeedArgs),
@@ -74,6 +98,36 @@ const SEED_EXAMPLES: &str = "Examples:
   paytool seed --orders 1000000 --no-stock-anomalies   # clean enough for migrate to pass
 
 Exit codes: 0 success, 2 the database already has tables of the legacy schema, 3 runtime failure.";
+
+#[derive(Debug, Subcommand)]
+pub enum VerifyCommand {
+    /// Schema (pg_catalog) and data invariants; exit 1 when an error-severity check fails.
+    #[command(after_help = VERIFY_EXAMPLES)]
+    Constraints(VerifyArgs),
+}
+
+const VERIFY_EXAMPLES: &str =
+    "Every check has a severity: error (fails the run) or warning (reported only). Read-only:
+one REPEATABLE READ READ ONLY transaction, so a role with SELECT on the tables is enough.
+
+Examples:
+  paytool verify constraints                           # every check, as a table
+  paytool verify constraints --only schema             # pg_catalog checks only (fast)
+  paytool verify constraints --format junit > verify.xml   # for CI test reports
+  paytool verify constraints --format json --sample 50 | jq '.checks[] | select(.count > 0)'
+
+Exit codes: 0 no error-severity check failed, 1 one did, 2 usage or configuration error,
+3 the checks could not run (database unreachable, query failed).";
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Run only the schema checks or only the data checks.
+    #[arg(long, value_enum)]
+    pub only: Option<crate::verify::Category>,
+    /// How many offending ids each check lists.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i64).range(0..=10_000))]
+    pub sample: i64,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum BackfillCommand {

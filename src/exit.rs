@@ -30,6 +30,9 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         if let Some(backfill) = cause.downcast_ref::<BackfillError>() {
             return backfill.exit_code();
         }
+        if cause.is::<crate::cli::UnsupportedFormat>() {
+            return USAGE;
+        }
         if let Some(seed) = cause.downcast_ref::<SeedError>() {
             return seed.exit_code();
         }

@@ -9,6 +9,7 @@ pub mod migrate;
 pub mod progress;
 pub mod report;
 pub mod seed;
+pub mod verify;
 
 use std::io::Write;
 
@@ -37,6 +38,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<u8> {
         .transpose()?;
     let url = url.as_ref();
     let format = cli.global.format;
+    check_format(&cli.command, format)?;
     let mut stdout = std::io::stdout().lock();
     match &cli.command {
         Command::Migrate(args) => {
@@ -46,6 +48,11 @@ async fn run_command(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Backfill(cli::BackfillCommand::Payments(args)) => {
             let report = backfill::run(args, url, progress).await?;
+            print(&report, format, &mut stdout)?;
+            Ok(report.exit_code())
+        }
+        Command::Verify(cli::VerifyCommand::Constraints(args)) => {
+            let report = verify::run(args, url, progress).await?;
             print(&report, format, &mut stdout)?;
             Ok(report.exit_code())
         }
@@ -60,6 +67,27 @@ async fn run_command(cli: Cli) -> anyhow::Result<u8> {
             print(&report, format, &mut stdout)?;
             Ok(exit::OK)
         }
+    }
+}
+
+/// Refuses a `--format` the command cannot produce, before it does anything.
+fn check_format(
+    command: &Command,
+    format: cli::OutputFormat,
+) -> Result<(), cli::UnsupportedFormat> {
+    let (name, available) = match command {
+        Command::Verify(_) => return Ok(()),
+        Command::Migrate(_) => ("migrate", "table, json"),
+        Command::Backfill(_) => ("backfill payments", "table, json"),
+        Command::Seed(_) => ("seed", "table, json"),
+    };
+    match format {
+        cli::OutputFormat::Table | cli::OutputFormat::Json => Ok(()),
+        other => Err(cli::UnsupportedFormat {
+            format: other.name(),
+            command: name,
+            available,
+        }),
     }
 }
 

@@ -3,6 +3,7 @@
 mod backfill;
 mod migrate;
 mod seed;
+mod verify;
 
 use std::io::{self, Write};
 
@@ -14,6 +15,14 @@ use crate::cli::OutputFormat;
 /// A report that can be printed for people.
 pub trait Render: Serialize {
     fn render_table(&self, out: &mut dyn Write) -> io::Result<()>;
+
+    /// JUnit XML, for the reports that have it (checked before the command runs).
+    fn render_junit(&self, _out: &mut dyn Write) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this report has no JUnit form",
+        ))
+    }
 }
 
 pub fn render<R: Render>(report: &R, format: OutputFormat, out: &mut dyn Write) -> io::Result<()> {
@@ -23,6 +32,7 @@ pub fn render<R: Render>(report: &R, format: OutputFormat, out: &mut dyn Write) 
             serde_json::to_writer_pretty(&mut *out, report)?;
             writeln!(out)
         }
+        OutputFormat::Junit => report.render_junit(out),
     }
 }
 

@@ -295,19 +295,7 @@ async fn wait_for_checkpoint(conn: &mut PgConnection, step: &str, batches: i64) 
 async fn killed_mid_step_then_resumed_ends_like_an_uninterrupted_run() {
     let db = migrated_db(2_000).await;
     // The same database, backfilled without interruption, for comparison.
-    let reference_name = format!("{}_ref", db.name);
-    let mut admin = cluster().admin().await;
-    sqlx::raw_sql(&format!(
-        "CREATE DATABASE {reference_name} TEMPLATE {}",
-        db.name
-    ))
-    .execute(&mut admin)
-    .await
-    .unwrap();
-    let reference = TestDb {
-        url: cluster().url("postgres", None, &reference_name),
-        name: reference_name,
-    };
+    let reference = cluster().copy_of(&db, "ref").await;
     backfill_json(&reference, &["--batch-size", "100"]);
 
     let mut child = db

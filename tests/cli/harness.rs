@@ -167,6 +167,25 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// A new database that starts as a copy of `template` (which must have no open connection).
+    pub async fn copy_of(&self, template: &TestDb, suffix: &str) -> TestDb {
+        let name = format!("{}_{suffix}", template.name);
+        let mut admin = self.admin().await;
+        sqlx::raw_sql(&format!(
+            "CREATE DATABASE {name} TEMPLATE {}",
+            template.name
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        TestDb {
+            url: self.url("postgres", None, &name),
+            name,
+        }
+    }
+}
+
 /// Stops the cluster and removes its directory once the test process is gone.
 fn spawn_watchdog(bin: &Path, dir: &Path, data: &Path) {
     let pg_ctl = bin.join("pg_ctl");

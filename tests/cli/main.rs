@@ -4,3 +4,4 @@ mod backfill;
 mod basics;
 mod harness;
 mod migrate;
+mod verify;

@@ -1,0 +1,130 @@
+use std::io::{self, Write};
+use std::time::Duration;
+
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+
+use super::{Render, millis, table};
+use crate::verify::{Category, CheckResult, Status, VerifyReport};
+
+/// Ids shown per check in the table; JSON and JUnit carry the whole sample.
+const TABLE_SAMPLE: usize = 5;
+
+impl Render for VerifyReport {
+    fn render_table(&self, out: &mut dyn Write) -> io::Result<()> {
+        let mut t = table(&[
+            "status",
+            "severity",
+            "check",
+            "count",
+            "what it means",
+            "took",
+        ]);
+        for check in &self.checks {
+            t.add_row(vec![
+                status_label(check.status).to_owned(),
+                format!("{:?}", check.severity).to_lowercase(),
+                check.id.to_owned(),
+                check.count.to_string(),
+                meaning_with_sample(check),
+                millis(check.duration_ms),
+            ]);
+        }
+        writeln!(out, "{t}")?;
+        let s = &self.summary;
+        writeln!(
+            out,
+            "{} passed, {} failed, {} warnings, {} skipped in {} on {}",
+            s.passed,
+            s.failed,
+            s.warnings,
+            s.skipped,
+            millis(self.duration_ms),
+            self.database
+        )?;
+        if s.skipped > 0 {
+            writeln!(
+                out,
+                "Data checks were skipped: the tables or columns they read are not as expected (run paytool migrate)."
+            )?;
+        }
+        Ok(())
+    }
+
+    fn render_junit(&self, out: &mut dyn Write) -> io::Result<()> {
+        let mut report = Report::new("paytool verify constraints");
+        report.set_time(Duration::from_millis(self.duration_ms));
+        for category in [Category::Schema, Category::Data] {
+            let mut suite = TestSuite::new(format!("{category:?}").to_lowercase());
+            for check in self.checks.iter().filter(|c| c.category == category) {
+                suite.add_test_case(test_case(check));
+            }
+            if !suite.test_cases.is_empty() {
+                report.add_test_suite(suite);
+            }
+        }
+        report.serialize(&mut *out).map_err(io::Error::other)?;
+        writeln!(out)
+    }
+}
+
+fn status_label(status: Status) -> &'static str {
+    match status {
+        Status::Pass => "ok",
+        Status::Fail => "FAIL",
+        Status::Warn => "warn",
+        Status::Skipped => "skipped",
+    }
+}
+
+fn meaning_with_sample(check: &CheckResult) -> String {
+    if check.sample.is_empty() {
+        return check.meaning.to_owned();
+    }
+    let shown: Vec<&str> = check
+        .sample
+        .iter()
+        .take(TABLE_SAMPLE)
+        .map(String::as_str)
+        .collect();
+    let more = if check.count as usize > shown.len() {
+        ", …"
+    } else {
+        ""
+    };
+    format!("{}: {}{more}", check.meaning, shown.join(", "))
+}
+
+/// One testcase per check: an error-severity failure is a `<failure>`; a warning passes (JUnit
+/// has no warning) and says so in its system-out; a skipped check is `<skipped>`.
+fn test_case(check: &CheckResult) -> TestCase {
+    let found = format!("{} found: {}", check.count, check.meaning);
+    let status = match check.status {
+        Status::Pass | Status::Warn => TestCaseStatus::success(),
+        Status::Skipped => {
+            let mut s = TestCaseStatus::skipped();
+            s.set_message("not run: the schema checks it depends on failed");
+            s
+        }
+        Status::Fail => {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_message(found.clone())
+                .set_type(check.id)
+                .set_description(sample_text(check));
+            s
+        }
+    };
+    let mut case = TestCase::new(check.id, status);
+    case.set_classname(format!(
+        "paytool.verify.{}",
+        check.id.split('.').next().unwrap_or("check")
+    ))
+    .set_time(Duration::from_millis(check.duration_ms));
+    if check.status == Status::Warn {
+        case.set_system_out(format!("warning: {found}\n{}", sample_text(check)));
+    }
+    case
+}
+
+fn sample_text(check: &CheckResult) -> String {
+    format!("sample ids:\n{}", check.sample.join("\n"))
+}
