@@ -1,6 +1,7 @@
 //! Benchmark of `paytool backfill payments` on a large migrated database while an application
 //! keeps writing, against the same end state computed by three set-based statements on a copy
-//! of the same database. Prints numbers; asserts nothing. `BENCH_ORDERS` (default 1,000,000)
+//! of the same database; then `paytool verify constraints` on the backfilled database (it
+//! needs exactly this database, which takes minutes to build). Prints numbers; asserts nothing. `BENCH_ORDERS` (default 1,000,000)
 //! sets the size.
 //!
 //!     cargo bench --bench backfill           # or ./scripts/bench.sh
@@ -117,5 +118,46 @@ async fn main() {
             step["last_batch_size"],
             step["retries"],
         );
+    }
+    print_verify(&batched_db, orders);
+}
+
+/// verify on the backfilled database, three runs: total and slowest check of each.
+fn print_verify(db: &harness::TestDb, orders: i64) {
+    println!("\nverify constraints on the backfilled database ({orders} orders), 3 runs:\n");
+    println!("| run | total | slowest check | its time | failed | warnings |");
+    println!("|---|---|---|---|---|---|");
+    for run in 1..=3 {
+        let out = db
+            .paytool_std()
+            .args(["verify", "constraints", "--format", "json"])
+            .output()
+            .expect("paytool verify");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("verify report");
+        let slowest = report["checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .max_by_key(|c| c["duration_ms"].as_u64().unwrap_or(0))
+            .cloned()
+            .unwrap_or_default();
+        println!(
+            "| {run} | {} ms | {} | {} ms | {} | {} |",
+            report["duration_ms"],
+            slowest["id"].as_str().unwrap_or("?"),
+            slowest["duration_ms"],
+            report["summary"]["failed"],
+            report["summary"]["warnings"],
+        );
+        if run == 3 {
+            println!("\n| check | time (run 3) |\n|---|---|");
+            for check in report["checks"].as_array().into_iter().flatten() {
+                println!(
+                    "| {} | {} ms |",
+                    check["id"].as_str().unwrap_or("?"),
+                    check["duration_ms"]
+                );
+            }
+        }
     }
 }

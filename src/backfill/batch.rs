@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+const MAX_GROWTH: f64 = 1.5;
+
 #[derive(Debug, Clone, Copy)]
 pub struct BatchPolicy {
     /// A pinned size (`--batch-size`): never adapted.
@@ -17,17 +19,18 @@ impl BatchPolicy {
         self.fixed.unwrap_or(self.initial)
     }
 
-    /// Scales the size toward the target duration, by at most ×2 or ÷2 per batch so one slow
-    /// batch (a checkpoint, a cold cache) does not swing it, within [min, max].
+    /// Scales the size toward the target duration, by at most ×1.5 or ÷2 per batch, within
+    /// [min, max]: growth is cautious because batch times are noisy (a checkpoint, autovacuum)
+    /// and an overshoot holds row locks longer, while shrinking after a slow batch is urgent.
     pub fn next_size(&self, current: i64, elapsed: Duration) -> i64 {
         if let Some(fixed) = self.fixed {
             return fixed;
         }
         let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
         let ratio = if elapsed_ms <= 0.0 {
-            2.0
+            MAX_GROWTH
         } else {
-            (self.target.as_secs_f64() * 1000.0 / elapsed_ms).clamp(0.5, 2.0)
+            (self.target.as_secs_f64() * 1000.0 / elapsed_ms).clamp(0.5, MAX_GROWTH)
         };
         ((current as f64 * ratio).round() as i64).clamp(self.min, self.max)
     }
@@ -50,11 +53,11 @@ mod tests {
     #[test]
     fn grows_when_batches_are_fast_and_shrinks_when_slow() {
         let p = adaptive();
-        assert_eq!(p.next_size(1_000, Duration::from_millis(100)), 2_000);
+        assert_eq!(p.next_size(1_000, Duration::from_millis(160)), 1_250);
         assert_eq!(
             p.next_size(1_000, Duration::from_millis(10)),
-            2_000,
-            "at most doubles"
+            1_500,
+            "grows by at most half"
         );
         assert_eq!(p.next_size(1_000, Duration::from_millis(400)), 500);
         assert_eq!(
@@ -70,7 +73,7 @@ mod tests {
         let p = adaptive();
         assert_eq!(p.next_size(40_000, Duration::from_millis(1)), 50_000);
         assert_eq!(p.next_size(150, Duration::from_secs(10)), 100);
-        assert_eq!(p.next_size(1_000, Duration::ZERO), 2_000);
+        assert_eq!(p.next_size(1_000, Duration::ZERO), 1_500);
     }
 
     #[test]
