@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on an embedded default, offline: a throwaway PostgreSQL with realistic dirty
 # legacy data, then paytool migrate walked through plan → preflight refusal → fix → apply →
-# status → re-run. Everything is removed at the end (Ctrl-C included).
+# status → re-run → backfill → verify. Everything is removed at the end (Ctrl-C included).
 # Usage: ./scripts/demo.sh [ORDERS]   (default 5000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,3 +48,15 @@ $paytool migrate status
 
 step "Run again: nothing to do" paytool migrate
 $paytool migrate
+
+step "Backfill, dry run: what each step would change" paytool backfill payments --dry-run
+$paytool backfill payments --dry-run
+
+step "Backfill: snapshots, totals, payment rows, in checkpointed batches" paytool backfill payments
+$paytool backfill payments
+
+step "Run again: nothing left to change" paytool backfill payments
+$paytool backfill payments
+
+step "Verify the schema and the data invariants" paytool verify constraints
+$paytool verify constraints

@@ -1,6 +1,6 @@
 //! Applying the pending steps online: advisory lock, preflight, then each step by its kind.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sqlx::{Connection, PgConnection};
@@ -161,7 +161,8 @@ async fn run_step(
                 timeouts,
                 started,
             };
-            let (_, retries) = retry_transient(conn, policy, step, attempt).await?;
+            let (_, retries) =
+                retry_transient(conn, policy, (step.name, step.table), attempt).await?;
             run.retries = retries;
         }
         StepKind::ConcurrentIndex { index } => {
@@ -205,7 +206,7 @@ async fn transactional_attempt(
 }
 
 /// One retryable unit of work.
-enum Attempt<'a> {
+pub(super) enum Attempt<'a> {
     /// The step's SQL with its history row, in one transaction.
     Transaction {
         step: &'a Step,
@@ -220,10 +221,13 @@ enum Attempt<'a> {
         after: &'a str,
         size: i64,
     },
+    /// `migrate down`'s SQL in one transaction: no statement_timeout (the enum conversion
+    /// rewrites orders) but a bounded lock wait.
+    Down { lock_timeout: Duration },
 }
 
 /// (last id of the batch, rows changed) for batches; (None, 0) otherwise.
-type AttemptResult = (Option<String>, i64);
+pub(super) type AttemptResult = (Option<String>, i64);
 
 impl Attempt<'_> {
     async fn perform(&self, conn: &mut PgConnection) -> Result<AttemptResult, sqlx::Error> {
@@ -247,6 +251,10 @@ impl Attempt<'_> {
                     .fetch_one(conn)
                     .await
             }
+            Attempt::Down { lock_timeout } => {
+                down_attempt(conn, *lock_timeout).await?;
+                Ok((None, 0))
+            }
         }
     }
 }
@@ -254,10 +262,11 @@ impl Attempt<'_> {
 /// Performs `attempt` until it succeeds, retrying lock timeouts, deadlocks and serialization
 /// failures with jittered exponential backoff. Between attempts no lock is held or queued,
 /// so the application's queries go through.
-async fn retry_transient(
+/// `name` and `table` say what was being done where, in logs and in the final error.
+pub(super) async fn retry_transient(
     conn: &mut PgConnection,
     policy: &LockPolicy,
-    step: &Step,
+    (name, table): (&'static str, &'static str),
     attempt: Attempt<'_>,
 ) -> anyhow::Result<(AttemptResult, u32)> {
     let mut delays = policy.backoff();
@@ -267,10 +276,10 @@ async fn retry_transient(
             Ok(value) => return Ok((value, retries)),
             Err(err) if db::is_transient(&err) => {
                 let Some(delay) = delays.next() else {
-                    let holders = lock_holders(conn, step.table).await;
+                    let holders = lock_holders(conn, table).await;
                     return Err(MigrateError::LockRetriesExhausted {
-                        step: step.name,
-                        table: step.table,
+                        step: name,
+                        table,
                         attempts: retries + 1,
                         lock_timeout: policy.lock_timeout,
                         holders,
@@ -280,16 +289,16 @@ async fn retry_transient(
                 retries += 1;
                 tracing::warn!(
                     "step {}: {} on {} (attempt {}); retrying in {:?}",
-                    step.name,
+                    name,
                     short_reason(&err),
-                    step.table,
+                    table,
                     retries,
                     delay
                 );
                 tokio::time::sleep(delay).await;
             }
             Err(err) => {
-                return Err(anyhow::Error::new(err).context(format!("step {} failed", step.name)));
+                return Err(anyhow::Error::new(err).context(format!("step {name} failed")));
             }
         }
     }
@@ -340,9 +349,14 @@ async fn build_index_concurrently(
         }
         IndexState::Missing => {}
     }
-    let (_, build_retries) = retry_transient(conn, policy, step, Attempt::Statement(step.sql))
-        .await
-        .map_err(|err| translate_unique_violation(err, index))?;
+    let (_, build_retries) = retry_transient(
+        conn,
+        policy,
+        (step.name, step.table),
+        Attempt::Statement(step.sql),
+    )
+    .await
+    .map_err(|err| translate_unique_violation(err, index))?;
     retries += build_retries;
     if db::index_state(conn, index).await? != IndexState::Valid {
         return Err(MigrateError::IndexInvalidAfterBuild { index }.into());
@@ -358,7 +372,13 @@ async fn drop_index_concurrently(
 ) -> anyhow::Result<u32> {
     // The name comes from the embedded step list, never from input.
     let sql = format!("DROP INDEX CONCURRENTLY IF EXISTS {index}");
-    let (_, retries) = retry_transient(conn, policy, step, Attempt::Statement(&sql)).await?;
+    let (_, retries) = retry_transient(
+        conn,
+        policy,
+        (step.name, step.table),
+        Attempt::Statement(&sql),
+    )
+    .await?;
     Ok(retries)
 }
 
@@ -398,7 +418,8 @@ async fn run_batches(
             after: &last_id,
             size: batch_size,
         };
-        let ((next, changed), batch_retries) = retry_transient(conn, policy, step, attempt).await?;
+        let ((next, changed), batch_retries) =
+            retry_transient(conn, policy, (step.name, step.table), attempt).await?;
         retries += batch_retries;
         changed_total += changed;
         bar.inc(changed as u64);
@@ -409,4 +430,18 @@ async fn run_batches(
     }
     bar.finish_and_clear();
     Ok((changed_total, retries))
+}
+
+async fn down_attempt(conn: &mut PgConnection, lock_timeout: Duration) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    sqlx::query(
+        "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', '0', true)",
+    )
+    .bind(format!("{}ms", lock_timeout.as_millis()))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::raw_sql(super::steps::DOWN_SQL)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
 }

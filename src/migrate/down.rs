@@ -3,10 +3,10 @@
 use std::time::Instant;
 
 use serde::Serialize;
-use sqlx::{Connection, PgConnection};
+use sqlx::PgConnection;
 
-use super::steps::DOWN_SQL;
-use super::{LockPolicy, MIGRATE_LOCK, MigrateError};
+use super::apply::{Attempt, retry_transient};
+use super::{LockPolicy, MIGRATE_LOCK};
 use crate::db;
 
 #[derive(Debug, Clone, Serialize)]
@@ -29,54 +29,18 @@ pub async fn down(
     db::require_legacy_schema(conn).await?;
     MIGRATE_LOCK.acquire(conn, policy.wait).await?;
     let destroyed_rows = count_payment_rows(conn).await?;
-    let mut delays = policy.backoff();
-    let mut retries = 0;
-    loop {
-        match attempt(conn, policy).await {
-            Ok(()) => break,
-            Err(err) if db::is_transient(&err) => {
-                let Some(delay) = delays.next() else {
-                    return Err(MigrateError::LockRetriesExhausted {
-                        step: "down",
-                        table: "orders",
-                        attempts: retries + 1,
-                        lock_timeout: policy.lock_timeout,
-                        holders: "see pg_locks".to_owned(),
-                    }
-                    .into());
-                };
-                retries += 1;
-                tracing::warn!(
-                    "migrate down: lock timeout (attempt {retries}); retrying in {delay:?}"
-                );
-                tokio::time::sleep(delay).await;
-            }
-            Err(err) => {
-                return Err(
-                    anyhow::Error::new(err).context("migrate down failed; nothing was changed")
-                );
-            }
-        }
-    }
+    let attempt = Attempt::Down {
+        lock_timeout: policy.lock_timeout,
+    };
+    let (_, retries) = retry_transient(conn, policy, ("down", "orders"), attempt)
+        .await
+        .map_err(|e| e.context("migrate down did not complete; nothing was changed"))?;
     Ok(DownReport {
         database,
         destroyed_rows,
         retries,
         duration_ms: started.elapsed().as_millis() as u64,
     })
-}
-
-async fn attempt(conn: &mut PgConnection, policy: &LockPolicy) -> Result<(), sqlx::Error> {
-    let mut tx = conn.begin().await?;
-    // The enum conversion rewrites orders: no statement_timeout, but a bounded lock wait.
-    sqlx::query(
-        "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', '0', true)",
-    )
-    .bind(format!("{}ms", policy.lock_timeout.as_millis()))
-    .execute(&mut *tx)
-    .await?;
-    sqlx::raw_sql(DOWN_SQL).execute(&mut *tx).await?;
-    tx.commit().await
 }
 
 async fn count_payment_rows(conn: &mut PgConnection) -> anyhow::Result<Vec<(String, i64)>> {

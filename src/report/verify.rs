@@ -7,7 +7,7 @@ use super::{Render, millis, table};
 use crate::verify::{Category, CheckResult, Status, VerifyReport};
 
 /// Ids shown per check in the table; JSON and JUnit carry the whole sample.
-const TABLE_SAMPLE: usize = 5;
+const TABLE_SAMPLE: usize = 3;
 
 impl Render for VerifyReport {
     fn render_table(&self, out: &mut dyn Write) -> io::Result<()> {
