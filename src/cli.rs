@@ -45,6 +45,8 @@ pub enum OutputFormat {
     Json,
     /// JUnit XML, one testcase per check (verify constraints only).
     Junit,
+    /// CSV, one row per finding (reconcile only).
+    Csv,
 }
 
 impl OutputFormat {
@@ -53,6 +55,7 @@ impl OutputFormat {
             OutputFormat::Table => "table",
             OutputFormat::Json => "json",
             OutputFormat::Junit => "junit",
+            OutputFormat::Csv => "csv",
         }
     }
 }
@@ -77,6 +80,10 @@ pub enum Command {
     /// Check the schema and data invariants of the payment model (a CI gate).
     #[command(subcommand)]
     Verify(VerifyCommand),
+    /// Compare orders and payments with Stripe PaymentIntents and refunds; --apply repairs
+    /// what Stripe proves, on the database side only.
+    #[command(after_help = RECONCILE_EXAMPLES)]
+    Reconcile(ReconcileArgs),
     /// Create the legacy schema (SPEC §2) with realistic dirty data in an EMPTY database.
     #[command(after_help = SEED_EXAMPLES)]
     Seed(SeedArgs),
@@ -98,6 +105,72 @@ const SEED_EXAMPLES: &str = "Examples:
   paytool seed --orders 1000000 --no-stock-anomalies   # clean enough for migrate to pass
 
 Exit codes: 0 success, 2 the database already has tables of the legacy schema, 3 runtime failure.";
+
+const RECONCILE_EXAMPLES: &str = "Reads Stripe only (GET requests; a restricted key with read access to PaymentIntents,
+Charges and Refunds is enough), all of it before writing anything.
+
+Examples:
+  paytool reconcile                                   # the last 30 days
+  paytool reconcile --since 2026-11-01 --until 2026-11-15 --format csv > findings.csv
+  paytool reconcile --order 8f0e2c1a-...              # one order
+  paytool reconcile --apply                           # link, sync statuses, mark PAID, record refunds (audited)
+  paytool reconcile --stripe-base-url http://localhost:12111/ --max-rps 50   # another server
+
+Findings: missing_in_stripe, status_mismatch, amount_mismatch, currency_mismatch,
+unlinked_payment_intent, orphan_payment_intent, duplicate_payment_intents, refund_mismatch,
+payment_row_mismatch (docs/reconcile.md says what causes each and what to do).
+
+Exit codes: 0 nothing found, 1 findings, 2 usage or configuration error, 3 could not complete
+(Stripe or the database unreachable; nothing was written).";
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// Stripe secret or restricted key. Never printed.
+    #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
+    pub stripe_key: Option<String>,
+    /// Stripe API root (tests, proxies, the demo's simulator).
+    #[arg(
+        long,
+        env = "STRIPE_BASE_URL",
+        default_value = "https://api.stripe.com/"
+    )]
+    pub stripe_base_url: String,
+    /// Start of the window (orders created at or after): RFC 3339 or YYYY-MM-DD. Default: 30 days before --until.
+    #[arg(long, value_parser = parse_instant, conflicts_with = "order")]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// End of the window (orders created at or before): RFC 3339 or YYYY-MM-DD. Default: now.
+    #[arg(long, value_parser = parse_instant, conflicts_with = "order")]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Reconcile this one order only.
+    #[arg(long)]
+    pub order: Option<String>,
+    /// Make the safe database-side repairs, each audited in paytool.reconcile_audit.
+    #[arg(long)]
+    pub apply: bool,
+    /// Client-side rate limit, requests per second (Stripe allows 25/s in test mode).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_rps: u32,
+    /// Stripe requests in flight at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub concurrency: u64,
+    /// Timeout of one Stripe request.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Retries of one Stripe request after 429, 5xx, timeouts or network errors.
+    #[arg(long, default_value_t = 6)]
+    pub max_retries: u32,
+}
+
+fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+        .map_err(|_| {
+            format!("'{text}' is neither RFC 3339 (2026-11-01T00:00:00Z) nor a date (2026-11-01)")
+        })
+}
 
 #[derive(Debug, Subcommand)]
 pub enum VerifyCommand {

@@ -30,6 +30,9 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         if let Some(backfill) = cause.downcast_ref::<BackfillError>() {
             return backfill.exit_code();
         }
+        if let Some(reconcile) = cause.downcast_ref::<crate::reconcile::ReconcileError>() {
+            return reconcile.exit_code();
+        }
         if cause.is::<crate::cli::UnsupportedFormat>() {
             return USAGE;
         }

@@ -7,8 +7,11 @@ pub mod exit;
 pub mod logging;
 pub mod migrate;
 pub mod progress;
+pub mod reconcile;
 pub mod report;
 pub mod seed;
+pub mod stripe;
+pub mod stripe_sim;
 pub mod verify;
 
 use std::io::Write;
@@ -56,6 +59,11 @@ async fn run_command(cli: Cli) -> anyhow::Result<u8> {
             print(&report, format, &mut stdout)?;
             Ok(report.exit_code())
         }
+        Command::Reconcile(args) => {
+            let report = reconcile::run(args, url, progress).await?;
+            print(&report, format, &mut stdout)?;
+            Ok(report.exit_code())
+        }
         Command::Seed(args) => {
             let mut conn = db::connect(url).await?;
             let options = seed::SeedOptions {
@@ -76,7 +84,10 @@ fn check_format(
     format: cli::OutputFormat,
 ) -> Result<(), cli::UnsupportedFormat> {
     let (name, available) = match command {
-        Command::Verify(_) => return Ok(()),
+        Command::Verify(_) if format != cli::OutputFormat::Csv => return Ok(()),
+        Command::Verify(_) => ("verify constraints", "table, json, junit"),
+        Command::Reconcile(_) if format != cli::OutputFormat::Junit => return Ok(()),
+        Command::Reconcile(_) => ("reconcile", "table, json, csv"),
         Command::Migrate(_) => ("migrate", "table, json"),
         Command::Backfill(_) => ("backfill payments", "table, json"),
         Command::Seed(_) => ("seed", "table, json"),

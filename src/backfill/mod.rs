@@ -205,7 +205,7 @@ pub async fn run(
     Ok(report)
 }
 
-async fn require_migrated(conn: &mut PgConnection) -> anyhow::Result<()> {
+pub(crate) async fn require_migrated(conn: &mut PgConnection) -> anyhow::Result<()> {
     let statuses = migrate::current_statuses(conn).await?;
     let not_applied = statuses
         .iter()

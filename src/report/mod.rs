@@ -2,6 +2,7 @@
 
 mod backfill;
 mod migrate;
+mod reconcile;
 mod seed;
 mod verify;
 
@@ -15,6 +16,14 @@ use crate::cli::OutputFormat;
 /// A report that can be printed for people.
 pub trait Render: Serialize {
     fn render_table(&self, out: &mut dyn Write) -> io::Result<()>;
+
+    /// CSV, for the reports that have it (checked before the command runs).
+    fn render_csv(&self, _out: &mut dyn Write) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this report has no CSV form",
+        ))
+    }
 
     /// JUnit XML, for the reports that have it (checked before the command runs).
     fn render_junit(&self, _out: &mut dyn Write) -> io::Result<()> {
@@ -33,6 +42,7 @@ pub fn render<R: Render>(report: &R, format: OutputFormat, out: &mut dyn Write) 
             writeln!(out)
         }
         OutputFormat::Junit => report.render_junit(out),
+        OutputFormat::Csv => report.render_csv(out),
     }
 }
 

@@ -4,4 +4,5 @@ mod backfill;
 mod basics;
 mod harness;
 mod migrate;
+mod reconcile;
 mod verify;

@@ -1,0 +1,152 @@
+//! `reconcile --apply`: the repairs the findings carry, each in its own transaction with its
+//! audit row. Only database-side, never an amount, never a Stripe call.
+
+use serde::Serialize;
+use sqlx::{Connection, PgConnection};
+
+use super::logic::{Finding, Repair};
+
+const AUDIT_TABLE_SQL: &str = include_str!("../../sql/reconcile/audit.sql");
+const INSERT_AUDIT_SQL: &str = include_str!("../../sql/reconcile/insert_audit.sql");
+const LINK_SQL: &str = include_str!("../../sql/reconcile/link.sql");
+const MARK_PAID_SQL: &str = include_str!("../../sql/reconcile/mark_paid.sql");
+const SYNC_PAYMENT_SQL: &str = include_str!("../../sql/reconcile/sync_payment.sql");
+const RECORD_REFUND_SQL: &str = include_str!("../../sql/reconcile/record_refund.sql");
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AppliedRepair {
+    pub finding: &'static str,
+    pub order_id: Option<String>,
+    pub payment_intent_id: Option<String>,
+    pub action: &'static str,
+    /// `applied`, or `unchanged` when the row had changed meanwhile and the guard held.
+    pub outcome: &'static str,
+}
+
+type Change = (Option<serde_json::Value>, Option<serde_json::Value>);
+
+pub async fn apply_all(
+    conn: &mut PgConnection,
+    run_id: &str,
+    findings: &[Finding],
+) -> anyhow::Result<Vec<AppliedRepair>> {
+    sqlx::raw_sql(AUDIT_TABLE_SQL).execute(&mut *conn).await?;
+    let mut work: Vec<(&Finding, &Repair)> = findings
+        .iter()
+        .flat_map(|f| f.repairs.iter().map(move |r| (f, r)))
+        .collect();
+    // Links first: the other repairs of the same order assume it.
+    work.sort_by_key(|(_, repair)| order_of(repair));
+    let mut applied = Vec::new();
+    for (finding, repair) in work {
+        applied.push(apply_one(conn, run_id, finding, repair).await?);
+    }
+    Ok(applied)
+}
+
+fn order_of(repair: &Repair) -> u8 {
+    match repair {
+        Repair::Link { .. } => 0,
+        Repair::MarkPaid { .. } => 1,
+        Repair::SyncPayment { .. } => 2,
+        Repair::RecordRefund { .. } => 3,
+    }
+}
+
+fn action_name(repair: &Repair) -> &'static str {
+    match repair {
+        Repair::Link { .. } => "link",
+        Repair::MarkPaid { .. } => "mark_paid",
+        Repair::SyncPayment { .. } => "sync_payment",
+        Repair::RecordRefund { .. } => "record_refund",
+    }
+}
+
+async fn apply_one(
+    conn: &mut PgConnection,
+    run_id: &str,
+    finding: &Finding,
+    repair: &Repair,
+) -> anyhow::Result<AppliedRepair> {
+    let mut tx = conn.begin().await?;
+    let (before, after): Change = match repair {
+        Repair::Link {
+            order_id,
+            payment_intent_id,
+        } => {
+            sqlx::query_as(LINK_SQL)
+                .bind(order_id)
+                .bind(payment_intent_id)
+                .fetch_one(&mut *tx)
+                .await?
+        }
+        Repair::MarkPaid { order_id, paid_at } => {
+            sqlx::query_as(MARK_PAID_SQL)
+                .bind(order_id)
+                .bind(paid_at.map(|t| t.naive_utc()))
+                .fetch_one(&mut *tx)
+                .await?
+        }
+        Repair::SyncPayment {
+            payment_id,
+            payment_intent_id,
+            status,
+            succeeded_at,
+            last_error_code,
+            last_error_message,
+        } => {
+            sqlx::query_as(SYNC_PAYMENT_SQL)
+                .bind(payment_id)
+                .bind(payment_intent_id)
+                .bind(status)
+                .bind(succeeded_at.map(|t| t.naive_utc()))
+                .bind(last_error_code)
+                .bind(last_error_message)
+                .fetch_one(&mut *tx)
+                .await?
+        }
+        Repair::RecordRefund { payment_id, refund } => {
+            sqlx::query_as(RECORD_REFUND_SQL)
+                .bind(payment_id)
+                .bind(&refund.id)
+                .bind(refund.amount as i32)
+                .bind(&refund.currency)
+                .bind(&refund.status)
+                .bind(&refund.reason)
+                .bind(refund.created.naive_utc())
+                .fetch_one(&mut *tx)
+                .await?
+        }
+    };
+    let outcome = if after.is_some() {
+        "applied"
+    } else {
+        "unchanged"
+    };
+    if after.is_some() {
+        sqlx::query(INSERT_AUDIT_SQL)
+            .bind(run_id)
+            .bind(finding.kind.name())
+            .bind(action_name(repair))
+            .bind(&finding.order_id)
+            .bind(&finding.payment_intent_id)
+            .bind(before)
+            .bind(after)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    tracing::info!(
+        "{} {} for order {}: {outcome}",
+        finding.kind.name(),
+        action_name(repair),
+        finding.order_id.as_deref().unwrap_or("-")
+    );
+    Ok(AppliedRepair {
+        finding: finding.kind.name(),
+        order_id: finding.order_id.clone(),
+        payment_intent_id: finding.payment_intent_id.clone(),
+        action: action_name(repair),
+        outcome,
+    })
+}

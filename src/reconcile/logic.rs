@@ -1,0 +1,637 @@
+//! The reconciliation itself: a pure function from database rows and Stripe objects to
+//! findings and the repairs that are safe to make. No I/O here.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::Serialize;
+
+use crate::stripe::{PaymentIntentView, RefundView};
+
+/// An order and its payment as the database has them.
+#[derive(Debug, Clone, Default)]
+pub struct OrderRow {
+    pub id: String,
+    pub status: String,
+    pub amount_total_cents: i64,
+    pub currency: String,
+    pub payment_intent_id: Option<String>,
+    pub paid_at: Option<NaiveDateTime>,
+    pub created_at: Option<NaiveDateTime>,
+    pub payment: Option<PaymentRow>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PaymentRow {
+    pub id: String,
+    pub status: String,
+    pub amount_cents: i64,
+    pub payment_intent_id: Option<String>,
+    pub succeeded_at: Option<NaiveDateTime>,
+    pub last_error_code: Option<String>,
+    /// Stripe ids of the refunds recorded for this payment.
+    pub refund_ids: Vec<String>,
+    /// Pending and succeeded refunds, in cents.
+    pub refunded_cents: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    MissingInStripe,
+    StatusMismatch,
+    AmountMismatch,
+    CurrencyMismatch,
+    UnlinkedPaymentIntent,
+    OrphanPaymentIntent,
+    DuplicatePaymentIntents,
+    RefundMismatch,
+    PaymentRowMismatch,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 9] = [
+        Kind::MissingInStripe,
+        Kind::StatusMismatch,
+        Kind::AmountMismatch,
+        Kind::CurrencyMismatch,
+        Kind::UnlinkedPaymentIntent,
+        Kind::OrphanPaymentIntent,
+        Kind::DuplicatePaymentIntents,
+        Kind::RefundMismatch,
+        Kind::PaymentRowMismatch,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::MissingInStripe => "missing_in_stripe",
+            Kind::StatusMismatch => "status_mismatch",
+            Kind::AmountMismatch => "amount_mismatch",
+            Kind::CurrencyMismatch => "currency_mismatch",
+            Kind::UnlinkedPaymentIntent => "unlinked_payment_intent",
+            Kind::OrphanPaymentIntent => "orphan_payment_intent",
+            Kind::DuplicatePaymentIntents => "duplicate_payment_intents",
+            Kind::RefundMismatch => "refund_mismatch",
+            Kind::PaymentRowMismatch => "payment_row_mismatch",
+        }
+    }
+}
+
+/// A database-side repair that Stripe's data proves; never an amount, never a Stripe call.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Repair {
+    /// Set orders.stripe_payment_intent_id (and the payment's) where it is NULL.
+    Link {
+        order_id: String,
+        payment_intent_id: String,
+    },
+    /// Mark the order PAID, with paid_at from the charge, because Stripe says succeeded.
+    MarkPaid {
+        order_id: String,
+        paid_at: Option<DateTime<Utc>>,
+    },
+    /// Bring the payment row's status, PaymentIntent id, succeeded_at and last error in line.
+    SyncPayment {
+        payment_id: String,
+        payment_intent_id: String,
+        status: String,
+        succeeded_at: Option<DateTime<Utc>>,
+        last_error_code: Option<String>,
+        last_error_message: Option<String>,
+    },
+    /// Record a refund made in Stripe (e.g. from the dashboard) that the database lacks.
+    RecordRefund {
+        payment_id: String,
+        refund: RefundView,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub kind: Kind,
+    pub order_id: Option<String>,
+    pub payment_intent_id: Option<String>,
+    /// The database's value.
+    pub ours: String,
+    /// Stripe's value.
+    pub stripe: String,
+    /// What `--apply` does about it, if anything is safe.
+    pub repairs: Vec<Repair>,
+}
+
+/// Everything reconcile compares.
+pub struct Inputs<'a> {
+    pub orders: &'a [OrderRow],
+    /// Orders named by a PaymentIntent's metadata but outside the window: they exist, so the
+    /// PaymentIntent is no orphan.
+    pub other_known_orders: &'a HashSet<String>,
+    /// PaymentIntents listed in the window.
+    pub listed: &'a [PaymentIntentView],
+    /// PaymentIntents retrieved one by one (linked from an order, created outside the window).
+    pub retrieved: &'a [PaymentIntentView],
+    /// Ids that Stripe answered 404 for.
+    pub unknown_to_stripe: &'a HashSet<String>,
+    pub refunds: &'a [RefundView],
+}
+
+pub fn reconcile(input: &Inputs<'_>) -> Vec<Finding> {
+    let intents: HashMap<&str, &PaymentIntentView> = input
+        .listed
+        .iter()
+        .chain(input.retrieved)
+        .map(|pi| (pi.id.as_str(), pi))
+        .collect();
+    let mut tagged: HashMap<&str, Vec<&PaymentIntentView>> = HashMap::new();
+    for pi in intents.values() {
+        if let Some(order) = &pi.order_id {
+            tagged.entry(order.as_str()).or_default().push(pi);
+        }
+    }
+    let mut refunds_of: HashMap<&str, Vec<&RefundView>> = HashMap::new();
+    for refund in input.refunds {
+        if let Some(pi) = &refund.payment_intent_id {
+            refunds_of.entry(pi.as_str()).or_default().push(refund);
+        }
+    }
+    let mut findings = Vec::new();
+    for order in input.orders {
+        let candidates = tagged.get(order.id.as_str()).cloned().unwrap_or_default();
+        findings.extend(check_order(order, &intents, candidates, input, &refunds_of));
+    }
+    findings.extend(orphans(input, &intents));
+    findings.sort_by(|a, b| {
+        (a.kind, &a.order_id, &a.payment_intent_id).cmp(&(
+            b.kind,
+            &b.order_id,
+            &b.payment_intent_id,
+        ))
+    });
+    findings
+}
+
+fn finding(
+    kind: Kind,
+    order: &OrderRow,
+    pi: Option<&str>,
+    ours: String,
+    stripe: String,
+) -> Finding {
+    Finding {
+        kind,
+        order_id: Some(order.id.clone()),
+        payment_intent_id: pi.map(str::to_owned),
+        ours,
+        stripe,
+        repairs: Vec::new(),
+    }
+}
+
+fn check_order<'a>(
+    order: &OrderRow,
+    intents: &HashMap<&str, &'a PaymentIntentView>,
+    mut candidates: Vec<&'a PaymentIntentView>,
+    input: &Inputs<'_>,
+    refunds_of: &HashMap<&str, Vec<&RefundView>>,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let linked = order.payment_intent_id.as_deref();
+    if let Some(id) = linked {
+        if input.unknown_to_stripe.contains(id) {
+            out.push(finding(
+                Kind::MissingInStripe,
+                order,
+                Some(id),
+                format!("order {} names {id}", order.status),
+                "no such PaymentIntent".into(),
+            ));
+            return out;
+        }
+        if let Some(pi) = intents.get(id)
+            && !candidates.iter().any(|c| c.id == pi.id)
+        {
+            candidates.push(pi);
+        }
+    }
+    candidates.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+    let succeeded: Vec<&&PaymentIntentView> = candidates
+        .iter()
+        .filter(|pi| pi.status == "succeeded")
+        .collect();
+    if succeeded.len() > 1 {
+        let ids: Vec<&str> = succeeded.iter().map(|pi| pi.id.as_str()).collect();
+        out.push(finding(
+            Kind::DuplicatePaymentIntents,
+            order,
+            linked.or(ids.first().copied()),
+            format!("one order of {} cents", order.amount_total_cents),
+            format!("{} succeeded PaymentIntents: {}", ids.len(), ids.join(", ")),
+        ));
+    }
+    let primary = match linked {
+        Some(id) => intents.get(id).copied(),
+        // The succeeded one if any, else the newest: what the customer last tried.
+        None => succeeded
+            .first()
+            .map(|pi| **pi)
+            .or(candidates.last().copied()),
+    };
+    let Some(pi) = primary else {
+        if order.status == "PAID" && linked.is_none() {
+            out.push(finding(
+                Kind::MissingInStripe,
+                order,
+                None,
+                "PAID, no PaymentIntent id".into(),
+                "no PaymentIntent tagged with this order".into(),
+            ));
+        }
+        return out;
+    };
+    let duplicated = succeeded.len() > 1;
+    if linked.is_none() {
+        let mut f = finding(
+            Kind::UnlinkedPaymentIntent,
+            order,
+            Some(&pi.id),
+            "no PaymentIntent id".into(),
+            format!(
+                "{} ({}) has metadata.order_id = {}",
+                pi.id, pi.status, order.id
+            ),
+        );
+        // With two succeeded PaymentIntents a person must decide which one is the order's.
+        if !duplicated {
+            f.repairs.push(Repair::Link {
+                order_id: order.id.clone(),
+                payment_intent_id: pi.id.clone(),
+            });
+        }
+        out.push(f);
+    }
+    out.extend(compare_with_intent(order, pi, duplicated));
+    if let Some(payment) = &order.payment {
+        let refunds = refunds_of.get(pi.id.as_str()).cloned().unwrap_or_default();
+        out.extend(compare_refunds(order, payment, pi, &refunds));
+    }
+    out
+}
+
+fn is_paid_status(status: &str) -> bool {
+    status == "PAID" || status == "REFUNDED"
+}
+
+fn compare_with_intent(order: &OrderRow, pi: &PaymentIntentView, duplicated: bool) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let pi_paid = pi.status == "succeeded";
+    if is_paid_status(&order.status) != pi_paid {
+        let mut f = finding(
+            Kind::StatusMismatch,
+            order,
+            Some(&pi.id),
+            order.status.clone(),
+            pi.status.clone(),
+        );
+        if pi_paid && !duplicated && (order.status == "PENDING" || order.status == "FAILED") {
+            f.repairs.push(Repair::MarkPaid {
+                order_id: order.id.clone(),
+                paid_at: pi.paid_at,
+            });
+        }
+        out.push(f);
+    }
+    let stripe_amount = if pi_paid {
+        pi.amount_received
+    } else {
+        pi.amount
+    };
+    if stripe_amount != order.amount_total_cents {
+        out.push(finding(
+            Kind::AmountMismatch,
+            order,
+            Some(&pi.id),
+            format!("{} {}", order.amount_total_cents, order.currency),
+            format!("{stripe_amount} {}", pi.currency),
+        ));
+    }
+    if pi.currency != order.currency.to_uppercase() {
+        out.push(finding(
+            Kind::CurrencyMismatch,
+            order,
+            Some(&pi.id),
+            order.currency.clone(),
+            pi.currency.clone(),
+        ));
+    }
+    if let Some(payment) = &order.payment
+        && !duplicated
+    {
+        out.extend(compare_payment_row(order, payment, pi));
+    }
+    out
+}
+
+fn compare_payment_row(
+    order: &OrderRow,
+    payment: &PaymentRow,
+    pi: &PaymentIntentView,
+) -> Option<Finding> {
+    let stripe_succeeded_at = pi.paid_at.filter(|_| pi.status == "succeeded");
+    let mut differences = Vec::new();
+    if payment.status != pi.status {
+        differences.push(format!("status {} vs {}", payment.status, pi.status));
+    }
+    if payment.payment_intent_id.as_deref() != Some(pi.id.as_str()) {
+        differences.push(format!(
+            "payment_intent {} vs {}",
+            payment.payment_intent_id.as_deref().unwrap_or("none"),
+            pi.id
+        ));
+    }
+    if pi.status == "succeeded" && payment.succeeded_at.is_none() {
+        differences.push("succeeded_at missing".into());
+    }
+    if payment.last_error_code != pi.last_error_code && pi.status != "succeeded" {
+        differences.push(format!(
+            "last_error {} vs {}",
+            payment.last_error_code.as_deref().unwrap_or("none"),
+            pi.last_error_code.as_deref().unwrap_or("none")
+        ));
+    }
+    if differences.is_empty() {
+        return None;
+    }
+    let mut f = finding(
+        Kind::PaymentRowMismatch,
+        order,
+        Some(&pi.id),
+        format!("payment {}: {}", payment.id, payment.status),
+        differences.join("; "),
+    );
+    f.repairs.push(Repair::SyncPayment {
+        payment_id: payment.id.clone(),
+        payment_intent_id: pi.id.clone(),
+        status: pi.status.clone(),
+        succeeded_at: stripe_succeeded_at,
+        last_error_code: pi.last_error_code.clone(),
+        last_error_message: pi.last_error_message.clone(),
+    });
+    Some(f)
+}
+
+fn counts_as_refunded(refund: &RefundView) -> bool {
+    refund.status == "succeeded" || refund.status == "pending"
+}
+
+fn compare_refunds(
+    order: &OrderRow,
+    payment: &PaymentRow,
+    pi: &PaymentIntentView,
+    refunds: &[&RefundView],
+) -> Option<Finding> {
+    let stripe_total: i64 = refunds
+        .iter()
+        .filter(|r| counts_as_refunded(r))
+        .map(|r| r.amount)
+        .sum();
+    let known: HashSet<&str> = payment.refund_ids.iter().map(String::as_str).collect();
+    let missing: Vec<&RefundView> = refunds
+        .iter()
+        .filter(|r| counts_as_refunded(r) && !known.contains(r.id.as_str()))
+        .copied()
+        .collect();
+    if stripe_total == payment.refunded_cents && missing.is_empty() {
+        return None;
+    }
+    let mut f = finding(
+        Kind::RefundMismatch,
+        order,
+        Some(&pi.id),
+        format!(
+            "{} cents refunded ({} refunds)",
+            payment.refunded_cents,
+            payment.refund_ids.len()
+        ),
+        format!(
+            "{stripe_total} cents refunded ({} refunds)",
+            refunds.iter().filter(|r| counts_as_refunded(r)).count()
+        ),
+    );
+    f.repairs = missing
+        .into_iter()
+        .map(|refund| Repair::RecordRefund {
+            payment_id: payment.id.clone(),
+            refund: refund.clone(),
+        })
+        .collect();
+    Some(f)
+}
+
+/// Listed PaymentIntents that no order links and whose metadata names no known order.
+fn orphans(input: &Inputs<'_>, intents: &HashMap<&str, &PaymentIntentView>) -> Vec<Finding> {
+    let linked: HashSet<&str> = input
+        .orders
+        .iter()
+        .filter_map(|o| o.payment_intent_id.as_deref())
+        .collect();
+    let window_orders: HashSet<&str> = input.orders.iter().map(|o| o.id.as_str()).collect();
+    let mut out = Vec::new();
+    for pi in input.listed {
+        let known_order = pi
+            .order_id
+            .as_deref()
+            .is_some_and(|id| window_orders.contains(id) || input.other_known_orders.contains(id));
+        if linked.contains(pi.id.as_str()) || known_order || !intents.contains_key(pi.id.as_str()) {
+            continue;
+        }
+        out.push(Finding {
+            kind: Kind::OrphanPaymentIntent,
+            order_id: None,
+            payment_intent_id: Some(pi.id.clone()),
+            ours: "no order".into(),
+            stripe: format!(
+                "{} {} {}, metadata.order_id = {}",
+                pi.status,
+                pi.amount,
+                pi.currency,
+                pi.order_id.as_deref().unwrap_or("none")
+            ),
+            repairs: Vec::new(),
+        });
+    }
+    out
+}
+
+/// Findings per kind, every kind present (0 included), in a stable order.
+pub fn summarize(findings: &[Finding]) -> BTreeMap<&'static str, usize> {
+    let mut counts: BTreeMap<&'static str, usize> =
+        Kind::ALL.iter().map(|k| (k.name(), 0)).collect();
+    for f in findings {
+        *counts.entry(f.kind.name()).or_default() += 1;
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap()
+    }
+
+    fn order(id: &str, status: &str, pi: Option<&str>) -> OrderRow {
+        OrderRow {
+            id: id.into(),
+            status: status.into(),
+            amount_total_cents: 1000,
+            currency: "EUR".into(),
+            payment_intent_id: pi.map(Into::into),
+            payment: Some(PaymentRow {
+                id: format!("pay-{id}"),
+                status: if is_paid_status(status) {
+                    "succeeded"
+                } else {
+                    "requires_payment_method"
+                }
+                .into(),
+                amount_cents: 1000,
+                payment_intent_id: pi.map(Into::into),
+                succeeded_at: is_paid_status(status).then(|| at(10).naive_utc()),
+                ..PaymentRow::default()
+            }),
+            ..OrderRow::default()
+        }
+    }
+
+    fn intent(id: &str, order: Option<&str>, status: &str) -> PaymentIntentView {
+        PaymentIntentView {
+            id: id.into(),
+            amount: 1000,
+            amount_received: if status == "succeeded" { 1000 } else { 0 },
+            currency: "EUR".into(),
+            status: status.into(),
+            created: at(0),
+            order_id: order.map(Into::into),
+            paid_at: (status == "succeeded").then(|| at(10)),
+            last_error_code: None,
+            last_error_message: None,
+        }
+    }
+
+    fn run(
+        orders: &[OrderRow],
+        listed: &[PaymentIntentView],
+        refunds: &[RefundView],
+    ) -> Vec<Finding> {
+        let none = HashSet::new();
+        reconcile(&Inputs {
+            orders,
+            other_known_orders: &none,
+            listed,
+            retrieved: &[],
+            unknown_to_stripe: &none,
+            refunds,
+        })
+    }
+
+    fn kinds(findings: &[Finding]) -> Vec<Kind> {
+        findings.iter().map(|f| f.kind).collect()
+    }
+
+    #[test]
+    fn agreeing_data_has_no_finding() {
+        let orders = [
+            order("o1", "PAID", Some("pi_1")),
+            order("o2", "PENDING", Some("pi_2")),
+        ];
+        let listed = [
+            intent("pi_1", Some("o1"), "succeeded"),
+            intent("pi_2", Some("o2"), "requires_payment_method"),
+        ];
+        assert_eq!(run(&orders, &listed, &[]), vec![]);
+    }
+
+    #[test]
+    fn a_missed_webhook_is_a_status_mismatch_repaired_by_marking_paid() {
+        let mut o = order("o1", "PENDING", Some("pi_1"));
+        o.payment.as_mut().unwrap().status = "succeeded".into();
+        o.payment.as_mut().unwrap().succeeded_at = Some(at(10).naive_utc());
+        let findings = run(&[o], &[intent("pi_1", Some("o1"), "succeeded")], &[]);
+        assert_eq!(kinds(&findings), [Kind::StatusMismatch]);
+        assert_eq!(
+            findings[0].repairs,
+            [Repair::MarkPaid {
+                order_id: "o1".into(),
+                paid_at: Some(at(10))
+            }]
+        );
+    }
+
+    #[test]
+    fn lower_case_stripe_currency_is_the_same_currency() {
+        let mut pi = intent("pi_1", Some("o1"), "succeeded");
+        pi.currency = "EUR".into();
+        assert!(run(&[order("o1", "PAID", Some("pi_1"))], &[pi.clone()], &[]).is_empty());
+        pi.currency = "USD".into();
+        assert_eq!(
+            kinds(&run(&[order("o1", "PAID", Some("pi_1"))], &[pi], &[])),
+            [Kind::CurrencyMismatch]
+        );
+    }
+
+    #[test]
+    fn two_succeeded_intents_for_one_order_are_a_duplicate_and_nothing_is_linked() {
+        let mut o = order("o1", "PENDING", None);
+        o.payment = None;
+        let mut second = intent("pi_2", Some("o1"), "succeeded");
+        second.created = at(5);
+        let findings = run(
+            &[o],
+            &[intent("pi_1", Some("o1"), "succeeded"), second],
+            &[],
+        );
+        assert!(kinds(&findings).contains(&Kind::DuplicatePaymentIntents));
+        assert!(
+            findings.iter().all(|f| f.repairs.is_empty()),
+            "{findings:?}"
+        );
+    }
+
+    #[test]
+    fn an_intent_naming_no_known_order_is_an_orphan() {
+        let findings = run(&[], &[intent("pi_9", Some("ghost"), "succeeded")], &[]);
+        assert_eq!(kinds(&findings), [Kind::OrphanPaymentIntent]);
+    }
+
+    #[test]
+    fn a_dashboard_refund_is_recorded() {
+        let refund = RefundView {
+            id: "re_1".into(),
+            payment_intent_id: Some("pi_1".into()),
+            amount: 300,
+            currency: "EUR".into(),
+            status: "succeeded".into(),
+            reason: Some("requested_by_customer".into()),
+            created: at(100),
+        };
+        let findings = run(
+            &[order("o1", "PAID", Some("pi_1"))],
+            &[intent("pi_1", Some("o1"), "succeeded")],
+            std::slice::from_ref(&refund),
+        );
+        assert_eq!(kinds(&findings), [Kind::RefundMismatch]);
+        assert_eq!(
+            findings[0].repairs,
+            [Repair::RecordRefund {
+                payment_id: "pay-o1".into(),
+                refund
+            }]
+        );
+    }
+
+    #[test]
+    fn summary_lists_every_kind() {
+        assert_eq!(summarize(&[]).len(), 9);
+    }
+}

@@ -1,0 +1,335 @@
+//! `paytool reconcile`: orders and payments against Stripe PaymentIntents and refunds. Stripe
+//! is read first, completely; the database is written (with `--apply`) only afterwards, so a
+//! Stripe failure leaves nothing half-done.
+
+mod apply;
+pub mod logic;
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use futures_util::{StreamExt, TryStreamExt};
+use serde::Serialize;
+use sqlx::PgConnection;
+use thiserror::Error;
+
+pub use apply::AppliedRepair;
+use logic::{Finding, Inputs, OrderRow, PaymentRow};
+
+use crate::cli::ReconcileArgs;
+use crate::db::{self, DatabaseUrl};
+use crate::exit;
+use crate::progress::Progress;
+use crate::stripe::{PaymentIntentView, StripeFailure, StripeHttp, StripeSettings, StripeSource};
+
+const ORDERS_SQL: &str = include_str!("../../sql/reconcile/orders.sql");
+const KNOWN_ORDERS_SQL: &str = include_str!("../../sql/reconcile/known_orders.sql");
+
+#[derive(Debug, Error)]
+pub enum ReconcileError {
+    #[error(
+        "no Stripe key: set STRIPE_SECRET_KEY or pass --stripe-key (a restricted read-only key is enough)"
+    )]
+    NoKey,
+    #[error("--since {since} is after --until {until}")]
+    EmptyWindow { since: String, until: String },
+    #[error("order {0} does not exist")]
+    NoSuchOrder(String),
+    #[error("could not read Stripe, nothing was written: {0}")]
+    Stripe(#[from] StripeFailure),
+}
+
+impl ReconcileError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ReconcileError::NoKey
+            | ReconcileError::EmptyWindow { .. }
+            | ReconcileError::NoSuchOrder(_) => exit::USAGE,
+            ReconcileError::Stripe(_) => exit::RUNTIME_FAILURE,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Window {
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub order: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReconcileReport {
+    pub run_id: String,
+    pub database: String,
+    pub stripe: String,
+    pub window: Window,
+    pub apply: bool,
+    pub orders_checked: usize,
+    pub payment_intents_listed: usize,
+    pub payment_intents_retrieved: usize,
+    pub refunds_listed: usize,
+    pub stripe_requests: u64,
+    pub stripe_retries: u64,
+    pub duration_ms: u64,
+    /// Findings per kind, every kind listed.
+    pub summary: BTreeMap<&'static str, usize>,
+    pub findings: Vec<Finding>,
+    /// Repairs `--apply` would make (without it) or made.
+    pub repairs_pending: usize,
+    pub applied: Vec<AppliedRepair>,
+}
+
+impl ReconcileReport {
+    pub fn exit_code(&self) -> u8 {
+        if self.findings.is_empty() {
+            exit::OK
+        } else {
+            exit::PROBLEMS_FOUND
+        }
+    }
+}
+
+pub async fn run(
+    args: &ReconcileArgs,
+    url: Option<&DatabaseUrl>,
+    progress: Progress,
+) -> anyhow::Result<ReconcileReport> {
+    let started = Instant::now();
+    let key = args.stripe_key.clone().ok_or(ReconcileError::NoKey)?;
+    let window = window_of(args)?;
+    let mut conn = db::connect(url).await?;
+    db::require_legacy_schema(&mut conn).await?;
+    crate::backfill::require_migrated(&mut conn).await?;
+    let stripe = StripeHttp::new(StripeSettings {
+        key,
+        base_url: base_url(&args.stripe_base_url),
+        max_rps: args.max_rps,
+        concurrency: args.concurrency as usize,
+        timeout: args.request_timeout,
+        max_retries: args.max_retries,
+    })?;
+    let orders = load_orders(&mut conn, &window).await?;
+    let stripe_window = stripe_window(&window, &orders);
+    let bar = progress.steps(3);
+    bar.set_message("listing PaymentIntents");
+    let listed = stripe
+        .payment_intents(stripe_window.0, stripe_window.1)
+        .await
+        .map_err(ReconcileError::from)?;
+    bar.inc(1);
+    bar.set_message("retrieving PaymentIntents created outside the window");
+    let (retrieved, unknown) =
+        retrieve_missing(&stripe, &orders, &listed, args.concurrency as usize).await?;
+    bar.inc(1);
+    bar.set_message("listing refunds");
+    let refunds = stripe
+        .refunds(stripe_window.0)
+        .await
+        .map_err(ReconcileError::from)?;
+    bar.finish_and_clear();
+    let other_known = known_orders(&mut conn, &orders, &listed).await?;
+    let findings = logic::reconcile(&Inputs {
+        orders: &orders,
+        other_known_orders: &other_known,
+        listed: &listed,
+        retrieved: &retrieved,
+        unknown_to_stripe: &unknown,
+        refunds: &refunds,
+    });
+    let run_id: String = sqlx::query_scalar("SELECT gen_random_uuid()::text")
+        .fetch_one(&mut conn)
+        .await?;
+    let repairs_pending = findings.iter().map(|f| f.repairs.len()).sum();
+    let applied = if args.apply {
+        apply::apply_all(&mut conn, &run_id, &findings).await?
+    } else {
+        Vec::new()
+    };
+    Ok(ReconcileReport {
+        run_id,
+        database: url.map(|u| u.redacted().to_owned()).unwrap_or_default(),
+        stripe: base_url(&args.stripe_base_url),
+        window,
+        apply: args.apply,
+        orders_checked: orders.len(),
+        payment_intents_listed: listed.len(),
+        payment_intents_retrieved: retrieved.len(),
+        refunds_listed: refunds.len(),
+        stripe_requests: stripe.requests(),
+        stripe_retries: stripe.retries(),
+        duration_ms: started.elapsed().as_millis() as u64,
+        summary: logic::summarize(&findings),
+        findings,
+        repairs_pending,
+        applied,
+    })
+}
+
+fn base_url(url: &str) -> String {
+    if url.ends_with('/') {
+        url.to_owned()
+    } else {
+        format!("{url}/")
+    }
+}
+
+fn window_of(args: &ReconcileArgs) -> Result<Window, ReconcileError> {
+    let until = args.until.unwrap_or_else(Utc::now);
+    let since = args.since.unwrap_or(until - chrono::Duration::days(30));
+    if since > until {
+        return Err(ReconcileError::EmptyWindow {
+            since: since.to_rfc3339(),
+            until: until.to_rfc3339(),
+        });
+    }
+    Ok(Window {
+        since,
+        until,
+        order: args.order.clone(),
+    })
+}
+
+/// The PaymentIntent window: the orders' window, or around the one order (a PaymentIntent is
+/// created at checkout, at most a few days after the order).
+fn stripe_window(window: &Window, orders: &[OrderRow]) -> (DateTime<Utc>, DateTime<Utc>) {
+    match (&window.order, orders.first().and_then(|o| o.created_at)) {
+        (Some(_), Some(created)) => {
+            let created = created.and_utc();
+            (
+                created - chrono::Duration::days(1),
+                created + chrono::Duration::days(7),
+            )
+        }
+        _ => (window.since, window.until),
+    }
+}
+
+type OrderTuple = (
+    String,
+    String,
+    i64,
+    String,
+    Option<String>,
+    Option<NaiveDateTime>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<NaiveDateTime>,
+    Option<String>,
+    Vec<String>,
+    i64,
+    NaiveDateTime,
+);
+
+async fn load_orders(conn: &mut PgConnection, window: &Window) -> anyhow::Result<Vec<OrderRow>> {
+    let rows: Vec<OrderTuple> = sqlx::query_as(ORDERS_SQL)
+        .bind(window.since.naive_utc())
+        .bind(window.until.naive_utc())
+        .bind(window.order.as_deref())
+        .fetch_all(conn)
+        .await?;
+    if let Some(id) = &window.order
+        && rows.is_empty()
+    {
+        return Err(ReconcileError::NoSuchOrder(id.clone()).into());
+    }
+    Ok(rows.into_iter().map(order_of).collect())
+}
+
+fn order_of(row: OrderTuple) -> OrderRow {
+    let (
+        id,
+        status,
+        total,
+        currency,
+        pi,
+        paid_at,
+        pay_id,
+        pay_status,
+        pay_amount,
+        pay_pi,
+        succeeded_at,
+        error_code,
+        refund_ids,
+        refunded,
+        created_at,
+    ) = row;
+    let payment = pay_id.map(|pay_id| PaymentRow {
+        id: pay_id,
+        status: pay_status.unwrap_or_default(),
+        amount_cents: pay_amount.unwrap_or_default(),
+        payment_intent_id: pay_pi,
+        succeeded_at,
+        last_error_code: error_code,
+        refund_ids,
+        refunded_cents: refunded,
+    });
+    OrderRow {
+        id,
+        status,
+        amount_total_cents: total,
+        currency,
+        payment_intent_id: pi,
+        paid_at,
+        created_at: Some(created_at),
+        payment,
+    }
+}
+
+/// PaymentIntents linked from an order but not in the list (created outside the window),
+/// retrieved one by one, a few at a time; the ids Stripe does not know.
+async fn retrieve_missing(
+    stripe: &StripeHttp,
+    orders: &[OrderRow],
+    listed: &[PaymentIntentView],
+    concurrency: usize,
+) -> Result<(Vec<PaymentIntentView>, HashSet<String>), ReconcileError> {
+    let seen: HashSet<&str> = listed.iter().map(|pi| pi.id.as_str()).collect();
+    let wanted: Vec<String> = orders
+        .iter()
+        .filter_map(|o| o.payment_intent_id.clone())
+        .filter(|id| !seen.contains(id.as_str()))
+        .collect();
+    let answers: Vec<(String, Option<PaymentIntentView>)> = futures_util::stream::iter(wanted)
+        .map(|id| async move { stripe.payment_intent(&id).await.map(|pi| (id, pi)) })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect()
+        .await?;
+    let mut retrieved = Vec::new();
+    let mut unknown = HashSet::new();
+    for (id, answer) in answers {
+        match answer {
+            Some(pi) => retrieved.push(pi),
+            None => {
+                unknown.insert(id);
+            }
+        }
+    }
+    Ok((retrieved, unknown))
+}
+
+async fn known_orders(
+    conn: &mut PgConnection,
+    orders: &[OrderRow],
+    listed: &[PaymentIntentView],
+) -> Result<HashSet<String>, sqlx::Error> {
+    let in_window: HashSet<&str> = orders.iter().map(|o| o.id.as_str()).collect();
+    let named: Vec<String> = listed
+        .iter()
+        .filter_map(|pi| pi.order_id.clone())
+        .filter(|id| !in_window.contains(id.as_str()))
+        .collect();
+    if named.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let found: Vec<String> = sqlx::query_scalar(KNOWN_ORDERS_SQL)
+        .bind(&named)
+        .fetch_all(conn)
+        .await?;
+    Ok(found.into_iter().collect())
+}
+
+/// The default timeout of one Stripe request.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(20);

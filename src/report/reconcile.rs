@@ -1,0 +1,122 @@
+use std::io::{self, Write};
+
+use super::{Render, millis, table};
+use crate::reconcile::ReconcileReport;
+use crate::reconcile::logic::{Finding, Repair};
+
+impl Render for ReconcileReport {
+    fn render_table(&self, out: &mut dyn Write) -> io::Result<()> {
+        let scope = match &self.window.order {
+            Some(order) => format!("order {order}"),
+            None => format!(
+                "orders created {} – {}",
+                self.window.since.format("%Y-%m-%d %H:%M"),
+                self.window.until.format("%Y-%m-%d %H:%M")
+            ),
+        };
+        writeln!(
+            out,
+            "Reconciled {} {scope} against {} PaymentIntents ({} listed, {} retrieved) and {} refunds from {} in {} ({} Stripe requests, {} retried).",
+            self.orders_checked,
+            self.payment_intents_listed + self.payment_intents_retrieved,
+            self.payment_intents_listed,
+            self.payment_intents_retrieved,
+            self.refunds_listed,
+            self.stripe,
+            millis(self.duration_ms),
+            self.stripe_requests,
+            self.stripe_retries,
+        )?;
+        let mut summary = table(&["finding", "count"]);
+        for (kind, count) in &self.summary {
+            summary.add_row(vec![kind.to_string(), count.to_string()]);
+        }
+        writeln!(out, "{summary}")?;
+        if self.findings.is_empty() {
+            return writeln!(out, "Nothing to report: the database and Stripe agree.");
+        }
+        let mut details = table(&[
+            "finding",
+            "order",
+            "PaymentIntent",
+            "database",
+            "Stripe",
+            "--apply",
+        ]);
+        for f in &self.findings {
+            details.add_row(vec![
+                f.kind.name().to_owned(),
+                f.order_id.clone().unwrap_or_else(|| "-".into()),
+                f.payment_intent_id.clone().unwrap_or_else(|| "-".into()),
+                f.ours.clone(),
+                f.stripe.clone(),
+                repairs_text(f),
+            ]);
+        }
+        writeln!(out, "{details}")?;
+        if self.apply {
+            let applied = self
+                .applied
+                .iter()
+                .filter(|a| a.outcome == "applied")
+                .count();
+            writeln!(
+                out,
+                "Applied {applied} repair(s) (run {}; audit: paytool.reconcile_audit); {} left unchanged because the row had changed meanwhile. The rest needs a person: see docs/reconcile.md.",
+                self.run_id,
+                self.applied.len() - applied
+            )
+        } else if self.repairs_pending > 0 {
+            writeln!(
+                out,
+                "{} repair(s) can be made safely on the database side: run again with --apply.",
+                self.repairs_pending
+            )
+        } else {
+            writeln!(
+                out,
+                "Nothing here can be repaired automatically: see docs/reconcile.md."
+            )
+        }
+    }
+
+    fn render_csv(&self, out: &mut dyn Write) -> io::Result<()> {
+        let mut writer = csv::Writer::from_writer(out);
+        writer.write_record([
+            "kind",
+            "order_id",
+            "payment_intent_id",
+            "database",
+            "stripe",
+            "repair",
+        ])?;
+        for f in &self.findings {
+            writer.write_record([
+                f.kind.name(),
+                f.order_id.as_deref().unwrap_or(""),
+                f.payment_intent_id.as_deref().unwrap_or(""),
+                &f.ours,
+                &f.stripe,
+                &repairs_text(f),
+            ])?;
+        }
+        writer.flush()
+    }
+}
+
+fn repairs_text(finding: &Finding) -> String {
+    if finding.repairs.is_empty() {
+        return "-".into();
+    }
+    finding
+        .repairs
+        .iter()
+        .map(|r| match r {
+            Repair::Link { .. } => "link".to_owned(),
+            Repair::MarkPaid { .. } => "mark PAID".to_owned(),
+            Repair::SyncPayment { status, .. } => format!("sync payment ({status})"),
+            Repair::RecordRefund { refund, .. } => format!("record {}", refund.id),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
