@@ -9,3 +9,4 @@ ensure_cargo
 ensure_postgres
 cargo bench --bench migrate
 cargo bench --bench backfill
+cargo bench --bench reconcile

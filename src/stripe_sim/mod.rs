@@ -70,12 +70,33 @@ pub struct Faults {
 struct SimState {
     key: String,
     intents: Vec<SimPaymentIntent>,
+    /// Whether `intents` is in list order (newest first) and `position` up to date.
+    sorted: bool,
+    position: HashMap<String, usize>,
     refunds: Vec<SimRefund>,
     faults: Faults,
     requests: u64,
     /// Requests per "METHOD /path" (retrieve paths collapsed to {id}).
     by_endpoint: HashMap<String, u64>,
     mutations: u64,
+}
+
+impl SimState {
+    /// Newest first, as Stripe lists, with an id index; done once after changes, not per request.
+    fn sort(&mut self) {
+        if self.sorted {
+            return;
+        }
+        self.intents
+            .sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
+        self.position = self
+            .intents
+            .iter()
+            .enumerate()
+            .map(|(i, pi)| (pi.id.clone(), i))
+            .collect();
+        self.sorted = true;
+    }
 }
 
 /// A running simulator, on its own thread and runtime (so a test can block on a subprocess).
@@ -137,7 +158,9 @@ impl StripeSim {
     }
 
     pub fn add_payment_intent(&self, intent: SimPaymentIntent) {
-        self.state().intents.push(intent);
+        let mut state = self.state();
+        state.intents.push(intent);
+        state.sorted = false;
     }
 
     pub fn add_refund(&self, refund: SimRefund) {
@@ -291,17 +314,17 @@ fn parse_query(raw: Option<&str>) -> ListQuery {
     q
 }
 
-/// Stripe's list envelope over items already sorted newest first.
-fn page(url: &str, items: Vec<Value>, ids: Vec<String>, q: &ListQuery) -> Value {
+/// The slice of a list (sorted newest first) that one page shows, and whether more follow.
+fn page_bounds(ids: &[&str], q: &ListQuery) -> (usize, usize, bool) {
     let start = match &q.starting_after {
-        Some(after) => ids
-            .iter()
-            .position(|id| id == after)
-            .map_or(ids.len(), |i| i + 1),
+        Some(after) => ids.iter().position(|id| id == after).map_or(ids.len(), |i| i + 1),
         None => 0,
     };
-    let data: Vec<Value> = items.into_iter().skip(start).take(q.limit).collect();
-    let has_more = start + data.len() < ids.len();
+    let end = (start + q.limit).min(ids.len());
+    (start, end, end < ids.len())
+}
+
+fn envelope(url: &str, data: Vec<Value>, has_more: bool) -> Value {
     json!({"object": "list", "url": url, "has_more": has_more, "data": data})
 }
 
@@ -319,22 +342,23 @@ async fn list_payment_intents(
     }
     let q = parse_query(raw.as_deref());
     let expand_charge = q.expand.iter().any(|e| e == "data.latest_charge");
-    let (items, ids) = {
-        let s = state.lock().unwrap_or_else(|p| p.into_inner());
-        let mut intents: Vec<&SimPaymentIntent> = s
+    let body = {
+        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+        s.sort();
+        let intents: Vec<&SimPaymentIntent> = s
             .intents
             .iter()
             .filter(|pi| in_window(pi.created, &q))
             .collect();
-        intents.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
-        let items = intents
+        let ids: Vec<&str> = intents.iter().map(|pi| pi.id.as_str()).collect();
+        let (start, end, has_more) = page_bounds(&ids, &q);
+        let data = intents[start..end]
             .iter()
             .map(|pi| payment_intent_json(pi, &s.refunds, expand_charge))
             .collect();
-        let ids = intents.iter().map(|pi| pi.id.clone()).collect();
-        (items, ids)
+        envelope("/v1/payment_intents", data, has_more)
     };
-    axum::Json(page("/v1/payment_intents", items, ids, &q)).into_response()
+    axum::Json(body).into_response()
 }
 
 async fn retrieve_payment_intent(
@@ -348,8 +372,9 @@ async fn retrieve_payment_intent(
     }
     let q = parse_query(raw.as_deref());
     let expand_charge = q.expand.iter().any(|e| e == "latest_charge");
-    let s = state.lock().unwrap_or_else(|p| p.into_inner());
-    match s.intents.iter().find(|pi| pi.id == id) {
+    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+    s.sort();
+    match s.position.get(&id).map(|&i| &s.intents[i]) {
         Some(pi) => axum::Json(payment_intent_json(pi, &s.refunds, expand_charge)).into_response(),
         None => error(
             StatusCode::NOT_FOUND,
@@ -370,7 +395,7 @@ async fn list_refunds(
         return answer;
     }
     let q = parse_query(raw.as_deref());
-    let (items, ids) = {
+    let body = {
         let s = state.lock().unwrap_or_else(|p| p.into_inner());
         let mut refunds: Vec<&SimRefund> = s
             .refunds
@@ -384,14 +409,15 @@ async fn list_refunds(
                 .find(|pi| pi.id == pi_id)
                 .and_then(|pi| pi.charge.as_ref().map(|(id, _)| id.clone()))
         };
-        let items = refunds
+        let ids: Vec<&str> = refunds.iter().map(|r| r.id.as_str()).collect();
+        let (start, end, has_more) = page_bounds(&ids, &q);
+        let data = refunds[start..end]
             .iter()
             .map(|r| refund_json(r, charge_of(&r.payment_intent)))
             .collect();
-        let ids = refunds.iter().map(|r| r.id.clone()).collect();
-        (items, ids)
+        envelope("/v1/refunds", data, has_more)
     };
-    axum::Json(page("/v1/refunds", items, ids, &q)).into_response()
+    axum::Json(body).into_response()
 }
 
 async fn unknown(State(state): State<Shared>, method: Method, uri: Uri) -> Response {

@@ -1,0 +1,155 @@
+//! Benchmark of `paytool reconcile` against the local Stripe simulator: orders reconciled per
+//! second and Stripe requests per 1,000 orders, against the naive approach (one PaymentIntent
+//! retrieve per order) in the same run. Prints numbers; asserts nothing.
+//! `BENCH_RECONCILE_ORDERS` (default 100,000) sets the size.
+//!
+//!     cargo bench --bench reconcile          # or ./scripts/bench.sh
+
+#[path = "../tests/cli/harness.rs"]
+#[allow(dead_code)]
+mod harness;
+
+use std::time::Instant;
+
+use futures_util::{StreamExt, TryStreamExt};
+use paytool::stripe::{StripeHttp, StripeSettings, StripeSource};
+use paytool::stripe_sim::{SimPaymentIntent, StripeSim};
+
+const KEY: &str = "sk_test_bench";
+const JAN_9: i64 = 1_768_000_000;
+
+#[tokio::main]
+async fn main() {
+    let orders: i64 = std::env::var("BENCH_RECONCILE_ORDERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let db = harness::cluster().fresh_db().await;
+    db.seed(100, false).await;
+    let migrate = db
+        .paytool_std()
+        .args(["migrate", "-q"])
+        .output()
+        .expect("migrate");
+    assert!(migrate.status.success());
+    let mut conn = db.conn().await;
+    sqlx::query(
+        "INSERT INTO orders (id, user_id, status, amount_total_cents, currency, stripe_payment_intent_id, created_at, paid_at)
+         SELECT 'bench-' || g, (SELECT min(id) FROM users), 'PAID', 1000 + g % 5000, 'EUR', 'pi_bench_' || g,
+                '2026-01-02'::timestamp + g * interval '1 second', '2026-01-02'
+         FROM generate_series(1, $1) AS g",
+    )
+    .bind(orders)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::raw_sql(
+        "UPDATE orders SET created_at = '2025-01-01' WHERE id NOT LIKE 'bench-%';
+         INSERT INTO payments (order_id, stripe_payment_intent_id, amount_cents, currency, status, succeeded_at)
+         SELECT id, stripe_payment_intent_id, amount_total_cents, 'EUR', 'succeeded', '2026-01-02'
+         FROM orders WHERE id LIKE 'bench-%'; ANALYZE",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let sim = StripeSim::start(KEY).unwrap();
+    for g in 1..=orders {
+        sim.add_payment_intent(SimPaymentIntent {
+            id: format!("pi_bench_{g}"),
+            amount: 1000 + g % 5000,
+            currency: "eur".into(),
+            status: "succeeded".into(),
+            created: JAN_9 - 7 * 86_400 + g,
+            order_id: Some(format!("bench-{g}")),
+            charge: Some((format!("ch_bench_{g}"), JAN_9)),
+            last_error: None,
+        });
+    }
+
+    println!(
+        "\nreconcile benchmark: {orders} orders, each with a succeeded PaymentIntent, against the local simulator\n"
+    );
+    println!("| approach | time | orders/s | Stripe requests | requests per 1,000 orders |");
+    println!("|---|---|---|---|---|");
+    for max_rps in ["1000", "20"] {
+        sim.reset_counters();
+        let started = Instant::now();
+        let out = db
+            .paytool_std()
+            .env("STRIPE_SECRET_KEY", KEY)
+            .args([
+                "reconcile",
+                "--format",
+                "json",
+                "--since",
+                "2026-01-01",
+                "--until",
+                "2026-02-01",
+            ])
+            .args(["--stripe-base-url", &sim.base_url(), "--max-rps", max_rps])
+            .output()
+            .expect("reconcile");
+        let elapsed = started.elapsed();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report");
+        assert_eq!(
+            report["orders_checked"],
+            orders,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        row(
+            &format!("paytool reconcile (lists, --max-rps {max_rps})"),
+            elapsed,
+            orders,
+            sim.requests(),
+        );
+    }
+
+    // The naive way: one retrieve per order, 4 in flight, no rate limit to speak of.
+    sim.reset_counters();
+    let client = StripeHttp::new(StripeSettings {
+        key: KEY.into(),
+        base_url: sim.base_url(),
+        max_rps: 100_000,
+        concurrency: 4,
+        timeout: std::time::Duration::from_secs(20),
+        max_retries: 3,
+    })
+    .unwrap();
+    let started = Instant::now();
+    let found: Vec<bool> = futures_util::stream::iter(1..=orders)
+        .map(|g| {
+            let client = client.clone();
+            async move {
+                client
+                    .payment_intent(&format!("pi_bench_{g}"))
+                    .await
+                    .map(|pi| pi.is_some())
+            }
+        })
+        .buffer_unordered(4)
+        .try_collect()
+        .await
+        .expect("naive retrieves");
+    assert!(found.iter().all(|f| *f));
+    row(
+        "naive: one retrieve per order (no rate limit)",
+        started.elapsed(),
+        orders,
+        sim.requests(),
+    );
+    println!(
+        "\nAt Stripe's 25 requests/s (test mode), the naive way would take {:.0} min for {orders} orders; the lists take {:.0} s.",
+        orders as f64 / 25.0 / 60.0,
+        (orders as f64 / 100.0).ceil() / 25.0
+    );
+}
+
+fn row(name: &str, elapsed: std::time::Duration, orders: i64, requests: u64) {
+    println!(
+        "| {name} | {:.1} s | {:.0} | {requests} | {:.1} |",
+        elapsed.as_secs_f64(),
+        orders as f64 / elapsed.as_secs_f64(),
+        requests as f64 * 1000.0 / orders as f64
+    );
+}
