@@ -317,7 +317,10 @@ fn parse_query(raw: Option<&str>) -> ListQuery {
 /// The slice of a list (sorted newest first) that one page shows, and whether more follow.
 fn page_bounds(ids: &[&str], q: &ListQuery) -> (usize, usize, bool) {
     let start = match &q.starting_after {
-        Some(after) => ids.iter().position(|id| id == after).map_or(ids.len(), |i| i + 1),
+        Some(after) => ids
+            .iter()
+            .position(|id| id == after)
+            .map_or(ids.len(), |i| i + 1),
         None => 0,
     };
     let end = (start + q.limit).min(ids.len());
