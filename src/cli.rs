@@ -84,6 +84,22 @@ pub enum Command {
     /// what Stripe proves, on the database side only.
     #[command(after_help = RECONCILE_EXAMPLES)]
     Reconcile(ReconcileArgs),
+    /// The whole flow offline: throwaway PostgreSQL + Stripe simulator, every command in order.
+    #[command(after_help = DEMO_EXAMPLES)]
+    Demo(DemoArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  paytool completions bash > /etc/bash_completion.d/paytool\n  paytool completions zsh > \"${fpath[1]}/_paytool\""
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    #[command(
+        after_help = "Examples:\n  paytool man > /usr/local/share/man/man1/paytool.1 && man paytool"
+    )]
+    Man,
     /// Create the legacy schema (SPEC §2) with realistic dirty data in an EMPTY database.
     #[command(after_help = SEED_EXAMPLES)]
     Seed(SeedArgs),
@@ -170,6 +186,27 @@ fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
         .map_err(|_| {
             format!("'{text}' is neither RFC 3339 (2026-11-01T00:00:00Z) nor a date (2026-11-01)")
         })
+}
+
+const DEMO_EXAMPLES: &str =
+    "Needs PostgreSQL installed (initdb on PATH or under /usr/lib/postgresql/*/bin; as root the
+server runs as the postgres user). Nothing to configure, no network.
+
+Examples:
+  paytool demo                 # a few thousand orders, everything removed at the end
+  paytool demo --orders 500    # quicker
+  paytool demo --keep          # leave the database and the Stripe simulator up to try commands
+
+Exit codes: 0 every stage went as expected, 3 a stage did not (the cluster is removed).";
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Orders in the demo shop.
+    #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(i64).range(300..=1_000_000))]
+    pub orders: i64,
+    /// Leave the database and the Stripe simulator running and print how to reach them.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -33,6 +33,12 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         if let Some(reconcile) = cause.downcast_ref::<crate::reconcile::ReconcileError>() {
             return reconcile.exit_code();
         }
+        if let Some(cluster) = cause.downcast_ref::<crate::demo::cluster::ClusterError>() {
+            return match cluster {
+                crate::demo::cluster::ClusterError::NotInstalled => USAGE,
+                _ => RUNTIME_FAILURE,
+            };
+        }
         if cause.is::<crate::cli::UnsupportedFormat>() {
             return USAGE;
         }

@@ -3,6 +3,7 @@
 pub mod backfill;
 pub mod cli;
 pub mod db;
+pub mod demo;
 pub mod exit;
 pub mod logging;
 pub mod migrate;
@@ -64,6 +65,19 @@ async fn run_command(cli: Cli) -> anyhow::Result<u8> {
             print(&report, format, &mut stdout)?;
             Ok(report.exit_code())
         }
+        Command::Demo(args) => demo::run(args).await,
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "paytool", &mut stdout);
+            Ok(exit::OK)
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(command)
+                .render(&mut stdout)
+                .context("cannot write the man page")?;
+            Ok(exit::OK)
+        }
         Command::Seed(args) => {
             let mut conn = db::connect(url).await?;
             let options = seed::SeedOptions {
@@ -91,6 +105,7 @@ fn check_format(
         Command::Migrate(_) => ("migrate", "table, json"),
         Command::Backfill(_) => ("backfill payments", "table, json"),
         Command::Seed(_) => ("seed", "table, json"),
+        Command::Demo(_) | Command::Completions { .. } | Command::Man => return Ok(()),
     };
     match format {
         cli::OutputFormat::Table | cli::OutputFormat::Json => Ok(()),

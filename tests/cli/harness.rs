@@ -4,8 +4,7 @@
 //! (PostgreSQL refuses to run as root), with durability off for speed. A watchdog process
 //! stops it and removes the directory when the test process exits, however it exits.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,114 +24,17 @@ pub fn cluster() -> &'static Cluster {
     })
 }
 
-fn is_root() -> bool {
-    nix::unistd::Uid::effective().is_root()
-}
-
-/// Runs a PostgreSQL program, as `postgres` when we are root.
-fn pg_command(bin: &Path, program: &str) -> Command {
-    let path = bin.join(program);
-    if is_root() {
-        let mut cmd = Command::new("runuser");
-        cmd.args(["-u", "postgres", "--"]).arg(path);
-        cmd
-    } else {
-        Command::new(path)
-    }
-}
-
-pub fn postgres_bin_dir() -> Result<PathBuf, String> {
-    if let Ok(dir) = std::env::var("PG_BIN") {
-        return Ok(PathBuf::from(dir));
-    }
-    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map_err(|e| format!("no /usr/lib/postgresql ({e}); set PG_BIN"))?
-        .filter_map(|entry| entry.ok().map(|e| e.path().join("bin")))
-        .filter(|bin| bin.join("initdb").exists())
-        .collect();
-    candidates.sort();
-    candidates
-        .pop()
-        .ok_or_else(|| "no PostgreSQL under /usr/lib/postgresql/*/bin; set PG_BIN".to_owned())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(54329)
-}
-
 impl Cluster {
     fn start() -> Result<Cluster, String> {
-        let bin = postgres_bin_dir()?;
-        let dir = tempfile::Builder::new()
-            .prefix("paytool-test-pg-")
-            .tempdir()
-            .map_err(|e| e.to_string())?
-            .keep();
-        if is_root() {
-            let status = Command::new("chown")
-                .arg("postgres:")
-                .arg(&dir)
-                .status()
-                .map_err(|e| e.to_string())?;
-            if !status.success() {
-                return Err("chown of the cluster directory failed".into());
-            }
-        }
-        let data = dir.join("data");
-        let out = pg_command(&bin, "initdb")
-            .args(["-D"])
-            .arg(&data)
-            .args([
-                "-U",
-                "postgres",
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ])
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(format!(
-                "initdb failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        // The superuser connects without a password over TCP; other roles need theirs
-        // (so a wrong password can be tested).
-        let hba = "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n";
-        let hba_path = data.join("pg_hba.conf");
-        std::fs::write(&hba_path, hba).map_err(|e| e.to_string())?;
-        let port = free_port();
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=300 -c shared_buffers=256MB",
-            dir.display()
-        );
-        let out = pg_command(&bin, "pg_ctl")
-            .args(["-D"])
-            .arg(&data)
-            .args(["-w", "-t", "60", "-o", &options, "-l"])
-            .arg(dir.join("log"))
-            .arg("start")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
-            return Err(format!(
-                "pg_ctl start failed: {}\n{log}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        spawn_watchdog(&bin, &dir, &data);
-        Ok(Cluster { port })
+        let mut pg = paytool::demo::cluster::TempCluster::start(
+            "paytool-test-pg-",
+            &["full_page_writes=off", "max_connections=300", "shared_buffers=256MB"],
+        )
+        .map_err(|e| e.to_string())?;
+        // The cluster lives as long as the test process: the watchdog removes it after.
+        pg.keep();
+        spawn_watchdog(pg.bin(), pg.dir(), &pg.data_dir());
+        Ok(Cluster { port: pg.port() })
     }
 
     pub fn url(&self, user: &str, password: Option<&str>, database: &str) -> String {
@@ -189,7 +91,7 @@ impl Cluster {
 /// Stops the cluster and removes its directory once the test process is gone.
 fn spawn_watchdog(bin: &Path, dir: &Path, data: &Path) {
     let pg_ctl = bin.join("pg_ctl");
-    let stop = if is_root() {
+    let stop = if nix::unistd::Uid::effective().is_root() {
         format!(
             "runuser -u postgres -- {} -D {} -m immediate stop",
             pg_ctl.display(),

@@ -2,6 +2,7 @@
 
 mod backfill;
 mod basics;
+mod demo;
 mod harness;
 mod migrate;
 mod reconcile;

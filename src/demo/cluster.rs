@@ -1,0 +1,228 @@
+//! A throwaway PostgreSQL cluster in a temporary directory: initdb, start on a free port, stop
+//! and remove. As root, the server runs as the `postgres` user (PostgreSQL refuses root).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ClusterError {
+    #[error(
+        "PostgreSQL is not installed: no initdb on PATH nor under /usr/lib/postgresql/*/bin \
+         (Debian/Ubuntu: apt-get install postgresql; or set PG_BIN to its bin directory)"
+    )]
+    NotInstalled,
+    #[error("cannot prepare the cluster directory: {0}")]
+    Directory(#[from] std::io::Error),
+    #[error("{program} failed: {output}")]
+    Failed {
+        program: &'static str,
+        output: String,
+    },
+}
+
+/// A running cluster. Dropping it stops the server and removes the directory, unless
+/// [`TempCluster::keep`] was called.
+pub struct TempCluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    keep: bool,
+}
+
+fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+/// PG_BIN, else `initdb` on PATH, else the newest /usr/lib/postgresql/*/bin.
+pub fn postgres_bin_dir() -> Result<PathBuf, ClusterError> {
+    if let Some(dir) = std::env::var_os("PG_BIN") {
+        let dir = PathBuf::from(dir);
+        return if dir.join("initdb").is_file() {
+            Ok(dir)
+        } else {
+            Err(ClusterError::NotInstalled)
+        };
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .find(|dir| dir.join("initdb").is_file());
+    if let Some(dir) = on_path {
+        return Ok(dir);
+    }
+    let mut candidates: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .map_err(|_| ClusterError::NotInstalled)?
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .collect();
+    candidates.sort();
+    candidates
+        .pop()
+        .map(|(_, bin)| bin)
+        .ok_or(ClusterError::NotInstalled)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(54329)
+}
+
+impl TempCluster {
+    /// initdb in a new temporary directory named `{prefix}XXXXXX`, then start the server.
+    /// The superuser `postgres` connects without password; other roles need theirs.
+    pub fn start(prefix: &str, settings: &[&str]) -> Result<TempCluster, ClusterError> {
+        let bin = postgres_bin_dir()?;
+        let dir = tempfile::Builder::new().prefix(prefix).tempdir()?.keep();
+        let cluster = TempCluster {
+            bin,
+            dir,
+            port: free_port(),
+            keep: false,
+        };
+        if is_root() {
+            cluster.run(
+                "chown",
+                Command::new("chown").arg("postgres:").arg(&cluster.dir),
+            )?;
+        }
+        cluster.initdb()?;
+        cluster.start_server(settings)?;
+        Ok(cluster)
+    }
+
+    /// Runs a PostgreSQL program, as `postgres` when we are root.
+    fn pg(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        if is_root() {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(path);
+            cmd
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn run(&self, program: &'static str, cmd: &mut Command) -> Result<(), ClusterError> {
+        let out = cmd.stdin(Stdio::null()).output()?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let mut output = String::from_utf8_lossy(&out.stderr).into_owned();
+        if let Ok(log) = std::fs::read_to_string(self.dir.join("log")) {
+            output.push('\n');
+            output.push_str(&log);
+        }
+        Err(ClusterError::Failed { program, output })
+    }
+
+    fn initdb(&self) -> Result<(), ClusterError> {
+        let mut cmd = self.pg("initdb");
+        cmd.arg("-D").arg(self.data_dir()).args([
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]);
+        self.run("initdb", &mut cmd)?;
+        let hba = "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n";
+        std::fs::write(self.data_dir().join("pg_hba.conf"), hba)?;
+        Ok(())
+    }
+
+    fn start_server(&self, settings: &[&str]) -> Result<(), ClusterError> {
+        let mut options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
+            self.port,
+            self.dir.display()
+        );
+        for setting in settings {
+            options.push_str(" -c ");
+            options.push_str(setting);
+        }
+        let mut cmd = self.pg("pg_ctl");
+        cmd.arg("-D")
+            .arg(self.data_dir())
+            .args(["-w", "-t", "60", "-o", &options, "-l"])
+            .arg(self.dir.join("log"))
+            .arg("start")
+            .stdout(Stdio::null());
+        self.run("pg_ctl start", &mut cmd)
+    }
+
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A URL for `user` (no password: only `postgres` may connect so) to `database`.
+    pub fn url(&self, user: &str, password: Option<&str>, database: &str) -> String {
+        match password {
+            Some(pw) => format!("postgres://{user}:{pw}@127.0.0.1:{}/{database}", self.port),
+            None => format!("postgres://{user}@127.0.0.1:{}/{database}", self.port),
+        }
+    }
+
+    /// The command that stops this cluster, for people.
+    pub fn stop_command(&self) -> String {
+        let prefix = if is_root() {
+            "runuser -u postgres -- "
+        } else {
+            ""
+        };
+        format!(
+            "{prefix}{} -D {} stop && rm -rf {}",
+            self.bin.join("pg_ctl").display(),
+            self.data_dir().display(),
+            self.dir.display()
+        )
+    }
+
+    /// Leave the server running and the directory in place when dropped.
+    pub fn keep(&mut self) {
+        self.keep = true;
+    }
+
+    /// Stops the server (immediately: it is throwaway) and removes the directory.
+    pub fn stop(&mut self) {
+        let mut cmd = self.pg("pg_ctl");
+        cmd.arg("-D")
+            .arg(self.data_dir())
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let _ = cmd.status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        self.keep = true;
+    }
+}
+
+impl Drop for TempCluster {
+    fn drop(&mut self) {
+        if !self.keep {
+            self.stop();
+        }
+    }
+}

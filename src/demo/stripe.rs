@@ -1,0 +1,237 @@
+//! The demo's Stripe: a simulator mirroring the demo shop's last 30 days, with one planted
+//! discrepancy of every kind reconcile knows.
+
+use sqlx::PgConnection;
+
+use crate::stripe_sim::{SimPaymentIntent, SimRefund, StripeSim};
+
+const STRIPE_HISTORY_SQL: &str = include_str!("../../sql/demo/stripe_history.sql");
+const WINDOW_ORDERS_SQL: &str = include_str!("../../sql/demo/window_orders.sql");
+
+/// The key the demo gives paytool and the simulator expects.
+pub const DEMO_KEY: &str = "sk_test_paytool_demo";
+
+type WindowOrder = (String, String, i64, String, String, i64, Option<i64>, bool);
+
+/// What was planted, for the demo to tell.
+pub struct Planted {
+    pub lines: Vec<String>,
+    pub payment_intents: usize,
+    pub refunds: usize,
+}
+
+/// The orders the discrepancies are planted on: PAID, with a payment and a total.
+struct Targets {
+    missed_webhook: String,
+    amount: String,
+    dashboard_refund: String,
+    double_charge: String,
+    unlinked: String,
+    missing: String,
+    currency: String,
+    payment_row: String,
+}
+
+pub async fn prepare(conn: &mut PgConnection, sim: &StripeSim) -> anyhow::Result<Planted> {
+    sqlx::raw_sql(STRIPE_HISTORY_SQL)
+        .execute(&mut *conn)
+        .await?;
+    let orders: Vec<WindowOrder> = sqlx::query_as(WINDOW_ORDERS_SQL)
+        .fetch_all(&mut *conn)
+        .await?;
+    let eligible: Vec<&WindowOrder> = orders
+        .iter()
+        .filter(|o| o.1 == "PAID" && o.7 && o.2 > 0)
+        .collect();
+    let pick = |i: usize| eligible.get(i * eligible.len() / 8).map(|o| o.0.clone());
+    let (Some(a), Some(b), Some(c), Some(d), Some(e), Some(f), Some(g), Some(h)) = (
+        pick(0),
+        pick(1),
+        pick(2),
+        pick(3),
+        pick(4),
+        pick(5),
+        pick(6),
+        pick(7),
+    ) else {
+        anyhow::bail!(
+            "too few paid orders in the last 30 days to plant discrepancies: use --orders 300 or more"
+        );
+    };
+    if eligible.len() < 8 {
+        anyhow::bail!(
+            "too few paid orders in the last 30 days to plant discrepancies: use --orders 300 or more"
+        );
+    }
+    let t = Targets {
+        missed_webhook: a,
+        amount: b,
+        dashboard_refund: c,
+        double_charge: d,
+        unlinked: e,
+        missing: f,
+        currency: g,
+        payment_row: h,
+    };
+    plant_in_database(conn, &t).await?;
+    let mut planted = Planted {
+        lines: Vec::new(),
+        payment_intents: 0,
+        refunds: 0,
+    };
+    for order in &orders {
+        mirror(sim, order, &t, &mut planted);
+    }
+    add_strangers(sim, &orders, &t, &mut planted);
+    planted.lines = vec![
+        format!(
+            "missed webhook: order {} is PENDING here, its PaymentIntent succeeded",
+            t.missed_webhook
+        ),
+        format!(
+            "amount: Stripe charged order {} 5.00 more than its total",
+            t.amount
+        ),
+        format!(
+            "dashboard refund: half of order {} refunded in Stripe, not recorded here",
+            t.dashboard_refund
+        ),
+        format!(
+            "double charge: order {} has a second succeeded PaymentIntent",
+            t.double_charge
+        ),
+        format!("orphan: a succeeded PaymentIntent for an order deleted in the admin"),
+        format!(
+            "unlinked: order {} lost its PaymentIntent id (crash after checkout)",
+            t.unlinked
+        ),
+        format!(
+            "missing: order {} names a PaymentIntent Stripe does not have",
+            t.missing
+        ),
+        format!("currency: order {} was charged in USD", t.currency),
+        format!(
+            "payment row: order {}'s payment is stuck at 'processing'",
+            t.payment_row
+        ),
+    ];
+    Ok(planted)
+}
+
+async fn plant_in_database(conn: &mut PgConnection, t: &Targets) -> Result<(), sqlx::Error> {
+    let statements: [(&str, &str); 5] = [
+        (
+            "UPDATE orders SET status = 'PENDING', paid_at = NULL WHERE id = $1",
+            &t.missed_webhook,
+        ),
+        (
+            "UPDATE payments SET status = 'requires_payment_method', succeeded_at = NULL WHERE order_id = $1",
+            &t.missed_webhook,
+        ),
+        (
+            "UPDATE payments SET stripe_payment_intent_id = NULL WHERE order_id = $1",
+            &t.unlinked,
+        ),
+        (
+            "UPDATE orders SET stripe_payment_intent_id = NULL WHERE id = $1",
+            &t.unlinked,
+        ),
+        (
+            "UPDATE payments SET status = 'processing' WHERE order_id = $1",
+            &t.payment_row,
+        ),
+    ];
+    for (sql, id) in statements {
+        sqlx::query(sql).bind(id).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+fn stripe_status(order_status: &str) -> &'static str {
+    match order_status {
+        "PAID" | "REFUNDED" => "succeeded",
+        "CANCELLED" => "canceled",
+        _ => "requires_payment_method",
+    }
+}
+
+/// The order's PaymentIntent (and refund) as Stripe has it, with the planted differences.
+fn mirror(sim: &StripeSim, order: &WindowOrder, t: &Targets, planted: &mut Planted) {
+    let (id, status, total, currency, pi_id, created, paid_at, _) = order;
+    if *id == t.missing {
+        return;
+    }
+    let status = stripe_status(status);
+    let paid = paid_at.unwrap_or(created + 120);
+    let mut pi = SimPaymentIntent {
+        id: pi_id.clone(),
+        amount: *total,
+        currency: currency.to_lowercase(),
+        status: status.to_owned(),
+        created: *created,
+        order_id: Some(id.clone()),
+        charge: (status == "succeeded").then(|| (pi_id.replace("pi_", "ch_"), paid)),
+        last_error: None,
+    };
+    if *id == t.amount {
+        pi.amount += 500;
+    }
+    if *id == t.currency {
+        pi.currency = "usd".into();
+    }
+    sim.add_payment_intent(pi);
+    planted.payment_intents += 1;
+    if order.1 == "REFUNDED" && *total > 0 && order.7 {
+        sim.add_refund(SimRefund {
+            id: pi_id.replace("pi_demo_", "re_demo_"),
+            payment_intent: pi_id.clone(),
+            amount: *total,
+            currency: currency.to_lowercase(),
+            status: "succeeded".into(),
+            reason: Some("requested_by_customer".into()),
+            created: paid + 86_400,
+        });
+        planted.refunds += 1;
+    }
+    if *id == t.dashboard_refund {
+        sim.add_refund(SimRefund {
+            id: "re_demo_dashboard".into(),
+            payment_intent: pi_id.clone(),
+            amount: (*total / 2).max(1),
+            currency: currency.to_lowercase(),
+            status: "succeeded".into(),
+            reason: Some("requested_by_customer".into()),
+            created: paid + 3_600,
+        });
+        planted.refunds += 1;
+    }
+}
+
+/// PaymentIntents no order of ours made: a second charge, and one for a deleted order.
+fn add_strangers(sim: &StripeSim, orders: &[WindowOrder], t: &Targets, planted: &mut Planted) {
+    if let Some(order) = orders.iter().find(|o| o.0 == t.double_charge) {
+        sim.add_payment_intent(SimPaymentIntent {
+            id: "pi_demo_double_submit".into(),
+            amount: order.2,
+            currency: order.3.to_lowercase(),
+            status: "succeeded".into(),
+            created: order.5 + 30,
+            order_id: Some(order.0.clone()),
+            charge: Some(("ch_demo_double_submit".into(), order.5 + 40)),
+            last_error: None,
+        });
+        planted.payment_intents += 1;
+    }
+    let created = orders.last().map_or(0, |o| o.5);
+    sim.add_payment_intent(SimPaymentIntent {
+        id: "pi_demo_orphan".into(),
+        amount: 1500,
+        currency: "eur".into(),
+        status: "succeeded".into(),
+        created,
+        order_id: Some("order-deleted-in-admin".into()),
+        charge: Some(("ch_demo_orphan".into(), created + 10)),
+        last_error: None,
+    });
+    planted.payment_intents += 1;
+}

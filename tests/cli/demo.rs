@@ -1,0 +1,154 @@
+//! `paytool demo`, end to end: its own PostgreSQL, the Stripe simulator, every stage.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use predicates::prelude::*;
+
+use crate::harness::paytool;
+
+/// The cluster directory the demo announced ("PostgreSQL … in /tmp/paytool-demo-XXXX").
+fn cluster_dir(stdout: &str) -> PathBuf {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("PostgreSQL ") && l.contains(" in "))
+        .expect("the demo names its cluster directory");
+    PathBuf::from(line.rsplit(" in ").next().unwrap().trim())
+}
+
+fn postgres_running_in(dir: &std::path::Path) -> bool {
+    let out = std::process::Command::new("pgrep")
+        .args(["-f", &dir.display().to_string()])
+        .output()
+        .unwrap();
+    !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+}
+
+/// The count of one finding kind in reconcile's summary table, first occurrence.
+fn finding_count(stdout: &str, kind: &str) -> u32 {
+    stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("│ {kind} ")) && l.matches('┆').count() == 1)
+        .and_then(|l| l.split('┆').nth(1))
+        .and_then(|c| c.trim().trim_end_matches('│').trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_demo_walks_every_stage_and_leaves_nothing_behind() {
+    let out = paytool()
+        .args(["demo", "--orders", "500"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The preflight refused, then migrate applied.
+    assert!(
+        stdout.contains("Nothing was changed. Fix these rows"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Applied 23 step(s)"), "{stdout}");
+    // The backfill did its three steps.
+    for step in ["│ items ", "│ orders ", "│ payments "] {
+        assert!(stdout.contains(step), "{step}");
+    }
+    // Every discrepancy kind found by reconcile.
+    for kind in [
+        "missing_in_stripe",
+        "status_mismatch",
+        "amount_mismatch",
+        "currency_mismatch",
+        "unlinked_payment_intent",
+        "orphan_payment_intent",
+        "duplicate_payment_intents",
+        "refund_mismatch",
+        "payment_row_mismatch",
+    ] {
+        assert!(
+            finding_count(&stdout, kind) >= 1,
+            "{kind} not found:\n{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("6 repair(s) can be made safely"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Applied 6 repair(s)"), "{stdout}");
+    // verify passes at the end.
+    let last_verify = stdout.rsplit("Verify again").next().unwrap();
+    assert!(last_verify.contains(" 0 failed, "), "{last_verify}");
+    assert!(stdout.contains("Demo finished: every stage did what it should."));
+    // Nothing left.
+    let dir = cluster_dir(&stdout);
+    assert!(!dir.exists(), "{} is still there", dir.display());
+    assert!(!postgres_running_in(&dir));
+}
+
+#[test]
+fn ctrl_c_stops_the_demo_and_removes_its_cluster() {
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("paytool"))
+        .args(["demo", "--orders", "2000"])
+        .env("CI", "true")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("[5/11]") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the demo never reached stage 5");
+    }
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    let dir = cluster_dir(&seen);
+    assert!(
+        rest.iter().any(|l| l.contains("Removed the demo cluster")),
+        "{rest:?}"
+    );
+    assert!(!dir.exists(), "{} is still there", dir.display());
+    assert!(!postgres_running_in(&dir));
+}
+
+#[test]
+fn without_postgresql_the_demo_says_so() {
+    paytool()
+        .args(["demo"])
+        .env("PG_BIN", "/nonexistent")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("PostgreSQL is not installed"));
+}
+
+#[test]
+fn completions_and_man_page_come_from_the_cli_definition() {
+    paytool()
+        .args(["completions", "bash"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("reconcile")
+                .and(predicate::str::contains("--stripe-base-url")),
+        );
+    paytool()
+        .args(["man"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(".TH paytool"));
+}
