@@ -28,7 +28,11 @@ impl Cluster {
     fn start() -> Result<Cluster, String> {
         let mut pg = paytool::demo::cluster::TempCluster::start(
             "paytool-test-pg-",
-            &["full_page_writes=off", "max_connections=300", "shared_buffers=256MB"],
+            &[
+                "full_page_writes=off",
+                "max_connections=300",
+                "shared_buffers=256MB",
+            ],
         )
         .map_err(|e| e.to_string())?;
         // The cluster lives as long as the test process: the watchdog removes it after.
