@@ -75,10 +75,16 @@ pub enum Command {
     #[command(after_help = MIGRATE_EXAMPLES)]
     Migrate(MigrateArgs),
     /// Backfill data into the payment model (snapshots, totals, payment rows).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  paytool backfill payments --dry-run\n  paytool backfill payments"
+    )]
     Backfill(BackfillCommand),
     /// Check the schema and data invariants of the payment model (a CI gate).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  paytool verify constraints\n  paytool verify constraints --format junit > verify.xml"
+    )]
     Verify(VerifyCommand),
     /// Compare orders and payments with Stripe PaymentIntents and refunds; --apply repairs
     /// what Stripe proves, on the database side only.
@@ -314,10 +320,19 @@ pub struct MigrateArgs {
 #[derive(Debug, Subcommand)]
 pub enum MigrateAction {
     /// Show every pending step: SQL, lock and table, estimated rows, hazards; change nothing.
+    #[command(
+        after_help = "Examples:\n  paytool migrate plan                 # with the SQL of each step\n  paytool migrate plan --no-sql --format json\n\nExit codes: 0 plan shown (the preflight result is part of it), 2 usage or configuration error, 3 runtime failure."
+    )]
     Plan(PlanArgs),
     /// Show applied and pending steps with checksums; drift from the embedded SQL is an error.
+    #[command(
+        after_help = "Examples:\n  paytool migrate status\n  paytool migrate status --format json | jq '.steps[] | select(.state != \"applied\")'\n\nExit codes: 0 no drift, 1 drift, 2 usage or configuration error, 3 runtime failure."
+    )]
     Status,
     /// Roll the payment system back to the legacy schema. DESTROYS payment data.
+    #[command(
+        after_help = "Examples:\n  pg_dump -Fc shop > before-down.dump\n  paytool migrate down --i-understand-this-destroys-payment-data\n\nExit codes: 0 rolled back, 2 without the confirmation flag, 3 runtime failure (nothing changed)."
+    )]
     Down(DownArgs),
 }
 

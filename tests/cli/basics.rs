@@ -152,3 +152,27 @@ async fn seed_refuses_a_database_that_has_tables() {
         .code(2)
         .stderr(predicate::str::contains("already has tables"));
 }
+
+#[test]
+fn every_command_help_has_an_example() {
+    let command = <paytool::cli::Cli as clap::CommandFactory>::command();
+    let mut paths: Vec<Vec<String>> = Vec::new();
+    for sub in command.get_subcommands() {
+        paths.push(vec![sub.get_name().to_owned()]);
+        for nested in sub.get_subcommands() {
+            paths.push(vec![
+                sub.get_name().to_owned(),
+                nested.get_name().to_owned(),
+            ]);
+        }
+    }
+    assert!(paths.len() >= 12);
+    for path in paths {
+        crate::harness::paytool()
+            .args(&path)
+            .arg("--help")
+            .assert()
+            .success()
+            .stdout(predicates::str::contains("Example"));
+    }
+}
