@@ -233,3 +233,14 @@ pub fn json(output: &[u8]) -> serde_json::Value {
         )
     })
 }
+
+/// The exit code and JSON report of a command that must have run (exit 0 or 1).
+pub fn json_run(out: std::process::Output) -> (i32, serde_json::Value) {
+    let code = out.status.code().unwrap_or(-1);
+    assert!(
+        code == 0 || code == 1,
+        "the command could not run ({code}): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (code, json(&out.stdout))
+}

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use predicates::prelude::*;
 use tokio::sync::OnceCell;
 
-use crate::harness::{TestDb, cluster, json};
+use crate::harness::{TestDb, cluster, json, json_run};
 
 /// Migrated and backfilled once; each test works on its own copy.
 static TEMPLATE: OnceCell<TestDb> = OnceCell::const_new();
@@ -54,13 +54,7 @@ fn verify_json(db: &TestDb, extra: &[&str]) -> (i32, serde_json::Value) {
         .args(extra)
         .output()
         .unwrap();
-    let code = out.status.code().unwrap();
-    assert!(
-        code == 0 || code == 1,
-        "verify could not run: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (code, json(&out.stdout))
+    json_run(out)
 }
 
 fn failing(report: &serde_json::Value) -> Vec<String> {
