@@ -113,6 +113,7 @@ pub async fn run(
     let stripe_window = stripe_window(&window, &orders);
     let bar = progress.steps(3);
     bar.set_message("listing PaymentIntents");
+    let ticker = tick_requests(bar.clone(), stripe.clone());
     let listed = stripe
         .payment_intents(stripe_window.0, stripe_window.1)
         .await
@@ -127,6 +128,7 @@ pub async fn run(
         .refunds(stripe_window.0)
         .await
         .map_err(ReconcileError::from)?;
+    ticker.abort();
     bar.finish_and_clear();
     let other_known = known_orders(&mut conn, &orders, &listed).await?;
     let findings = logic::reconcile(&Inputs {
@@ -163,6 +165,25 @@ pub async fn run(
         findings,
         repairs_pending,
         applied,
+    })
+}
+
+/// Shows the Stripe requests made so far beside the stage, for long windows.
+fn tick_requests(bar: indicatif::ProgressBar, stripe: StripeHttp) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let stage = |bar: &indicatif::ProgressBar| {
+            let message = bar.message();
+            message.split(" (").next().unwrap_or_default().to_owned()
+        };
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            bar.set_message(format!(
+                "{} ({} Stripe requests, {} retried)",
+                stage(&bar),
+                stripe.requests(),
+                stripe.retries()
+            ));
+        }
     })
 }
 

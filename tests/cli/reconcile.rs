@@ -700,3 +700,61 @@ fn now() -> i64 {
         .unwrap()
         .as_secs() as i64
 }
+
+#[tokio::test]
+async fn one_order_and_csv_output() {
+    let db = reconcile_db().await;
+    let mut conn = db.conn().await;
+    let sim = StripeSim::start(KEY).unwrap();
+    order(
+        &mut conn,
+        "o-fine",
+        "PAID",
+        1250,
+        Some("pi_fine"),
+        Some("succeeded"),
+    )
+    .await;
+    sim.add_payment_intent(intent("pi_fine", Some("o-fine"), 1250, "succeeded"));
+    missed_webhook(&mut conn, &sim).await;
+
+    let run = |extra: &[&str]| {
+        db.paytool()
+            .env("STRIPE_SECRET_KEY", KEY)
+            .args(["reconcile", "--stripe-base-url", &sim.base_url()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let (code, fine) = json_run(run(&["--order", "o-fine", "--format", "json"]));
+    assert_eq!(code, 0, "{fine:#}");
+    assert_eq!(fine["orders_checked"], 1);
+    assert_eq!(fine["window"]["order"], "o-fine");
+
+    let csv = run(&["--order", "o-webhook", "--format", "csv"]);
+    assert_eq!(csv.status.code(), Some(1));
+    let text = String::from_utf8(csv.stdout).unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            "kind",
+            "order_id",
+            "payment_intent_id",
+            "database",
+            "stripe",
+            "repair"
+        ]
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let kinds: Vec<&str> = rows.iter().map(|r| &r[0]).collect();
+    assert_eq!(kinds, ["status_mismatch", "payment_row_mismatch"], "{text}");
+    assert_eq!(&rows[0][1], "o-webhook");
+    assert_eq!(&rows[0][5], "mark PAID");
+}

@@ -464,3 +464,14 @@ async fn bad_flags_and_unreachable_database() {
         .assert()
         .code(3);
 }
+
+#[tokio::test]
+async fn a_missing_table_fails_schema_tables_and_skips_the_data_checks() {
+    only_this_check_fails(
+        "notable",
+        "DROP TABLE refunds",
+        "schema.tables",
+        &["refunds"],
+    )
+    .await;
+}
