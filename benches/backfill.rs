@@ -101,12 +101,12 @@ async fn main() {
         "set-based statements (items, orders, payments): {statement_ms:?} ms, each one transaction"
     );
     println!(
-        "\n| step | scanned | changed | unresolved | time | rows/s | batches | longest batch | last batch size | retries |"
+        "\n| step | scanned | changed | unresolved | time | rows/s | batches | p95 batch | longest batch | last batch size | retries |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for step in report["steps"].as_array().into_iter().flatten() {
         println!(
-            "| {} | {} | {} | {} | {:.1} s | {} | {} | {} ms | {} | {} |",
+            "| {} | {} | {} | {} | {:.1} s | {} | {} | {} ms | {} ms | {} | {} |",
             step["step"].as_str().unwrap_or("?"),
             step["scanned"],
             step["changed"],
@@ -114,6 +114,7 @@ async fn main() {
             step["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0,
             step["rows_per_second"],
             step["batches"],
+            step["p95_batch_ms"],
             step["longest_batch_ms"],
             step["last_batch_size"],
             step["retries"],

@@ -259,7 +259,7 @@ and records a checkpoint; a killed run resumes where it stopped.
 
 Examples:
   paytool backfill payments --dry-run              # what each step would change, changing nothing
-  paytool backfill payments                        # all three steps, batch size adapting to ~150 ms
+  paytool backfill payments                        # all three steps, batch size adapting to ~100 ms
   paytool backfill payments --step items --target-batch-ms 100 --pause-ms 50
   paytool backfill payments --restart              # ignore an unfinished checkpoint, start over
   paytool backfill payments --strict --format json # exit 1 if any row cannot be resolved
@@ -293,7 +293,7 @@ pub struct BackfillArgs {
     #[arg(long, value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub batch_size: Option<i64>,
     /// The batch duration the adaptive batch size aims at.
-    #[arg(long, default_value_t = 150, value_parser = clap::value_parser!(u64).range(10..=10_000))]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..=10_000))]
     pub target_batch_ms: u64,
     /// Pause between batches, to leave the database breathing room.
     #[arg(long, default_value_t = 0)]

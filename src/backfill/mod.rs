@@ -121,6 +121,9 @@ pub struct StepReport {
     pub rows_per_second: u64,
     pub batches: u64,
     pub longest_batch_ms: u64,
+    /// 95th percentile of the batch durations: the usual worst, where `longest_batch_ms` may
+    /// be one outlier (a checkpoint, a cold page).
+    pub p95_batch_ms: u64,
     pub last_batch_size: i64,
     /// Batches retried after a lock timeout, deadlock, serialization failure or lost connection.
     pub retries: u32,
@@ -254,6 +257,7 @@ impl Backfill<'_> {
         let mut size = self.batch.first_size();
         let mut delays = db::retry_delays(self.max_retries);
         let mut failures_in_a_row = 0;
+        let mut batch_ms: Vec<u64> = Vec::new();
         while let Some(end_key) = &end_key {
             let batch_started = Instant::now();
             match run_batch(conn, step, &last_id, end_key, size, self.lock_timeout).await {
@@ -268,6 +272,13 @@ impl Backfill<'_> {
                     report.batches += 1;
                     report.longest_batch_ms =
                         report.longest_batch_ms.max(elapsed.as_millis() as u64);
+                    batch_ms.push(elapsed.as_millis() as u64);
+                    if elapsed > self.batch.target * 2 {
+                        tracing::debug!(
+                            "step {}: a batch of {size} rows after {last_id} took {elapsed:?}",
+                            step.name
+                        );
+                    }
                     report.last_batch_size = size;
                     bar.inc(scanned as u64);
                     size = self.batch.next_size(size, elapsed);
@@ -306,6 +317,7 @@ impl Backfill<'_> {
             }
         }
         bar.finish_and_clear();
+        report.p95_batch_ms = percentile(&mut batch_ms, 0.95);
         checkpoint::finish(conn, step.name).await?;
         report.unresolved_by_reason = unresolved(conn, step).await?;
         report.unresolved = report.unresolved_by_reason.iter().map(|u| u.rows).sum();
@@ -339,6 +351,15 @@ async fn extent(
     step: &StepDef,
 ) -> Result<(i64, Option<String>), sqlx::Error> {
     sqlx::query_as(step.extent_sql).fetch_one(conn).await
+}
+
+fn percentile(values: &mut [u64], p: f64) -> u64 {
+    if values.is_empty() {
+        return 0;
+    }
+    values.sort_unstable();
+    let index = ((values.len() - 1) as f64 * p).round() as usize;
+    values[index]
 }
 
 fn rate(rows: i64, elapsed: Duration) -> u64 {

@@ -25,6 +25,7 @@ impl Render for BackfillReport {
             "took",
             "rows/s",
             "batches",
+            "p95 batch",
             "longest batch",
             "retries",
         ]);
@@ -38,6 +39,7 @@ impl Render for BackfillReport {
                 millis(step.duration_ms),
                 step.rows_per_second.to_string(),
                 step.batches.to_string(),
+                millis(step.p95_batch_ms),
                 millis(step.longest_batch_ms),
                 step.retries.to_string(),
             ]);

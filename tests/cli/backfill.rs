@@ -1,13 +1,13 @@
 //! `paytool backfill payments` against a real PostgreSQL.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use predicates::prelude::*;
 use sqlx::PgConnection;
 
-use crate::harness::{TestDb, cluster, json};
+use crate::harness::{TestDb, cluster, json, wait_for};
 
 /// A migrated database with `orders` orders, plus two items that cannot be snapshotted for
 /// overflow: one whose unit price is too big, one whose subtotal is.
@@ -272,23 +272,11 @@ async fn backfill_refuses_a_database_that_is_not_migrated() {
 }
 
 async fn wait_for_checkpoint(conn: &mut PgConnection, step: &str, batches: i64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let done: Option<i64> =
-            sqlx::query_scalar("SELECT batches FROM paytool.backfill_checkpoints WHERE step = $1")
-                .bind(step)
-                .fetch_optional(&mut *conn)
-                .await
-                .unwrap_or(None);
-        if done.unwrap_or(0) >= batches {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the backfill never reached {batches} batches of {step}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let sql = format!(
+        "SELECT coalesce((SELECT batches FROM paytool.backfill_checkpoints WHERE step = $1), 0) >= {batches}"
+    );
+    let what = format!("the backfill reached {batches} batches of {step}");
+    wait_for(conn, &sql, step, &what, Duration::from_secs(60)).await;
 }
 
 #[tokio::test]

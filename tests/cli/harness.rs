@@ -244,3 +244,30 @@ pub fn json_run(out: std::process::Output) -> (i32, serde_json::Value) {
     );
     (code, json(&out.stdout))
 }
+
+/// Polls `condition` (SQL returning one boolean; `$1` is `arg`) until it holds, failing the
+/// test with "never happened: {what}" after `within`.
+pub async fn wait_for(
+    conn: &mut PgConnection,
+    condition: &str,
+    arg: &str,
+    what: &str,
+    within: std::time::Duration,
+) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let holds: Option<bool> = sqlx::query_scalar(condition)
+            .bind(arg)
+            .fetch_optional(&mut *conn)
+            .await
+            .unwrap_or(None);
+        if holds == Some(true) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}

@@ -7,7 +7,7 @@ use nix::unistd::Pid;
 use predicates::prelude::*;
 use sqlx::{Connection, PgConnection};
 
-use crate::harness::{TestDb, catalog_snapshot, cluster, json, legacy_data_digest};
+use crate::harness::{TestDb, catalog_snapshot, cluster, json, legacy_data_digest, wait_for};
 
 const STEPS: usize = 23;
 
@@ -392,44 +392,16 @@ async fn lock_retries_give_up_with_a_clear_error_and_nothing_half_applied() {
 }
 
 async fn wait_for_invalid_index(conn: &mut PgConnection, index: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let invalid: Option<bool> = sqlx::query_scalar(
-            "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
-        )
-        .bind(index)
-        .fetch_optional(&mut *conn)
-        .await
-        .unwrap();
-        if invalid == Some(true) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the concurrent build of {index} never started"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = format!("the concurrent build of {index} started");
+    let sql = "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)";
+    wait_for(conn, sql, index, &what, Duration::from_secs(60)).await;
 }
 
 async fn wait_for_no_paytool_backend(conn: &mut PgConnection) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'paytool' AND datname = current_database()",
-        )
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
-        if left == 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the killed paytool's backend is still there"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let sql = "SELECT count(*) = 0 FROM pg_stat_activity
+               WHERE application_name = $1 AND datname = current_database()";
+    let what = "the killed paytool's backend went away";
+    wait_for(conn, sql, "paytool", what, Duration::from_secs(30)).await;
 }
 
 #[tokio::test]
