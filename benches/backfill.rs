@@ -63,8 +63,14 @@ async fn main() {
             let out = batched_db
                 .paytool_std()
                 .args(["backfill", "payments", "--format", "json"])
+                .env("PAYTOOL_LOG", "warn,paytool=debug")
                 .output()
                 .expect("paytool");
+            for line in String::from_utf8_lossy(&out.stderr).lines() {
+                if line.contains("a batch of") {
+                    println!("slow batch: {line}");
+                }
+            }
             assert!(
                 out.status.success(),
                 "{}",

@@ -266,6 +266,12 @@ impl Backfill<'_> {
                     let elapsed = batch_started.elapsed();
                     failures_in_a_row = 0;
                     delays = db::retry_delays(self.max_retries);
+                    if elapsed > self.batch.target * 2 {
+                        tracing::debug!(
+                            "step {}: a batch of {size} rows after {last_id} took {elapsed:?}",
+                            step.name
+                        );
+                    }
                     last_id = key;
                     report.scanned += scanned;
                     report.changed += changed;
@@ -273,12 +279,6 @@ impl Backfill<'_> {
                     report.longest_batch_ms =
                         report.longest_batch_ms.max(elapsed.as_millis() as u64);
                     batch_ms.push(elapsed.as_millis() as u64);
-                    if elapsed > self.batch.target * 2 {
-                        tracing::debug!(
-                            "step {}: a batch of {size} rows after {last_id} took {elapsed:?}",
-                            step.name
-                        );
-                    }
                     report.last_batch_size = size;
                     bar.inc(scanned as u64);
                     size = self.batch.next_size(size, elapsed);
