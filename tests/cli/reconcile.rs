@@ -114,6 +114,14 @@ fn reconcile(db: &TestDb, sim: &StripeSim, extra: &[&str]) -> (i32, serde_json::
     json_run(out)
 }
 
+/// `paytool reconcile` against `base` with the simulator's key.
+fn reconcile_cmd(db: &TestDb, base: &str) -> assert_cmd::Command {
+    let mut cmd = db.paytool();
+    cmd.env("STRIPE_SECRET_KEY", KEY)
+        .args(["reconcile", "--stripe-base-url", base]);
+    cmd
+}
+
 fn kinds(report: &serde_json::Value) -> Vec<String> {
     report["findings"]
         .as_array()
@@ -169,17 +177,8 @@ async fn agreeing_orders_and_stripe_exit_0() {
     assert!(kinds(&report).is_empty());
     assert_eq!(sim.mutations(), 0);
     // The table says so too.
-    db.paytool()
-        .env("STRIPE_SECRET_KEY", KEY)
-        .args([
-            "reconcile",
-            "--since",
-            SINCE,
-            "--until",
-            UNTIL,
-            "--stripe-base-url",
-            &sim.base_url(),
-        ])
+    reconcile_cmd(&db, &sim.base_url())
+        .args(["--since", SINCE, "--until", UNTIL])
         .assert()
         .code(0)
         .stdout(predicate::str::contains("the database and Stripe agree"));
@@ -542,16 +541,8 @@ async fn a_bad_key_or_an_outage_exits_3_and_writes_nothing() {
         outage: true,
         ..Faults::default()
     });
-    db.paytool()
-        .env("STRIPE_SECRET_KEY", KEY)
-        .args([
-            "reconcile",
-            "--apply",
-            "--max-retries",
-            "2",
-            "--stripe-base-url",
-            &sim.base_url(),
-        ])
+    reconcile_cmd(&db, &sim.base_url())
+        .args(["--apply", "--max-retries", "2"])
         .assert()
         .code(3)
         .stderr(
@@ -565,16 +556,8 @@ async fn a_bad_key_or_an_outage_exits_3_and_writes_nothing() {
         "one 401 (never retried), then 1 + 2 retries of a 500"
     );
 
-    db.paytool()
-        .env("STRIPE_SECRET_KEY", KEY)
-        .args([
-            "reconcile",
-            "--apply",
-            "--max-retries",
-            "1",
-            "--stripe-base-url",
-            "http://127.0.0.1:9/",
-        ])
+    reconcile_cmd(&db, "http://127.0.0.1:9/")
+        .args(["--apply", "--max-retries", "1"])
         .assert()
         .code(3)
         .stderr(predicate::str::contains("could not be reached"));
@@ -589,17 +572,8 @@ async fn a_slow_stripe_times_out_per_request() {
         delay: Some(std::time::Duration::from_millis(800)),
         ..Faults::default()
     });
-    db.paytool()
-        .env("STRIPE_SECRET_KEY", KEY)
-        .args([
-            "reconcile",
-            "--request-timeout",
-            "200ms",
-            "--max-retries",
-            "1",
-            "--stripe-base-url",
-            &sim.base_url(),
-        ])
+    reconcile_cmd(&db, &sim.base_url())
+        .args(["--request-timeout", "200ms", "--max-retries", "1"])
         .assert()
         .code(3)
         .stderr(predicate::str::contains("did not answer within 200ms"));
@@ -631,15 +605,8 @@ async fn usage_errors() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("is after"));
-    db.paytool()
-        .env("STRIPE_SECRET_KEY", KEY)
-        .args([
-            "reconcile",
-            "--order",
-            "nope",
-            "--stripe-base-url",
-            "http://127.0.0.1:9/",
-        ])
+    reconcile_cmd(&db, "http://127.0.0.1:9/")
+        .args(["--order", "nope"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("order nope does not exist"));
@@ -719,9 +686,7 @@ async fn one_order_and_csv_output() {
     missed_webhook(&mut conn, &sim).await;
 
     let run = |extra: &[&str]| {
-        db.paytool()
-            .env("STRIPE_SECRET_KEY", KEY)
-            .args(["reconcile", "--stripe-base-url", &sim.base_url()])
+        reconcile_cmd(&db, &sim.base_url())
             .args(extra)
             .output()
             .unwrap()
