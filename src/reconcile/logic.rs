@@ -631,6 +631,19 @@ mod tests {
     }
 
     #[test]
+    fn zero_decimal_currencies_compare_in_their_own_minor_unit() {
+        // ¥1,500 is 1500 in Stripe and 1500 here: nothing is multiplied by 100.
+        let mut o = order("o1", "PAID", Some("pi_1"));
+        o.currency = "JPY".into();
+        o.amount_total_cents = 1500;
+        let mut pi = intent("pi_1", Some("o1"), "succeeded");
+        pi.currency = "JPY".into();
+        pi.amount = 1500;
+        pi.amount_received = 1500;
+        assert_eq!(run(&[o], &[pi], &[]), vec![]);
+    }
+
+    #[test]
     fn summary_lists_every_kind() {
         assert_eq!(summarize(&[]).len(), 9);
     }

@@ -286,20 +286,14 @@ async fn killed_mid_step_then_resumed_ends_like_an_uninterrupted_run() {
     let reference = cluster().copy_of(&db, "ref").await;
     backfill_json(&reference, &["--batch-size", "100"]);
 
-    let mut child = db
-        .paytool_std()
-        .args([
-            "backfill",
-            "payments",
-            "--batch-size",
-            "50",
-            "--pause-ms",
-            "10",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = db.spawn_quiet(&[
+        "backfill",
+        "payments",
+        "--batch-size",
+        "50",
+        "--pause-ms",
+        "10",
+    ]);
     let mut conn = db.conn().await;
     wait_for_checkpoint(&mut conn, "items", 10).await;
     kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
@@ -331,22 +325,16 @@ async fn killed_mid_step_then_resumed_ends_like_an_uninterrupted_run() {
 #[tokio::test]
 async fn a_lost_connection_in_a_batch_is_retried_and_the_run_completes() {
     let db = migrated_db(2_000).await;
-    let child = db
-        .paytool_std()
-        .args([
-            "backfill",
-            "payments",
-            "--batch-size",
-            "50",
-            "--pause-ms",
-            "10",
-            "--format",
-            "json",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = db.spawn(&[
+        "backfill",
+        "payments",
+        "--batch-size",
+        "50",
+        "--pause-ms",
+        "10",
+        "--format",
+        "json",
+    ]);
     let mut conn = db.conn().await;
     wait_for_checkpoint(&mut conn, "items", 5).await;
     sqlx::raw_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'paytool' AND datname = current_database()")
@@ -373,20 +361,14 @@ async fn a_lost_connection_in_a_batch_is_retried_and_the_run_completes() {
 #[tokio::test]
 async fn rows_written_by_the_application_during_the_run_are_never_half_done() {
     let db = migrated_db(2_000).await;
-    let mut child = db
-        .paytool_std()
-        .args([
-            "backfill",
-            "payments",
-            "--batch-size",
-            "100",
-            "--pause-ms",
-            "5",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = db.spawn_quiet(&[
+        "backfill",
+        "payments",
+        "--batch-size",
+        "100",
+        "--pause-ms",
+        "5",
+    ]);
     let mut app = db.conn().await;
     // The legacy application: new orders with two items and no snapshot, at a steady pace, with
     // ids spread over the key space (ahead of the backfill, behind it and past its end).

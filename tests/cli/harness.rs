@@ -148,6 +148,26 @@ impl TestDb {
         cmd
     }
 
+    /// `paytool ARGS` in the background, stdout and stderr captured for `wait_with_output`.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.paytool_std()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("paytool starts")
+    }
+
+    /// `paytool ARGS` in the background, its output thrown away (runs that get killed).
+    pub fn spawn_quiet(&self, args: &[&str]) -> std::process::Child {
+        self.paytool_std()
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("paytool starts")
+    }
+
     /// The legacy schema filled with `orders` orders (about two items each).
     pub async fn seed(&self, orders: i64, stock_anomalies: bool) {
         let mut conn = self.conn().await;

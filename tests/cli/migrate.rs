@@ -259,14 +259,7 @@ async fn dirty_data_is_refused_with_the_offending_rows_and_nothing_changes() {
 async fn two_migrates_at_once_apply_everything_exactly_once() {
     let db = cluster().fresh_db().await;
     db.seed(20_000, false).await;
-    let spawn = || {
-        db.paytool_std()
-            .args(["migrate", "--format", "json"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || db.spawn(&["migrate", "--format", "json"]);
     let (first, second) = (spawn(), spawn());
     let outputs = [
         first.wait_with_output().unwrap(),
@@ -304,13 +297,7 @@ async fn a_held_lock_is_retried_while_the_application_keeps_going() {
         .await
         .unwrap();
 
-    let child = db
-        .paytool_std()
-        .args(["migrate", "--format", "json", "--lock-timeout", "200ms"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = db.spawn(&["migrate", "--format", "json", "--lock-timeout", "200ms"]);
 
     // Meanwhile the application reads and writes orders. Were migrate's lock request left
     // queued, these would wait behind it; they must never wait a full second.
@@ -418,13 +405,7 @@ async fn killed_during_a_concurrent_index_build_then_rerun_finishes_the_job() {
     .execute(&mut writer)
     .await
     .unwrap();
-    let mut child = db
-        .paytool_std()
-        .arg("migrate")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = db.spawn_quiet(&["migrate"]);
     let mut conn = db.conn().await;
     wait_for_invalid_index(&mut conn, index).await;
     kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
@@ -640,13 +621,7 @@ async fn down_needs_the_explicit_flag_then_returns_to_the_legacy_schema() {
 async fn app_writes_during_the_status_swap_are_not_lost() {
     let db = cluster().fresh_db().await;
     db.seed(20_000, false).await;
-    let mut child = db
-        .paytool_std()
-        .args(["migrate", "--format", "json", "--batch-size", "500"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = db.spawn(&["migrate", "--format", "json", "--batch-size", "500"]);
     // The application keeps inserting and paying orders during the whole run.
     let mut app = PgConnection::connect(&db.url).await.unwrap();
     let user: String = sqlx::query_scalar("SELECT id FROM users LIMIT 1")
@@ -700,13 +675,7 @@ async fn a_lost_connection_during_the_batched_copy_is_finished_by_the_next_run()
     db.seed(20_000, false).await;
     let mut conn = db.conn().await;
     let statuses_before = status_values(&mut conn).await;
-    let mut child = db
-        .paytool_std()
-        .args(["migrate", "--batch-size", "50"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = db.spawn(&["migrate", "--batch-size", "50"]);
     // Wait until some batches are done, then cut paytool's connection from the server side.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
