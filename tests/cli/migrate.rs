@@ -677,21 +677,18 @@ async fn a_lost_connection_during_the_batched_copy_is_finished_by_the_next_run()
     let statuses_before = status_values(&mut conn).await;
     let mut child = db.spawn(&["migrate", "--batch-size", "50"]);
     // Wait until some batches are done, then cut paytool's connection from the server side.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let copied: i64 = sqlx::query_scalar(
-            "SELECT CASE WHEN EXISTS (SELECT 1 FROM paytool.schema_history WHERE version = 18)
-                         THEN (SELECT count(*) FROM orders WHERE status_new IS NOT NULL) ELSE 0 END",
-        )
-        .fetch_one(&mut conn)
-        .await
-        .unwrap_or(0);
-        if copied > 1_000 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the batched copy never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Until step 017 has added status_new the query fails, which counts as "not yet".
+    let copy_under_way = "SELECT EXISTS (SELECT 1 FROM paytool.schema_history WHERE version = 18)
+                           AND (SELECT count(*) FROM orders WHERE status_new IS NOT NULL) > $1::int";
+    let what = "the batched copy passed 1,000 rows";
+    wait_for(
+        &mut conn,
+        copy_under_way,
+        "1000",
+        what,
+        Duration::from_secs(60),
+    )
+    .await;
     sqlx::raw_sql(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'paytool' AND datname = current_database()",
     )
