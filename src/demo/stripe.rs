@@ -43,8 +43,15 @@ pub async fn prepare(conn: &mut PgConnection, sim: &StripeSim) -> anyhow::Result
         .iter()
         .filter(|o| o.1 == "PAID" && o.7 && o.2 > 0)
         .collect();
-    let pick = |i: usize| eligible.get(i * eligible.len() / 8).map(|o| o.0.clone());
-    let (Some(a), Some(b), Some(c), Some(d), Some(e), Some(f), Some(g), Some(h)) = (
+    if eligible.len() < 8 {
+        anyhow::bail!(
+            "only {} paid orders in the last 30 days, 8 are needed to plant the discrepancies: use --orders 300 or more",
+            eligible.len()
+        );
+    }
+    // Eight distinct orders spread over the window.
+    let pick = |i: usize| eligible[i * eligible.len() / 8].0.clone();
+    let (a, b, c, d, e, f, g, h) = (
         pick(0),
         pick(1),
         pick(2),
@@ -53,16 +60,7 @@ pub async fn prepare(conn: &mut PgConnection, sim: &StripeSim) -> anyhow::Result
         pick(5),
         pick(6),
         pick(7),
-    ) else {
-        anyhow::bail!(
-            "too few paid orders in the last 30 days to plant discrepancies: use --orders 300 or more"
-        );
-    };
-    if eligible.len() < 8 {
-        anyhow::bail!(
-            "too few paid orders in the last 30 days to plant discrepancies: use --orders 300 or more"
-        );
-    }
+    );
     let t = Targets {
         missed_webhook: a,
         amount: b,

@@ -5,6 +5,7 @@ use serde::Serialize;
 use sqlx::{Connection, PgConnection};
 
 use super::logic::{Finding, Repair};
+use crate::db;
 
 const AUDIT_TABLE_SQL: &str = include_str!("../../sql/reconcile/audit.sql");
 const INSERT_AUDIT_SQL: &str = include_str!("../../sql/reconcile/insert_audit.sql");
@@ -19,7 +20,8 @@ pub struct AppliedRepair {
     pub order_id: Option<String>,
     pub payment_intent_id: Option<String>,
     pub action: &'static str,
-    /// `applied`, or `unchanged` when the row had changed meanwhile and the guard held.
+    /// `applied`; `unchanged` when the row had changed meanwhile and the guard held;
+    /// `conflict` when another row already holds that Stripe id (nothing written).
     pub outcome: &'static str,
 }
 
@@ -39,7 +41,14 @@ pub async fn apply_all(
     work.sort_by_key(|(_, repair)| order_of(repair));
     let mut applied = Vec::new();
     for (finding, repair) in work {
-        applied.push(apply_one(conn, run_id, finding, repair).await?);
+        let done = apply_one(conn, run_id, finding, repair).await.map_err(|e| {
+            e.context(format!(
+                "reconcile --apply stopped after {} repair(s) (each committed and audited under run {run_id}); \
+                 run it again: what is left will be found again",
+                applied.len()
+            ))
+        })?;
+        applied.push(done);
     }
     Ok(applied)
 }
@@ -69,7 +78,50 @@ async fn apply_one(
     repair: &Repair,
 ) -> anyhow::Result<AppliedRepair> {
     let mut tx = conn.begin().await?;
-    let (before, after): Change = match repair {
+    let outcome = match change(&mut tx, repair).await {
+        // Another order or payment already holds this Stripe id: a person must look.
+        Err(err) if db::sqlstate_of(&err).as_deref() == Some(db::sqlstate::UNIQUE_VIOLATION) => {
+            tx.rollback().await?;
+            "conflict"
+        }
+        Err(err) => return Err(err.into()),
+        Ok((_, None)) => {
+            tx.commit().await?;
+            "unchanged"
+        }
+        Ok((before, Some(after))) => {
+            sqlx::query(INSERT_AUDIT_SQL)
+                .bind(run_id)
+                .bind(finding.kind.name())
+                .bind(action_name(repair))
+                .bind(&finding.order_id)
+                .bind(&finding.payment_intent_id)
+                .bind(before)
+                .bind(after)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            "applied"
+        }
+    };
+    tracing::info!(
+        "{} {} for order {}: {outcome}",
+        finding.kind.name(),
+        action_name(repair),
+        finding.order_id.as_deref().unwrap_or("-")
+    );
+    Ok(AppliedRepair {
+        finding: finding.kind.name(),
+        order_id: finding.order_id.clone(),
+        payment_intent_id: finding.payment_intent_id.clone(),
+        action: action_name(repair),
+        outcome,
+    })
+}
+
+/// The repair's SQL: the row before and after, `after` None when its guard no longer held.
+async fn change(conn: &mut PgConnection, repair: &Repair) -> Result<Change, sqlx::Error> {
+    match repair {
         Repair::Link {
             order_id,
             payment_intent_id,
@@ -77,15 +129,15 @@ async fn apply_one(
             sqlx::query_as(LINK_SQL)
                 .bind(order_id)
                 .bind(payment_intent_id)
-                .fetch_one(&mut *tx)
-                .await?
+                .fetch_one(conn)
+                .await
         }
         Repair::MarkPaid { order_id, paid_at } => {
             sqlx::query_as(MARK_PAID_SQL)
                 .bind(order_id)
                 .bind(paid_at.map(|t| t.naive_utc()))
-                .fetch_one(&mut *tx)
-                .await?
+                .fetch_one(conn)
+                .await
         }
         Repair::SyncPayment {
             payment_id,
@@ -102,51 +154,20 @@ async fn apply_one(
                 .bind(succeeded_at.map(|t| t.naive_utc()))
                 .bind(last_error_code)
                 .bind(last_error_message)
-                .fetch_one(&mut *tx)
-                .await?
+                .fetch_one(conn)
+                .await
         }
         Repair::RecordRefund { payment_id, refund } => {
             sqlx::query_as(RECORD_REFUND_SQL)
                 .bind(payment_id)
                 .bind(&refund.id)
-                .bind(refund.amount as i32)
+                .bind(refund.amount)
                 .bind(&refund.currency)
                 .bind(&refund.status)
                 .bind(&refund.reason)
                 .bind(refund.created.naive_utc())
-                .fetch_one(&mut *tx)
-                .await?
+                .fetch_one(conn)
+                .await
         }
-    };
-    let outcome = if after.is_some() {
-        "applied"
-    } else {
-        "unchanged"
-    };
-    if after.is_some() {
-        sqlx::query(INSERT_AUDIT_SQL)
-            .bind(run_id)
-            .bind(finding.kind.name())
-            .bind(action_name(repair))
-            .bind(&finding.order_id)
-            .bind(&finding.payment_intent_id)
-            .bind(before)
-            .bind(after)
-            .execute(&mut *tx)
-            .await?;
     }
-    tx.commit().await?;
-    tracing::info!(
-        "{} {} for order {}: {outcome}",
-        finding.kind.name(),
-        action_name(repair),
-        finding.order_id.as_deref().unwrap_or("-")
-    );
-    Ok(AppliedRepair {
-        finding: finding.kind.name(),
-        order_id: finding.order_id.clone(),
-        payment_intent_id: finding.payment_intent_id.clone(),
-        action: action_name(repair),
-        outcome,
-    })
 }

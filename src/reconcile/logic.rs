@@ -126,6 +126,11 @@ pub struct Inputs<'a> {
     /// Orders named by a PaymentIntent's metadata but outside the window: they exist, so the
     /// PaymentIntent is no orphan.
     pub other_known_orders: &'a HashSet<String>,
+    /// PaymentIntents linked by id from orders outside the window: no orphans either.
+    pub linked_elsewhere: &'a HashSet<String>,
+    /// Only PaymentIntents created in this window can be orphans (the list reaches a little
+    /// past it, for checkouts that happen after their order); `None`: look for none.
+    pub orphan_window: Option<(DateTime<Utc>, DateTime<Utc>)>,
     /// PaymentIntents listed in the window.
     pub listed: &'a [PaymentIntentView],
     /// PaymentIntents retrieved one by one (linked from an order, created outside the window).
@@ -429,6 +434,9 @@ fn compare_refunds(
 
 /// Listed PaymentIntents that no order links and whose metadata names no known order.
 fn orphans(input: &Inputs<'_>, intents: &HashMap<&str, &PaymentIntentView>) -> Vec<Finding> {
+    let Some((since, until)) = input.orphan_window else {
+        return Vec::new();
+    };
     let linked: HashSet<&str> = input
         .orders
         .iter()
@@ -441,7 +449,13 @@ fn orphans(input: &Inputs<'_>, intents: &HashMap<&str, &PaymentIntentView>) -> V
             .order_id
             .as_deref()
             .is_some_and(|id| window_orders.contains(id) || input.other_known_orders.contains(id));
-        if linked.contains(pi.id.as_str()) || known_order || !intents.contains_key(pi.id.as_str()) {
+        let in_window = pi.created >= since && pi.created <= until;
+        if linked.contains(pi.id.as_str())
+            || input.linked_elsewhere.contains(&pi.id)
+            || known_order
+            || !in_window
+            || !intents.contains_key(pi.id.as_str())
+        {
             continue;
         }
         out.push(Finding {
@@ -528,6 +542,8 @@ mod tests {
         reconcile(&Inputs {
             orders,
             other_known_orders: &none,
+            linked_elsewhere: &none,
+            orphan_window: Some((at(-86_400), at(86_400))),
             listed,
             retrieved: &[],
             unknown_to_stripe: &none,

@@ -108,7 +108,8 @@ pub async fn run(
         concurrency: args.concurrency as usize,
         timeout: args.request_timeout,
         max_retries: args.max_retries,
-    })?;
+    })
+    .map_err(ReconcileError::from)?;
     let orders = load_orders(&mut conn, &window).await?;
     let stripe_window = stripe_window(&window, &orders);
     let bar = progress.steps(3);
@@ -130,10 +131,16 @@ pub async fn run(
         .map_err(ReconcileError::from)?;
     ticker.abort();
     bar.finish_and_clear();
-    let other_known = known_orders(&mut conn, &orders, &listed).await?;
+    let (other_known, linked_elsewhere) = known_orders(&mut conn, &orders, &listed).await?;
     let findings = logic::reconcile(&Inputs {
         orders: &orders,
         other_known_orders: &other_known,
+        linked_elsewhere: &linked_elsewhere,
+        // One order's reconcile is about that order, not about strangers near it.
+        orphan_window: window
+            .order
+            .is_none()
+            .then_some((window.since, window.until)),
         listed: &listed,
         retrieved: &retrieved,
         unknown_to_stripe: &unknown,
@@ -211,8 +218,8 @@ fn window_of(args: &ReconcileArgs) -> Result<Window, ReconcileError> {
     })
 }
 
-/// The PaymentIntent window: the orders' window, or around the one order (a PaymentIntent is
-/// created at checkout, at most a few days after the order).
+/// The PaymentIntent window: the orders' window and one day more, or around the one order (a
+/// PaymentIntent is created at checkout, after its order).
 fn stripe_window(window: &Window, orders: &[OrderRow]) -> (DateTime<Utc>, DateTime<Utc>) {
     match (&window.order, orders.first().and_then(|o| o.created_at)) {
         (Some(_), Some(created)) => {
@@ -222,7 +229,8 @@ fn stripe_window(window: &Window, orders: &[OrderRow]) -> (DateTime<Utc>, DateTi
                 created + chrono::Duration::days(7),
             )
         }
-        _ => (window.since, window.until),
+        // A checkout can come a little after its order: list a day past the window's end.
+        _ => (window.since, window.until + chrono::Duration::days(1)),
     }
 }
 
@@ -331,26 +339,37 @@ async fn retrieve_missing(
     Ok((retrieved, unknown))
 }
 
+/// Orders outside the window that listed PaymentIntents name (metadata) or that link them
+/// (by id): their ids, and the PaymentIntent ids they link.
 async fn known_orders(
     conn: &mut PgConnection,
     orders: &[OrderRow],
     listed: &[PaymentIntentView],
-) -> Result<HashSet<String>, sqlx::Error> {
+) -> Result<(HashSet<String>, HashSet<String>), sqlx::Error> {
     let in_window: HashSet<&str> = orders.iter().map(|o| o.id.as_str()).collect();
+    let linked_in_window: HashSet<&str> = orders
+        .iter()
+        .filter_map(|o| o.payment_intent_id.as_deref())
+        .collect();
     let named: Vec<String> = listed
         .iter()
         .filter_map(|pi| pi.order_id.clone())
         .filter(|id| !in_window.contains(id.as_str()))
         .collect();
-    if named.is_empty() {
-        return Ok(HashSet::new());
+    let unlinked: Vec<String> = listed
+        .iter()
+        .map(|pi| pi.id.clone())
+        .filter(|id| !linked_in_window.contains(id.as_str()))
+        .collect();
+    if named.is_empty() && unlinked.is_empty() {
+        return Ok((HashSet::new(), HashSet::new()));
     }
-    let found: Vec<String> = sqlx::query_scalar(KNOWN_ORDERS_SQL)
+    let found: Vec<(String, Option<String>)> = sqlx::query_as(KNOWN_ORDERS_SQL)
         .bind(&named)
+        .bind(&unlinked)
         .fetch_all(conn)
         .await?;
-    Ok(found.into_iter().collect())
+    let ids = found.iter().map(|(id, _)| id.clone()).collect();
+    let links = found.into_iter().filter_map(|(_, pi)| pi).collect();
+    Ok((ids, links))
 }
-
-/// The default timeout of one Stripe request.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(20);

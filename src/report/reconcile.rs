@@ -55,16 +55,14 @@ impl Render for ReconcileReport {
         }
         writeln!(out, "{details}")?;
         if self.apply {
-            let applied = self
-                .applied
-                .iter()
-                .filter(|a| a.outcome == "applied")
-                .count();
+            let count = |outcome| self.applied.iter().filter(|a| a.outcome == outcome).count();
             writeln!(
                 out,
-                "Applied {applied} repair(s) (run {}; audit: paytool.reconcile_audit); {} left unchanged because the row had changed meanwhile. The rest needs a person: see docs/reconcile.md.",
+                "Applied {} repair(s) (run {}; audit: paytool.reconcile_audit); {} unchanged because the row had changed meanwhile; {} refused because another row already holds that Stripe id. The rest needs a person: see docs/reconcile.md.",
+                count("applied"),
                 self.run_id,
-                self.applied.len() - applied
+                count("unchanged"),
+                count("conflict"),
             )
         } else if self.repairs_pending > 0 {
             writeln!(

@@ -27,6 +27,10 @@ pub enum StripeFailure {
     #[error("Stripe rejected the API key (HTTP 401): check STRIPE_SECRET_KEY / --stripe-key")]
     BadKey,
     #[error(
+        "the Stripe key contains characters an HTTP header cannot carry: check STRIPE_SECRET_KEY / --stripe-key"
+    )]
+    MalformedKey,
+    #[error(
         "the Stripe key lacks a permission paytool needs (HTTP 403): a restricted key needs read access to PaymentIntents, Charges and Refunds"
     )]
     Forbidden,
@@ -100,7 +104,7 @@ impl StripeHttp {
             .enable_http1()
             .build();
         let mut authorization = HeaderValue::try_from(format!("Bearer {}", settings.key))
-            .map_err(|_| StripeFailure::BadKey)?;
+            .map_err(|_| StripeFailure::MalformedKey)?;
         authorization.set_sensitive(true);
         let rps = NonZeroU32::new(settings.max_rps.max(1)).unwrap_or(NonZeroU32::MIN);
         Ok(StripeHttp {

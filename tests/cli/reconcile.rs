@@ -1,8 +1,6 @@
 //! `paytool reconcile` against a real PostgreSQL and the Stripe simulator (an HTTP server with
 //! Stripe's object shapes, list semantics and errors), through paytool's real Stripe client.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use paytool::stripe_sim::{Faults, SimPaymentIntent, SimRefund, StripeSim};
 use predicates::prelude::*;
 use sqlx::PgConnection;
@@ -660,12 +658,88 @@ fn kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
-#[allow(dead_code)]
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+#[tokio::test]
+async fn a_link_that_another_order_holds_is_a_conflict_and_nothing_is_written() {
+    let db = reconcile_db().await;
+    let mut conn = db.conn().await;
+    let sim = StripeSim::start(KEY).unwrap();
+    // o-holder links pi_shared; o-claimer has no link, and pi_shared's metadata names it.
+    order(
+        &mut conn,
+        "o-holder",
+        "PENDING",
+        1000,
+        Some("pi_shared"),
+        None,
+    )
+    .await;
+    order(&mut conn, "o-claimer", "PENDING", 1000, None, None).await;
+    sim.add_payment_intent(intent(
+        "pi_shared",
+        Some("o-claimer"),
+        1000,
+        "requires_payment_method",
+    ));
+    let (code, report) = reconcile(&db, &sim, &["--apply"]);
+    assert_eq!(code, 1, "{report:#}");
+    let outcomes: Vec<(&str, &str)> = report["applied"]
+        .as_array()
         .unwrap()
-        .as_secs() as i64
+        .iter()
+        .map(|a| {
+            (
+                a["action"].as_str().unwrap(),
+                a["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(outcomes, [("link", "conflict")]);
+    let claimer: Option<String> =
+        sqlx::query_scalar("SELECT stripe_payment_intent_id FROM orders WHERE id = 'o-claimer'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(claimer, None);
+    let audit: i64 = sqlx::query_scalar("SELECT count(*) FROM paytool.reconcile_audit")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(audit, 0);
+}
+
+#[tokio::test]
+async fn a_checkout_just_after_the_window_still_links_its_order_and_is_no_orphan() {
+    let db = reconcile_db().await;
+    let mut conn = db.conn().await;
+    let sim = StripeSim::start(KEY).unwrap();
+    // The order is created one minute before the window ends, its PaymentIntent two after.
+    sqlx::raw_sql(
+        "INSERT INTO orders (id, user_id, status, amount_total_cents, currency, created_at)
+         SELECT 'o-late', min(id), 'PENDING', 900, 'EUR', '2026-01-30 23:59' FROM users;
+         INSERT INTO orders (id, user_id, status, amount_total_cents, currency, created_at)
+         SELECT 'o-next', min(id), 'PENDING', 500, 'EUR', '2026-01-31 00:30' FROM users;",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let window_end = 1_769_817_600; // 2026-01-31T00:00:00Z
+    let mut late = intent("pi_late", Some("o-late"), 900, "requires_payment_method");
+    late.created = window_end + 120;
+    sim.add_payment_intent(late);
+    // The next order's checkout, past the window: not ours to judge, and no orphan.
+    let mut next = intent("pi_next", Some("o-next"), 500, "requires_payment_method");
+    next.created = window_end + 1900;
+    sim.add_payment_intent(next);
+    let mut stranger = intent("pi_stranger", None, 700, "succeeded");
+    stranger.created = window_end + 3600;
+    sim.add_payment_intent(stranger);
+    let (_, report) = reconcile(&db, &sim, &[]);
+    assert_only(
+        &report,
+        "unlinked_payment_intent",
+        Some("o-late"),
+        Some("pi_late"),
+    );
 }
 
 #[tokio::test]
