@@ -114,7 +114,7 @@ pub async fn run(
     let stripe_window = stripe_window(&window, &orders);
     let bar = progress.steps(3);
     bar.set_message("listing PaymentIntents");
-    let ticker = tick_requests(bar.clone(), stripe.clone());
+    let _ticker = tick_requests(bar.clone(), stripe.clone());
     let listed = stripe
         .payment_intents(stripe_window.0, stripe_window.1)
         .await
@@ -129,7 +129,6 @@ pub async fn run(
         .refunds(stripe_window.0)
         .await
         .map_err(ReconcileError::from)?;
-    ticker.abort();
     bar.finish_and_clear();
     let (other_known, linked_elsewhere) = known_orders(&mut conn, &orders, &listed).await?;
     let findings = logic::reconcile(&Inputs {
@@ -175,9 +174,18 @@ pub async fn run(
     })
 }
 
+/// Stops the task it holds when dropped, on every way out of `run` (errors included).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Shows the Stripe requests made so far beside the stage, for long windows.
-fn tick_requests(bar: indicatif::ProgressBar, stripe: StripeHttp) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+fn tick_requests(bar: indicatif::ProgressBar, stripe: StripeHttp) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
         let stage = |bar: &indicatif::ProgressBar| {
             let message = bar.message();
             message.split(" (").next().unwrap_or_default().to_owned()
@@ -191,7 +199,7 @@ fn tick_requests(bar: indicatif::ProgressBar, stripe: StripeHttp) -> tokio::task
                 stripe.retries()
             ));
         }
-    })
+    }))
 }
 
 fn base_url(url: &str) -> String {
