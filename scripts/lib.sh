@@ -30,11 +30,36 @@ ensure_cargo() {
     fi
 }
 
+# squawk (PyPI squawk-cli) in a virtualenv of its own under target/, so that Debian's
+# externally managed Python (PEP 668) is never touched.
 ensure_squawk() {
-    if ! command -v squawk >/dev/null 2>&1; then
-        echo "==> installing squawk (PyPI squawk-cli)" >&2
-        python3 -m pip install --quiet squawk-cli
+    if command -v squawk >/dev/null 2>&1; then return; fi
+    local venv="$PWD/target/tools-venv"
+    if [ ! -x "$venv/bin/squawk" ]; then
+        echo "==> installing squawk (PyPI squawk-cli) into $venv" >&2
+        if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+            as_root apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-venv >/dev/null
+            python3 -m venv "$venv"
+        fi
+        "$venv/bin/pip" install --quiet squawk-cli
     fi
+    export PATH="$venv/bin:$PATH"
+}
+
+# The Prisma application of the test suite (tests/app): Node dependencies from the committed
+# lockfile, and the two Prisma Clients generated offline (see tests/app/README.md).
+ensure_prisma_app() {
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "==> installing Node.js and npm (Debian packages nodejs, npm)" >&2
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq nodejs npm >/dev/null
+    fi
+    if [ ! -d tests/app/node_modules/@prisma/client ]; then
+        echo "==> npm ci in tests/app" >&2
+        (cd tests/app && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+    (cd tests/app && ./generate.sh)
 }
 
 # Starts a throwaway cluster in a temp dir (as the postgres user when root) and sets

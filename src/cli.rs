@@ -109,6 +109,36 @@ pub enum Command {
     /// Create the legacy schema (SPEC §2) with realistic dirty data in an EMPTY database.
     #[command(after_help = SEED_EXAMPLES)]
     Seed(SeedArgs),
+    /// What a Prisma application needs after the migration: its upgraded models, and a Prisma
+    /// Migrate baseline recorded as applied.
+    #[command(subcommand)]
+    Prisma(PrismaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PrismaCommand {
+    /// Print the upgraded schema.prisma models of the migrated database (status String, payments,
+    /// payment_events, refunds, snapshot and total fields), native types read from the database.
+    #[command(
+        after_help = "Examples:\n  paytool prisma schema > prisma/payment-models.prisma   # then merge into schema.prisma\n  paytool prisma schema --format json | jq -r .schema\n\nKeep your generator and datasource blocks; columns of your own are listed as comments.\nExit codes: 0 printed, 2 database not migrated or usage error, 3 runtime failure."
+    )]
+    Schema,
+    /// Write the payment system as a Prisma migration (DIR/<timestamp>_payment_system/migration.sql)
+    /// and record it as applied in _prisma_migrations, as `prisma migrate resolve --applied` does.
+    #[command(
+        after_help = "Examples:\n  paytool prisma baseline --migrations-dir prisma/migrations\n  npx prisma migrate status        # then: Database schema is up to date!\n\nRe-running it is safe: an identical migration already written and recorded is left as it is.\nExit codes: 0 written and recorded, 2 database not migrated or usage error, 3 runtime failure."
+    )]
+    Baseline(BaselineArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BaselineArgs {
+    /// The application's Prisma migrations folder (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub migrations_dir: std::path::PathBuf,
+    /// The migration's name after its timestamp.
+    #[arg(long, default_value = "payment_system")]
+    pub name: String,
 }
 
 const MIGRATE_EXAMPLES: &str = "Examples:
@@ -326,7 +356,7 @@ pub enum MigrateAction {
     Plan(PlanArgs),
     /// Show applied and pending steps with checksums; drift from the embedded SQL is an error.
     #[command(
-        after_help = "Examples:\n  paytool migrate status\n  paytool migrate status --format json | jq '.steps[] | select(.state != \"applied\")'\n\nExit codes: 0 no drift, 1 drift, 2 usage or configuration error, 3 runtime failure."
+        after_help = "Examples:\n  paytool migrate status\n  paytool migrate status --format json | jq '.steps[] | select(.state != \"applied\")'\n  paytool migrate status -q && deploy-the-upgraded-app   # gate a deploy on it\n\nExit codes: 0 every migrate step applied and no drift (cleanup steps may be pending), 1 steps pending,\ninterrupted or drifted, 2 usage or configuration error, 3 runtime failure."
     )]
     Status,
     /// Roll the payment system back to the legacy schema. DESTROYS payment data.
@@ -334,6 +364,22 @@ pub enum MigrateAction {
         after_help = "Examples:\n  pg_dump -Fc shop > before-down.dump\n  paytool migrate down --i-understand-this-destroys-payment-data\n\nExit codes: 0 rolled back, 2 without the confirmation flag, 3 runtime failure (nothing changed)."
     )]
     Down(DownArgs),
+    /// After the upgraded application is deployed: drop what only the legacy one needed (the
+    /// enum type order_status and its comparison operators). Refuses while anything uses it.
+    #[command(
+        after_help = "Examples:\n  paytool migrate plan --no-sql        # lists the cleanup steps and their checks\n  paytool migrate cleanup\n\nRun it only once every instance of the legacy application (status as an enum) is stopped:\nits enum filters fail from then on. paytool refuses while a session still uses the type.\n\nExit codes: 0 cleaned up (or nothing to do), 1 refused (the type is still in use), 2 migrate not finished or\nusage error, 3 runtime failure."
+    )]
+    Cleanup(CleanupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// How long to watch the database's sessions for a query that still uses the enum type
+    /// (the legacy application) before dropping it.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub watch: Duration,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 #[derive(Debug, Args)]

@@ -42,6 +42,9 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         if cause.is::<crate::cli::UnsupportedFormat>() {
             return USAGE;
         }
+        if let Some(prisma) = cause.downcast_ref::<crate::prisma::PrismaError>() {
+            return prisma.exit_code();
+        }
         if let Some(seed) = cause.downcast_ref::<SeedError>() {
             return seed.exit_code();
         }

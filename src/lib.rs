@@ -7,6 +7,7 @@ pub mod demo;
 pub mod exit;
 pub mod logging;
 pub mod migrate;
+pub mod prisma;
 pub mod progress;
 pub mod reconcile;
 pub mod report;
@@ -78,6 +79,22 @@ async fn run_command(cli: Cli) -> anyhow::Result<u8> {
                 .context("cannot write the man page")?;
             Ok(exit::OK)
         }
+        Command::Prisma(cli::PrismaCommand::Schema) => {
+            let mut conn = db::connect(url).await?;
+            let report = prisma::schema(&mut conn).await?;
+            print(&report, format, &mut stdout)?;
+            Ok(exit::OK)
+        }
+        Command::Prisma(cli::PrismaCommand::Baseline(args)) => {
+            let mut conn = db::connect(url).await?;
+            let request = prisma::BaselineRequest {
+                migrations_dir: args.migrations_dir.clone(),
+                name: args.name.clone(),
+            };
+            let report = prisma::baseline(&mut conn, &request).await?;
+            print(&report, format, &mut stdout)?;
+            Ok(exit::OK)
+        }
         Command::Seed(args) => {
             let mut conn = db::connect(url).await?;
             let options = seed::SeedOptions {
@@ -105,6 +122,7 @@ fn check_format(
         Command::Migrate(_) => ("migrate", "table, json"),
         Command::Backfill(_) => ("backfill payments", "table, json"),
         Command::Seed(_) => ("seed", "table, json"),
+        Command::Prisma(_) => ("prisma", "table, json"),
         Command::Demo(_) | Command::Completions { .. } | Command::Man => return Ok(()),
     };
     match format {

@@ -11,6 +11,11 @@ DROP TRIGGER IF EXISTS order_items_snapshot_immutable ON order_items;
 DROP FUNCTION IF EXISTS order_items_snapshot_immutable();
 DROP TRIGGER IF EXISTS orders_status_sync ON orders;
 DROP FUNCTION IF EXISTS orders_status_sync();
+-- The legacy application's enum comparisons (step 024): the column is the enum again below.
+DROP OPERATOR IF EXISTS = (TEXT, order_status);
+DROP OPERATOR IF EXISTS <> (TEXT, order_status);
+DROP FUNCTION IF EXISTS order_status_legacy_eq(TEXT, order_status);
+DROP FUNCTION IF EXISTS order_status_legacy_ne(TEXT, order_status);
 
 ALTER TABLE order_items
     DROP CONSTRAINT IF EXISTS order_items_snapshot_check,
@@ -39,6 +44,14 @@ ALTER TABLE orders
     DROP COLUMN IF EXISTS stripe_payment_intent_id,
     DROP COLUMN IF EXISTS paid_at,
     DROP COLUMN IF EXISTS receipt_url;
+-- `paytool migrate cleanup` dropped the enum type: the legacy schema needs it back.
+DO $$
+BEGIN
+    IF to_regtype('order_status') IS NULL THEN
+        CREATE TYPE order_status AS ENUM ('PENDING', 'PAID', 'FAILED', 'CANCELLED', 'REFUNDED');
+    END IF;
+END;
+$$;
 ALTER TABLE orders ALTER COLUMN status DROP DEFAULT;
 ALTER TABLE orders ALTER COLUMN status TYPE order_status USING status::order_status;
 ALTER TABLE orders ALTER COLUMN status SET DEFAULT 'PENDING';

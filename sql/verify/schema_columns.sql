@@ -13,7 +13,7 @@ actual AS (
     FROM pg_attribute AS a
     JOIN pg_class AS c ON c.oid = a.attrelid
     LEFT JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-    WHERE c.relnamespace = 'public'::REGNAMESPACE AND c.relkind IN ('r', 'p')
+    WHERE c.relnamespace = current_schema()::REGNAMESPACE AND c.relkind IN ('r', 'p')
       AND a.attnum > 0 AND NOT a.attisdropped
 ),
 wrong AS (
@@ -21,6 +21,6 @@ wrong AS (
     FROM expected AS e
     LEFT JOIN actual AS a ON a.name = e.name
     WHERE a.line IS DISTINCT FROM e.line
-      AND to_regclass(format('public.%I', split_part(e.name, '.', 1))) IS NOT NULL
+      AND to_regclass(quote_ident(split_part(e.name, '.', 1))) IS NOT NULL
 )
 SELECT count(*), coalesce((array_agg(name ORDER BY name))[1:$2], '{}') FROM wrong;

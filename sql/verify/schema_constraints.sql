@@ -10,13 +10,13 @@ actual AS (
            conrelid::REGCLASS::TEXT || '.' || conname || ' '
            || regexp_replace(pg_get_constraintdef(oid), ' NOT VALID$', '') AS line
     FROM pg_constraint
-    WHERE connamespace = 'public'::REGNAMESPACE
+    WHERE connamespace = current_schema()::REGNAMESPACE
 ),
 wrong AS (
     SELECT e.name
     FROM expected AS e
     LEFT JOIN actual AS a ON a.name = e.name
     WHERE a.line IS DISTINCT FROM e.line
-      AND to_regclass(format('public.%I', split_part(e.name, '.', 1))) IS NOT NULL
+      AND to_regclass(quote_ident(split_part(e.name, '.', 1))) IS NOT NULL
 )
 SELECT count(*), coalesce((array_agg(name ORDER BY name))[1:$2], '{}') FROM wrong;

@@ -1,4 +1,5 @@
--- Indexes of SPEC §3 missing or defined differently, on tables that exist.
+-- Indexes of SPEC §3 missing or defined differently, on tables that exist. The expected lines
+-- name the schema `public`; the tables' own schema (Prisma's ?schema=) stands for it.
 -- $1 = expected pg_get_indexdef lines, $2 = sample size.
 WITH expected AS (
     SELECT substring(line FROM 'INDEX (\S+) ON public\.') AS name,
@@ -9,8 +10,8 @@ WITH expected AS (
 wrong AS (
     SELECT e.name
     FROM expected AS e
-    LEFT JOIN pg_class AS c ON c.relname = e.name AND c.relnamespace = 'public'::REGNAMESPACE AND c.relkind = 'i'
-    WHERE (c.oid IS NULL OR pg_get_indexdef(c.oid) <> e.line)
-      AND to_regclass(format('public.%I', e.table_name)) IS NOT NULL
+    LEFT JOIN pg_class AS c ON c.relname = e.name AND c.relnamespace = current_schema()::REGNAMESPACE AND c.relkind = 'i'
+    WHERE (c.oid IS NULL OR replace(pg_get_indexdef(c.oid), ' ON ' || quote_ident(current_schema()) || '.', ' ON public.') <> e.line)
+      AND to_regclass(quote_ident(e.table_name)) IS NOT NULL
 )
 SELECT count(*), coalesce((array_agg(name ORDER BY name))[1:$2], '{}') FROM wrong;

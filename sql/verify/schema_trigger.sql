@@ -8,9 +8,9 @@ wrong AS (
     SELECT e.name
     FROM expected AS e
     LEFT JOIN pg_trigger AS t ON t.tgname = e.name AND NOT t.tgisinternal
-    LEFT JOIN pg_class AS c ON c.oid = t.tgrelid AND c.relnamespace = 'public'::REGNAMESPACE
+    LEFT JOIN pg_class AS c ON c.oid = t.tgrelid AND c.relnamespace = current_schema()::REGNAMESPACE
     WHERE c.oid IS NULL
-       OR pg_get_triggerdef(t.oid) <> e.line
+       OR replace(pg_get_triggerdef(t.oid), ' ON ' || quote_ident(current_schema()) || '.', ' ON public.') <> e.line
        OR t.tgenabled = 'D'
 )
 SELECT count(*), coalesce((array_agg(name ORDER BY name))[1:$2], '{}') FROM wrong;

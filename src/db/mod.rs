@@ -45,6 +45,10 @@ pub enum DbError {
     )]
     LegacySchemaMissing { missing: Vec<String> },
     #[error(
+        "the schema {schema:?} of ?schema= does not exist in this database (names are case-sensitive)"
+    )]
+    SchemaMissing { schema: String },
+    #[error(
         "another paytool {operation} has held the lock on this database for {waited:?} ({holder}); try again when it has finished"
     )]
     LockBusy {
@@ -66,7 +70,8 @@ impl DbError {
             | DbError::InvalidUrl(_)
             | DbError::AuthFailed { .. }
             | DbError::DatabaseMissing { .. }
-            | DbError::LegacySchemaMissing { .. } => exit::USAGE,
+            | DbError::LegacySchemaMissing { .. }
+            | DbError::SchemaMissing { .. } => exit::USAGE,
             DbError::Unreachable { .. } | DbError::LockBusy { .. } | DbError::LockLost { .. } => {
                 exit::RUNTIME_FAILURE
             }
@@ -101,7 +106,47 @@ pub async fn connect(url: Option<&DatabaseUrl>) -> Result<PgConnection, DbError>
     let _ = sqlx::query("SELECT set_config('client_connection_check_interval', '2s', false)")
         .execute(&mut conn)
         .await;
+    if let Some(schema) = url.schema() {
+        require_schema(&mut conn, schema).await?;
+    }
+    announce_url_parameters(url);
     Ok(conn)
+}
+
+/// Prisma's `?schema=NAME` must name an existing schema: with a wrong one, every table would
+/// look missing.
+async fn require_schema(conn: &mut PgConnection, schema: &str) -> Result<(), DbError> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regnamespace(quote_ident($1)) IS NOT NULL")
+        .bind(schema)
+        .fetch_one(conn)
+        .await
+        .map_err(|e| DbError::Unreachable {
+            url: String::new(),
+            reason: e.to_string(),
+        })?;
+    if exists {
+        Ok(())
+    } else {
+        Err(DbError::SchemaMissing {
+            schema: schema.to_owned(),
+        })
+    }
+}
+
+/// Says once per run (with -v) what paytool made of a Prisma DATABASE_URL.
+fn announce_url_parameters(url: &DatabaseUrl) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Some(schema) = url.schema() {
+            tracing::info!("?schema={schema}: tables are read and created in schema {schema}");
+        }
+        if !url.ignored_parameters().is_empty() {
+            tracing::info!(
+                "ignoring Prisma's own URL parameters: {} (they configure Prisma's pool, not PostgreSQL)",
+                url.ignored_parameters().join(", ")
+            );
+        }
+    });
 }
 
 fn classify_connect_error(url: &DatabaseUrl, err: sqlx::Error) -> DbError {

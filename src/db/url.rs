@@ -5,16 +5,49 @@ use std::str::FromStr;
 
 use sqlx::postgres::PgConnectOptions;
 
+/// Query parameters that Prisma's DATABASE_URL carries and PostgreSQL does not know. `schema`
+/// is honoured (it becomes the search_path); the others only concern Prisma's own pool.
+const PRISMA_PARAMETERS: [&str; 7] = [
+    "schema",
+    "connection_limit",
+    "pool_timeout",
+    "pgbouncer",
+    "statement_cache_size",
+    "socket_timeout",
+    "sslaccept",
+];
+
 /// A validated PostgreSQL URL. `Display` and `Debug` redact the password.
 #[derive(Clone)]
 pub struct DatabaseUrl {
     raw: String,
+    /// The URL without Prisma's parameters, as PostgreSQL clients understand it.
+    postgres: String,
     redacted: String,
+    schema: Option<String>,
+    ignored: Vec<String>,
 }
 
 impl DatabaseUrl {
+    /// Connection options; with Prisma's `?schema=NAME`, every statement resolves names in that
+    /// schema first (search_path), so paytool's SQL needs no schema of its own.
     pub fn connect_options(&self) -> Result<PgConnectOptions, String> {
-        PgConnectOptions::from_str(&self.raw).map_err(|e| strip_secret(&e.to_string(), &self.raw))
+        let options = PgConnectOptions::from_str(&self.postgres)
+            .map_err(|e| strip_secret(&e.to_string(), &self.raw))?;
+        Ok(match &self.schema {
+            Some(schema) => options.options([("search_path", quote_identifier(schema))]),
+            None => options,
+        })
+    }
+
+    /// The schema of Prisma's `?schema=NAME`, if the URL has one.
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
+    /// Prisma's parameters that paytool leaves aside (`schema` is not one: it is honoured).
+    pub fn ignored_parameters(&self) -> &[String] {
+        &self.ignored
     }
 
     /// The URL with the password replaced, for messages and logs.
@@ -69,14 +102,50 @@ impl FromStr for DatabaseUrl {
                 parsed.scheme()
             ));
         }
-        let redacted = redact(parsed);
+        let redacted = redact(parsed.clone());
+        let (postgres, schema, ignored) = split_prisma_parameters(parsed);
+        if schema.as_deref() == Some("") {
+            return Err(
+                "?schema= is empty; name the schema of the tables, e.g. ?schema=shop".to_owned(),
+            );
+        }
         let url = DatabaseUrl {
             raw: raw.to_owned(),
+            postgres,
             redacted,
+            schema,
+            ignored,
         };
         url.connect_options()?;
         Ok(url)
     }
+}
+
+/// The URL without Prisma's parameters, the `schema` value, and the names of the others.
+fn split_prisma_parameters(mut parsed: url::Url) -> (String, Option<String>, Vec<String>) {
+    let mut schema = None;
+    let mut ignored = Vec::new();
+    let mut kept: Vec<(String, String)> = Vec::new();
+    for (key, value) in parsed.query_pairs() {
+        if key == "schema" {
+            schema = Some(value.into_owned());
+        } else if PRISMA_PARAMETERS.contains(&key.as_ref()) {
+            ignored.push(key.into_owned());
+        } else {
+            kept.push((key.into_owned(), value.into_owned()));
+        }
+    }
+    if kept.is_empty() {
+        parsed.set_query(None);
+    } else {
+        parsed.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    (parsed.to_string(), schema, ignored)
+}
+
+/// A schema name as search_path takes it: always quoted, so case and any character survive.
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 fn redact(mut parsed: url::Url) -> String {
@@ -151,6 +220,27 @@ mod tests {
             .parse()
             .unwrap();
         assert!(!url.to_string().contains("s3cret"));
+    }
+
+    #[test]
+    fn prisma_parameters_are_taken_apart() {
+        let url: DatabaseUrl =
+            "postgresql://app:pw@db:5432/shop?schema=Sales&connection_limit=5&pgbouncer=true&sslmode=disable"
+                .parse()
+                .unwrap();
+        assert_eq!(url.schema(), Some("Sales"));
+        assert_eq!(url.ignored_parameters(), ["connection_limit", "pgbouncer"]);
+        assert_eq!(
+            url.postgres,
+            "postgresql://app:pw@db:5432/shop?sslmode=disable"
+        );
+        assert_eq!(quote_identifier("Sa\"les"), "\"Sa\"\"les\"");
+        assert!(
+            "postgres://db/shop?schema="
+                .parse::<DatabaseUrl>()
+                .unwrap_err()
+                .contains("schema")
+        );
     }
 
     #[test]

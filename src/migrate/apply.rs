@@ -7,7 +7,7 @@ use sqlx::{Connection, PgConnection};
 
 use super::history::{self, StepState, StepStatus};
 use super::preflight::{self, PreflightReport};
-use super::steps::{STEPS, Step, StepKind};
+use super::steps::{Phase, Step, StepKind};
 use super::{LockPolicy, MIGRATE_LOCK, MigrateError, Timeouts};
 use crate::db::{self, IndexState};
 use crate::progress::Progress;
@@ -23,6 +23,8 @@ pub enum ApplyOutcome {
     RefusedDirtyData,
     /// The history does not match the embedded SQL: nothing was changed.
     RefusedDrift,
+    /// The cleanup found the legacy enum type still in use: nothing was changed.
+    RefusedInUse,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -42,6 +44,8 @@ pub struct StepRun {
 #[derive(Debug, Clone, Serialize)]
 pub struct ApplyReport {
     pub database: String,
+    /// `migrate` applies the migration; `cleanup` removes what only the legacy application needed.
+    pub phase: Phase,
     pub outcome: ApplyOutcome,
     pub waited_for_other_run_ms: u64,
     pub steps: Vec<StepRun>,
@@ -54,16 +58,22 @@ impl ApplyReport {
     pub fn problems_found(&self) -> bool {
         matches!(
             self.outcome,
-            ApplyOutcome::RefusedDirtyData | ApplyOutcome::RefusedDrift
+            ApplyOutcome::RefusedDirtyData
+                | ApplyOutcome::RefusedDrift
+                | ApplyOutcome::RefusedInUse
         )
     }
 }
 
+/// Applies the pending steps of `phase`. The cleanup phase runs only on a fully migrated
+/// database.
 pub async fn apply(
     conn: &mut PgConnection,
     database: String,
+    phase: Phase,
     policy: &LockPolicy,
     batch_size: i64,
+    watch: Duration,
     progress: &Progress,
 ) -> anyhow::Result<ApplyReport> {
     let started = Instant::now();
@@ -71,6 +81,7 @@ pub async fn apply(
     let waited = MIGRATE_LOCK.acquire(conn, policy.wait).await?;
     let mut report = ApplyReport {
         database,
+        phase,
         outcome: ApplyOutcome::UpToDate,
         waited_for_other_run_ms: waited.as_millis() as u64,
         steps: Vec::new(),
@@ -89,20 +100,28 @@ pub async fn apply(
         report.outcome = ApplyOutcome::RefusedDrift;
         return Ok(finish(report, started));
     }
-    let pending: Vec<&Step> = statuses
-        .iter()
-        .filter(|s| s.state != StepState::Applied)
-        .filter_map(|s| STEPS.iter().find(|step| step.version == s.version))
-        .collect();
+    if phase == Phase::Cleanup {
+        let unfinished = super::pending_steps(&statuses, Phase::Migrate).count();
+        if unfinished > 0 {
+            return Err(MigrateError::MigrationUnfinished {
+                pending: unfinished,
+            }
+            .into());
+        }
+    }
+    let pending: Vec<&Step> = super::pending_steps(&statuses, phase).collect();
     if pending.is_empty() {
         tracing::info!("the schema is up to date: nothing to apply");
         return Ok(finish(report, started));
     }
 
     let versions: Vec<i32> = pending.iter().map(|s| s.version).collect();
-    report.preflight = preflight::run(conn, &versions).await?;
+    report.preflight = preflight::run(conn, &versions, watch).await?;
     if !report.preflight.passed() {
-        report.outcome = ApplyOutcome::RefusedDirtyData;
+        report.outcome = match phase {
+            Phase::Migrate => ApplyOutcome::RefusedDirtyData,
+            Phase::Cleanup => ApplyOutcome::RefusedInUse,
+        };
         return Ok(finish(report, started));
     }
 

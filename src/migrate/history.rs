@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use super::steps::{HISTORY_SQL, STEPS, Step};
+use super::steps::{HISTORY_SQL, Phase, STEPS, Step};
 use crate::db;
 
 #[derive(Debug, Clone)]
@@ -110,6 +110,7 @@ pub enum StepState {
 #[derive(Debug, Clone, Serialize)]
 pub struct StepStatus {
     pub version: i32,
+    pub phase: Phase,
     pub name: &'static str,
     pub state: StepState,
     pub checksum: String,
@@ -133,6 +134,7 @@ pub fn compare(history: &[HistoryRow]) -> (Vec<StepStatus>, Vec<HistoryRow>) {
             };
             StepStatus {
                 version: step.version,
+                phase: step.phase,
                 name: step.name,
                 state,
                 checksum,

@@ -26,7 +26,7 @@ use crate::cli::{LockArgs, MigrateAction, MigrateArgs};
 use crate::db::{self, AdvisoryLock, DatabaseUrl};
 use crate::exit;
 use crate::progress::Progress;
-use steps::{STEPS, StepKind};
+use steps::{Phase, STEPS, Step, StepKind};
 
 /// Serializes `paytool migrate` runs (apply and down) on one database.
 pub const MIGRATE_LOCK: AdvisoryLock = AdvisoryLock {
@@ -61,6 +61,11 @@ pub enum MigrateError {
     )]
     UnknownHistory(String),
     #[error(
+        "{pending} step(s) of paytool migrate are not applied yet; run paytool migrate first, deploy the \
+         upgraded application, then run paytool migrate cleanup"
+    )]
+    MigrationUnfinished { pending: usize },
+    #[error(
         "migrate down destroys payments, payment_events, refunds, price snapshots and order totals; \
          pass --i-understand-this-destroys-payment-data to confirm"
     )]
@@ -70,7 +75,9 @@ pub enum MigrateError {
 impl MigrateError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            MigrateError::UnknownHistory(_) | MigrateError::DownNotConfirmed => exit::USAGE,
+            MigrateError::UnknownHistory(_)
+            | MigrateError::DownNotConfirmed
+            | MigrateError::MigrationUnfinished { .. } => exit::USAGE,
             MigrateError::DuplicatesDuringBuild { .. } => exit::PROBLEMS_FOUND,
             MigrateError::LockRetriesExhausted { .. }
             | MigrateError::IndexInvalidAfterBuild { .. } => exit::RUNTIME_FAILURE,
@@ -153,7 +160,7 @@ impl MigrateOutput {
     pub fn exit_code(&self) -> u8 {
         let problems = match self {
             MigrateOutput::Plan(_) | MigrateOutput::Down(_) => false,
-            MigrateOutput::Status(status) => status.has_drift(),
+            MigrateOutput::Status(status) => status.needs_attention(),
             MigrateOutput::Apply(apply) => apply.problems_found(),
         };
         if problems {
@@ -168,15 +175,21 @@ impl MigrateOutput {
 pub struct StatusReport {
     pub database: String,
     pub applied: usize,
+    /// Steps of `paytool migrate` not applied yet.
     pub pending: usize,
     pub interrupted: usize,
     pub drift: usize,
+    /// Steps of `paytool migrate cleanup` not applied yet: normal until the legacy application
+    /// is gone, so they do not fail the status.
+    pub cleanup_pending: usize,
     pub steps: Vec<StepStatus>,
 }
 
 impl StatusReport {
-    pub fn has_drift(&self) -> bool {
-        self.drift > 0
+    /// Drift, or steps of `paytool migrate` that still have to run: a deploy pipeline gates on it,
+    /// as on `prisma migrate status`.
+    pub fn needs_attention(&self) -> bool {
+        self.drift > 0 || self.pending > 0 || self.interrupted > 0
     }
 }
 
@@ -219,14 +232,28 @@ pub async fn run(
         Some(MigrateAction::Down(down)) => Ok(MigrateOutput::Down(
             down::down(&mut conn, database, &LockPolicy::from(&down.lock)).await?,
         )),
+        Some(MigrateAction::Cleanup(cleanup)) => Ok(MigrateOutput::Apply(
+            apply::apply(
+                &mut conn,
+                database,
+                Phase::Cleanup,
+                &LockPolicy::from(&cleanup.lock),
+                args.apply.batch_size,
+                cleanup.watch,
+                progress,
+            )
+            .await?,
+        )),
         None => {
             let policy = LockPolicy::from(&args.apply.lock);
             Ok(MigrateOutput::Apply(
                 apply::apply(
                     &mut conn,
                     database,
+                    Phase::Migrate,
                     &policy,
                     args.apply.batch_size,
+                    Duration::ZERO,
                     progress,
                 )
                 .await?,
@@ -249,16 +276,38 @@ pub async fn current_statuses(conn: &mut PgConnection) -> anyhow::Result<Vec<Ste
     Ok(statuses)
 }
 
+/// The steps of `phase` not applied yet, in the order they run.
+pub fn pending_steps(
+    statuses: &[StepStatus],
+    phase: Phase,
+) -> impl Iterator<Item = &'static Step> + '_ {
+    statuses
+        .iter()
+        .filter(|s| s.state != StepState::Applied)
+        .filter_map(|s| STEPS.iter().find(|step| step.version == s.version))
+        .filter(move |step| step.phase == phase)
+}
+
 async fn status(conn: &mut PgConnection, database: String) -> anyhow::Result<StatusReport> {
     db::require_legacy_schema(conn).await?;
     let steps = current_statuses(conn).await?;
-    let count = |state| steps.iter().filter(|s| s.state == state).count();
+    let count = |state, phase| {
+        steps
+            .iter()
+            .filter(|s| s.state == state && s.phase == phase)
+            .count()
+    };
     Ok(StatusReport {
         database,
-        applied: count(StepState::Applied),
-        pending: count(StepState::Pending),
-        interrupted: count(StepState::Interrupted),
-        drift: count(StepState::Drift),
+        applied: steps
+            .iter()
+            .filter(|s| s.state == StepState::Applied)
+            .count(),
+        pending: count(StepState::Pending, Phase::Migrate),
+        interrupted: count(StepState::Interrupted, Phase::Migrate)
+            + count(StepState::Interrupted, Phase::Cleanup),
+        drift: steps.iter().filter(|s| s.state == StepState::Drift).count(),
+        cleanup_pending: count(StepState::Pending, Phase::Cleanup),
         steps,
     })
 }
@@ -273,19 +322,27 @@ async fn make_plan(
     db::require_legacy_schema(conn).await?;
     let statuses = current_statuses(conn).await?;
     let rows = db::estimated_rows(conn).await?;
-    let pending: Vec<PlannedStep> = statuses
-        .iter()
-        .filter(|s| s.state != StepState::Applied)
-        .filter_map(|s| STEPS.iter().find(|step| step.version == s.version))
-        .map(|step| plan::plan_step(step, &rows, policy, batch_size))
-        .collect();
-    let versions: Vec<i32> = pending.iter().map(|p| p.version).collect();
-    let preflight = preflight::run(conn, &versions).await?;
+    let planned = |phase| -> Vec<PlannedStep> {
+        pending_steps(&statuses, phase)
+            .map(|step| plan::plan_step(step, &rows, policy, batch_size))
+            .collect()
+    };
+    let pending = planned(Phase::Migrate);
+    let cleanup = planned(Phase::Cleanup);
+    // The preflight of what runs next: the migration, or once it is done, the cleanup.
+    let next = if pending.is_empty() {
+        &cleanup
+    } else {
+        &pending
+    };
+    let versions: Vec<i32> = next.iter().map(|p| p.version).collect();
+    let preflight = preflight::run(conn, &versions, Duration::ZERO).await?;
     Ok(MigratePlan {
         database,
         steps_total: STEPS.len(),
-        steps_applied: STEPS.len() - pending.len(),
+        steps_applied: STEPS.len() - pending.len() - cleanup.len(),
         pending,
+        cleanup,
         preflight,
         show_sql,
     })

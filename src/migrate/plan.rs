@@ -7,11 +7,12 @@ use serde::Serialize;
 
 use super::LockPolicy;
 use super::preflight::PreflightReport;
-use super::steps::{Lock, Step, StepKind};
+use super::steps::{Lock, Phase, Step, StepKind};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedStep {
     pub version: i32,
+    pub phase: Phase,
     pub name: &'static str,
     pub kind: StepKind,
     pub table: &'static str,
@@ -33,7 +34,11 @@ pub struct MigratePlan {
     pub database: String,
     pub steps_total: usize,
     pub steps_applied: usize,
+    /// Steps `paytool migrate` applies.
     pub pending: Vec<PlannedStep>,
+    /// Steps only `paytool migrate cleanup` applies, once the legacy application is gone.
+    pub cleanup: Vec<PlannedStep>,
+    /// The checks of what runs next: the migration, or once it is applied, the cleanup.
     pub preflight: PreflightReport,
     #[serde(skip)]
     pub show_sql: bool,
@@ -55,6 +60,7 @@ pub fn plan_step(
     hazards.extend(step.note.map(str::to_owned));
     PlannedStep {
         version: step.version,
+        phase: step.phase,
         name: step.name,
         kind: step.kind,
         table: step.table,
@@ -86,6 +92,11 @@ fn hazards(
     let rows = rows_text(table_rows);
     let table = step.table;
     match step.kind {
+        StepKind::Transactional if step.lock == Lock::NoTableLock => vec![
+            "catalog objects only (functions, operators, types): no table lock, the application \
+             is never blocked"
+                .to_owned(),
+        ],
         StepKind::Transactional => {
             let blocked = if step.lock == Lock::AccessExclusive {
                 "reads and writes"

@@ -33,6 +33,9 @@ pub enum Lock {
     ShareUpdateExclusive,
     #[serde(rename = "ROW EXCLUSIVE")]
     RowExclusive,
+    /// Creates or drops functions, operators or types only: no table is locked.
+    #[serde(rename = "none")]
+    NoTableLock,
 }
 
 impl Lock {
@@ -42,6 +45,7 @@ impl Lock {
             Lock::ShareRowExclusive => "SHARE ROW EXCLUSIVE",
             Lock::ShareUpdateExclusive => "SHARE UPDATE EXCLUSIVE",
             Lock::RowExclusive => "ROW EXCLUSIVE",
+            Lock::NoTableLock => "none",
         }
     }
 
@@ -51,9 +55,30 @@ impl Lock {
     }
 }
 
+/// When a step runs: with `paytool migrate`, or only with `paytool migrate cleanup`, once the
+/// application no longer needs what it removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Migrate,
+    Cleanup,
+}
+
+impl Phase {
+    pub fn command(self) -> &'static str {
+        match self {
+            Phase::Migrate => "paytool migrate",
+            Phase::Cleanup => "paytool migrate cleanup",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Step {
+    /// Identity in the history table. Steps run in the order of [`STEPS`], which is not always
+    /// the order of their versions: a step added later may have to run before an older one.
     pub version: i32,
+    pub phase: Phase,
     pub name: &'static str,
     pub sql: &'static str,
     pub kind: StepKind,
@@ -79,8 +104,12 @@ pub fn checksum(sql: &str) -> String {
 
 macro_rules! step {
     ($version:expr, $file:literal, $kind:expr, $table:literal, $lock:expr, $note:expr) => {
+        step!(Phase::Migrate, $version, $file, $kind, $table, $lock, $note)
+    };
+    ($phase:expr, $version:expr, $file:literal, $kind:expr, $table:literal, $lock:expr, $note:expr) => {
         Step {
             version: $version,
+            phase: $phase,
             name: $file,
             sql: include_str!(concat!("../../sql/migrations/", $file, ".sql")),
             kind: $kind,
@@ -277,6 +306,19 @@ pub const STEPS: &[Step] = &[
         ShareUpdateExclusive,
         None
     ),
+    // Before the swap, so the legacy application's enum comparisons never fail (added after
+    // 023 had shipped, hence its number).
+    step!(
+        24,
+        "024_orders_status_legacy_operators",
+        Transactional,
+        "orders",
+        NoTableLock,
+        Some(
+            "the legacy application's enum filters (status = CAST($1 AS order_status), IN, NOT IN) \
+             keep working on the VARCHAR column through these operators, until `paytool migrate cleanup`"
+        )
+    ),
     step!(
         22,
         "022_orders_status_swap",
@@ -284,8 +326,8 @@ pub const STEPS: &[Step] = &[
         "orders",
         AccessExclusive,
         Some(
-            "orders.status becomes VARCHAR: application SQL that compares it with the enum type \
-             (status = 'PAID'::order_status) fails from here on; plain string literals keep working"
+            "orders.status becomes VARCHAR; the enum type order_status stays, with the operators of \
+             step 24, until `paytool migrate cleanup`"
         )
     ),
     step!(
@@ -296,7 +338,25 @@ pub const STEPS: &[Step] = &[
         ShareRowExclusive,
         Some("creates payments, payment_events and refunds (empty)")
     ),
+    step!(
+        Phase::Cleanup,
+        25,
+        "025_drop_legacy_order_status",
+        Transactional,
+        "orders",
+        NoTableLock,
+        Some(
+            "drops the legacy enum type order_status and the operators of step 24: the legacy \
+             application's enum filters fail from here on, so paytool first checks that no session \
+             still uses the type"
+        )
+    ),
 ];
+
+/// The steps of one phase, in the order they run.
+pub fn steps_of(phase: Phase) -> impl Iterator<Item = &'static Step> {
+    STEPS.iter().filter(move |s| s.phase == phase)
+}
 
 /// The rollback of SPEC §3 back to §2, run only with the explicit destruction flag.
 pub const DOWN_SQL: &str = include_str!("../../sql/down/001_payment_system_down.sql");
@@ -309,15 +369,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn versions_are_contiguous_and_names_match_files() {
-        for (i, step) in STEPS.iter().enumerate() {
-            assert_eq!(step.version, i as i32 + 1);
+    fn versions_are_unique_contiguous_and_names_match_files() {
+        let mut versions: Vec<i32> = STEPS.iter().map(|s| s.version).collect();
+        versions.sort_unstable();
+        assert_eq!(versions, (1..=STEPS.len() as i32).collect::<Vec<_>>());
+        for step in STEPS {
             assert!(
                 step.name.starts_with(&format!("{:03}_", step.version)),
                 "{}",
                 step.name
             );
         }
+    }
+
+    #[test]
+    fn legacy_operators_run_before_the_swap_and_cleanup_comes_last() {
+        let position = |v: i32| STEPS.iter().position(|s| s.version == v).unwrap();
+        assert!(position(24) < position(22));
+        let first_cleanup = STEPS
+            .iter()
+            .position(|s| s.phase == Phase::Cleanup)
+            .unwrap();
+        assert!(
+            STEPS[first_cleanup..]
+                .iter()
+                .all(|s| s.phase == Phase::Cleanup)
+        );
     }
 
     #[test]

@@ -1,10 +1,10 @@
 use std::io::{self, Write};
 
 use super::{Render, millis, table};
-use crate::migrate::steps::StepKind;
+use crate::migrate::steps::{Phase, StepKind};
 use crate::migrate::{
-    ApplyOutcome, ApplyReport, DownReport, MigrateOutput, MigratePlan, PreflightReport,
-    StatusReport,
+    ApplyOutcome, ApplyReport, DownReport, MigrateOutput, MigratePlan, PlannedStep,
+    PreflightReport, StatusReport,
 };
 
 impl serde::Serialize for MigrateOutput {
@@ -54,56 +54,71 @@ impl Render for MigratePlan {
         writeln!(out, "Migration plan for {}", self.database)?;
         writeln!(
             out,
-            "{} of {} steps applied, {} pending.\n",
+            "{} of {} steps applied, {} pending for paytool migrate, {} for paytool migrate cleanup.\n",
             self.steps_applied,
             self.steps_total,
-            self.pending.len()
+            self.pending.len(),
+            self.cleanup.len()
         )?;
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.cleanup.is_empty() {
             writeln!(out, "Nothing to do: the schema is up to date.")?;
             return Ok(());
         }
-        let mut t = table(&[
-            "step",
-            "kind",
-            "lock (table)",
-            "blocks writes",
-            "rows touched",
-            "lock / statement timeout",
-        ]);
-        for step in &self.pending {
-            t.add_row(vec![
-                step.name.to_owned(),
-                kind_name(step.kind).to_owned(),
-                format!("{} ({})", step.lock.name(), step.table),
-                if step.blocks_writes {
-                    "yes, ms".to_owned()
-                } else {
-                    "no".to_owned()
-                },
-                rows_text(step.rows_touched_estimate),
-                format!(
-                    "{} / {}",
-                    timeout_text(Some(step.lock_timeout_ms)),
-                    timeout_text(step.statement_timeout_ms)
-                ),
-            ]);
+        if !self.pending.is_empty() {
+            writeln!(out, "paytool migrate:")?;
+            render_steps(&self.pending, self.show_sql, out)?;
         }
-        writeln!(out, "{t}")?;
-        for step in &self.pending {
-            writeln!(out, "\n{} — {}", step.name, kind_name(step.kind))?;
-            for hazard in &step.hazards {
-                writeln!(out, "  ! {hazard}")?;
-            }
-            if self.show_sql {
-                for line in step.sql.trim_end().lines() {
-                    writeln!(out, "    {line}")?;
-                }
-            }
+        if !self.cleanup.is_empty() {
+            writeln!(
+                out,
+                "paytool migrate cleanup (only once no instance of the legacy application runs):"
+            )?;
+            render_steps(&self.cleanup, self.show_sql, out)?;
         }
-        writeln!(out)?;
         render_preflight(&self.preflight, out)
     }
+}
+
+fn render_steps(steps: &[PlannedStep], show_sql: bool, out: &mut dyn Write) -> io::Result<()> {
+    let mut t = table(&[
+        "step",
+        "kind",
+        "lock (table)",
+        "blocks writes",
+        "rows touched",
+        "lock / statement timeout",
+    ]);
+    for step in steps {
+        t.add_row(vec![
+            step.name.to_owned(),
+            kind_name(step.kind).to_owned(),
+            format!("{} ({})", step.lock.name(), step.table),
+            if step.blocks_writes {
+                "yes, ms".to_owned()
+            } else {
+                "no".to_owned()
+            },
+            rows_text(step.rows_touched_estimate),
+            format!(
+                "{} / {}",
+                timeout_text(Some(step.lock_timeout_ms)),
+                timeout_text(step.statement_timeout_ms)
+            ),
+        ]);
+    }
+    writeln!(out, "{t}")?;
+    for step in steps {
+        writeln!(out, "\n{} — {}", step.name, kind_name(step.kind))?;
+        for hazard in &step.hazards {
+            writeln!(out, "  ! {hazard}")?;
+        }
+        if show_sql {
+            for line in step.sql.trim_end().lines() {
+                writeln!(out, "    {line}")?;
+            }
+        }
+    }
+    writeln!(out)
 }
 
 fn render_preflight(preflight: &PreflightReport, out: &mut dyn Write) -> io::Result<()> {
@@ -156,9 +171,13 @@ impl Render for StatusReport {
                 }
                 _ => step.checksum[..12].to_owned(),
             };
+            let mut state = format!("{:?}", step.state).to_lowercase();
+            if step.phase == Phase::Cleanup {
+                state.push_str(" (cleanup)");
+            }
             t.add_row(vec![
                 step.name.to_owned(),
-                format!("{:?}", step.state).to_lowercase(),
+                state,
                 checksum,
                 step.applied_at
                     .map(|at| at.format("%Y-%m-%d %H:%M:%S UTC").to_string())
@@ -171,9 +190,18 @@ impl Render for StatusReport {
         writeln!(out, "{t}")?;
         writeln!(
             out,
-            "{} applied, {} pending, {} interrupted, {} drifted.",
-            self.applied, self.pending, self.interrupted, self.drift
+            "{} applied, {} pending, {} interrupted, {} drifted; {} cleanup step(s) pending.",
+            self.applied, self.pending, self.interrupted, self.drift, self.cleanup_pending
         )?;
+        if self.pending + self.interrupted > 0 && self.drift == 0 {
+            writeln!(out, "Run paytool migrate to apply the pending steps.")?;
+        } else if self.cleanup_pending > 0 && self.drift == 0 {
+            writeln!(
+                out,
+                "Migrated. paytool migrate cleanup removes the legacy enum type once the legacy \
+                 application is gone."
+            )?;
+        }
         if self.drift > 0 {
             writeln!(
                 out,
@@ -198,8 +226,18 @@ impl Render for ApplyReport {
             ApplyOutcome::UpToDate => {
                 writeln!(
                     out,
-                    "Nothing to do: every step is already applied to {}.",
+                    "Nothing to do: every step of {} is already applied to {}.",
+                    self.phase.command(),
                     self.database
+                )?;
+                self.render_next_step(out)
+            }
+            ApplyOutcome::RefusedInUse => {
+                render_preflight(&self.preflight, out)?;
+                writeln!(
+                    out,
+                    "Nothing was changed: the legacy enum type is still in use. Run paytool migrate \
+                     cleanup again once it is not."
                 )
             }
             ApplyOutcome::RefusedDirtyData => {
@@ -244,9 +282,24 @@ impl Render for ApplyReport {
                     self.steps.len(),
                     self.database,
                     millis(self.duration_ms)
-                )
+                )?;
+                self.render_next_step(out)
             }
         }
+    }
+}
+
+impl ApplyReport {
+    /// What the operator does next, once `paytool migrate` is done.
+    fn render_next_step(&self, out: &mut dyn Write) -> io::Result<()> {
+        if self.phase == Phase::Migrate {
+            writeln!(
+                out,
+                "Next: deploy the application built for the new schema (paytool prisma schema); once no \
+                 instance of the legacy one runs, paytool migrate cleanup drops the old enum type."
+            )?;
+        }
+        Ok(())
     }
 }
 

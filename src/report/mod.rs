@@ -2,6 +2,7 @@
 
 mod backfill;
 mod migrate;
+mod prisma;
 mod reconcile;
 mod seed;
 mod verify;

@@ -136,6 +136,14 @@ pub const CHECKS: &[Check] = &[
         Expected::Lines("trigger"),
     ),
     schema(
+        "schema.legacy_status_compat",
+        Error,
+        "the legacy application's enum filters on orders.status (Prisma's CAST($1 AS order_status)) \
+         lack their operators: run paytool migrate (after paytool migrate cleanup, none may be left)",
+        include_str!("../../sql/verify/schema_legacy_status_compat.sql"),
+        Expected::Lines("compat"),
+    ),
+    schema(
         "schema.duplicate_indexes",
         Warning,
         "indexes duplicate another one exactly: writes pay twice",

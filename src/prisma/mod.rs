@@ -1,0 +1,56 @@
+//! `paytool prisma`: what a Prisma application needs to agree with the migrated database —
+//! the upgraded models (`schema`) and a Prisma Migrate baseline recorded as applied
+//! (`baseline`), so that `prisma migrate status` and `prisma migrate deploy` see no change.
+
+mod baseline;
+mod schema;
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+pub use baseline::{BaselineReport, BaselineRequest, baseline};
+pub use schema::{PrismaSchemaReport, schema};
+
+use crate::exit;
+
+#[derive(Debug, Error)]
+pub enum PrismaError {
+    #[error(
+        "{pending} step(s) of paytool migrate are not applied to this database: run paytool migrate first \
+         (the Prisma models describe the migrated schema)"
+    )]
+    NotMigrated { pending: usize },
+    #[error(
+        "{path} already holds a different payment_system migration (written by another paytool version, \
+         or edited); remove that folder or pass --name to write another one"
+    )]
+    BaselineDiffers { path: PathBuf },
+    #[error("cannot write the migration to {path}: {reason}")]
+    CannotWrite { path: PathBuf, reason: String },
+    #[error("--name must be letters, digits and underscores (Prisma's migration names), not {0:?}")]
+    BadName(String),
+}
+
+impl PrismaError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            PrismaError::NotMigrated { .. }
+            | PrismaError::BaselineDiffers { .. }
+            | PrismaError::BadName(_) => exit::USAGE,
+            PrismaError::CannotWrite { .. } => exit::RUNTIME_FAILURE,
+        }
+    }
+}
+
+/// Both commands describe the migrated schema: refuse a database `paytool migrate` has not finished.
+async fn require_migrated(conn: &mut sqlx::PgConnection) -> anyhow::Result<()> {
+    crate::db::require_legacy_schema(conn).await?;
+    let statuses = crate::migrate::current_statuses(conn).await?;
+    let pending =
+        crate::migrate::pending_steps(&statuses, crate::migrate::steps::Phase::Migrate).count();
+    if pending > 0 {
+        return Err(PrismaError::NotMigrated { pending }.into());
+    }
+    Ok(())
+}

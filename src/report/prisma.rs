@@ -1,0 +1,45 @@
+use std::io::{self, Write};
+
+use super::Render;
+use crate::prisma::{BaselineReport, PrismaSchemaReport};
+
+impl Render for PrismaSchemaReport {
+    /// The models alone on stdout, so that `> file` gives a valid schema fragment; the columns
+    /// paytool does not model are comments inside it.
+    fn render_table(&self, out: &mut dyn Write) -> io::Result<()> {
+        out.write_all(self.schema.as_bytes())
+    }
+}
+
+impl Render for BaselineReport {
+    fn render_table(&self, out: &mut dyn Write) -> io::Result<()> {
+        let wrote = if self.written {
+            "Wrote"
+        } else {
+            "Kept the identical"
+        };
+        writeln!(out, "{wrote} {}", self.path.display())?;
+        if self.includes_legacy_schema {
+            writeln!(
+                out,
+                "  The migrations folder had no earlier migration: this one also creates the legacy tables, \
+                 so it builds the whole schema on an empty database."
+            )?;
+        }
+        let recorded = if self.recorded {
+            "Recorded it as applied"
+        } else {
+            "It was already recorded as applied"
+        };
+        writeln!(
+            out,
+            "{recorded} in _prisma_migrations (checksum {}), as `prisma migrate resolve --applied {}` would.",
+            &self.checksum[..12],
+            self.migration_name
+        )?;
+        writeln!(
+            out,
+            "`prisma migrate status` now reports the database up to date; commit the folder with your schema."
+        )
+    }
+}

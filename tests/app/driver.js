@@ -1,0 +1,152 @@
+// The users' application in a loop: a realistic mix of a vending shop's Prisma operations,
+// run until SIGTERM (or --seconds), counting operations and failures. Prints one JSON summary
+// on stdout: { ops, failures, errors, orders } where `orders` are the orders this run created
+// with the status it left them in, so the test can check them in the database afterwards.
+//
+// Usage: node driver.js legacy|upgraded [--seconds N] [--schema NAME]
+// DATABASE_URL is the database; the generated clients live in generated/<variant>.
+"use strict";
+
+const { PrismaPg } = require("@prisma/adapter-pg");
+
+const variant = process.argv[2];
+if (variant !== "legacy" && variant !== "upgraded") {
+  console.error("usage: node driver.js legacy|upgraded [--seconds N] [--schema NAME]");
+  process.exit(2);
+}
+const flag = (name) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : undefined;
+};
+const seconds = Number(flag("--seconds") ?? "0");
+const schema = flag("--schema");
+const { PrismaClient } = require(`./generated/${variant}`);
+
+// Prisma's own default pool size for 2 cores is 5; a few connections are enough to interleave.
+const pool = { connectionString: process.env.DATABASE_URL, max: 4 };
+if (schema) pool.options = `-c search_path=${schema}`;
+const adapter = new PrismaPg(pool, schema ? { schema } : undefined);
+const prisma = new PrismaClient({ adapter });
+
+const stats = { ops: 0, failures: 0, byOperation: {}, errors: [] };
+const created = new Map();
+let stopping = false;
+process.on("SIGTERM", () => (stopping = true));
+process.on("SIGINT", () => (stopping = true));
+
+async function op(name, fn) {
+  const entry = (stats.byOperation[name] ??= { ok: 0, failed: 0 });
+  try {
+    const value = await fn();
+    stats.ops += 1;
+    entry.ok += 1;
+    return value;
+  } catch (err) {
+    stats.failures += 1;
+    entry.failed += 1;
+    if (stats.errors.length < 20) {
+      stats.errors.push({ operation: name, at: new Date().toISOString(), message: String(err.message).trim().split("\n").slice(-3).join(" ").slice(-400) });
+    }
+    return undefined;
+  }
+}
+
+const pick = (list) => list[Math.floor(Math.random() * list.length)];
+const STATUSES = ["PENDING", "PAID", "FAILED", "CANCELLED", "REFUNDED"];
+
+async function fixtures() {
+  const users = await prisma.user.findMany({ take: 50, select: { id: true } });
+  const products = await prisma.product.findMany({ where: { price: { lt: 1000 } }, take: 50, select: { id: true, name: true, price: true } });
+  if (users.length === 0 || products.length === 0) throw new Error("the database has no users or products");
+  return { users, products };
+}
+
+function cents(price) {
+  // Decimal(10,2) -> integer cents, exactly (never through a float).
+  const [whole, frac = ""] = price.toString().split(".");
+  return Number(whole) * 100 + Number((frac + "00").slice(0, 2));
+}
+
+async function createOrder({ users, products }) {
+  const user = pick(users);
+  const lines = [pick(products), pick(products)];
+  if (variant === "legacy") {
+    const order = await prisma.order.create({
+      data: { userId: user.id, items: { create: lines.map((p) => ({ productId: p.id, quantity: 2 })) } },
+      select: { id: true, status: true, userId: true },
+    });
+    created.set(order.id, { id: order.id, status: order.status, items: lines.length });
+    return order;
+  }
+  const items = lines.map((p) => ({
+    productId: p.id,
+    quantity: 2,
+    label: p.name,
+    unitPriceCents: cents(p.price),
+    subtotalCents: cents(p.price) * 2,
+  }));
+  const total = items.reduce((sum, i) => sum + i.subtotalCents, 0);
+  const order = await prisma.order.create({
+    data: {
+      userId: user.id,
+      amountTotalCents: total,
+      currency: "EUR",
+      items: { create: items },
+      payment: { create: { amountCents: total, currency: "EUR", status: "requires_payment_method" } },
+    },
+    select: { id: true, status: true, userId: true },
+  });
+  created.set(order.id, { id: order.id, status: order.status, items: lines.length, amountTotalCents: total });
+  return order;
+}
+
+async function payOrder(order) {
+  if (variant === "legacy") {
+    await prisma.order.update({ where: { id: order.id }, data: { status: "PAID" } });
+  } else {
+    await prisma.$transaction([
+      prisma.order.update({ where: { id: order.id }, data: { status: "PAID", paidAt: new Date() } }),
+      prisma.payment.update({ where: { orderId: order.id }, data: { status: "succeeded", succeededAt: new Date() } }),
+    ]);
+  }
+  created.get(order.id).status = "PAID";
+}
+
+async function round(data) {
+  const order = await op("create order with items", () => createOrder(data));
+  await op("list a user's orders by status", () =>
+    prisma.order.findMany({ where: { userId: pick(data.users).id, status: "PENDING" }, take: 10, orderBy: { createdAt: "desc" } }));
+  await op("orders with status in", () =>
+    prisma.order.findMany({ where: { status: { in: ["PAID", "REFUNDED"] } }, take: 10, select: { id: true, status: true } }));
+  await op("orders with status notIn", () =>
+    prisma.order.findMany({ where: { status: { notIn: ["CANCELLED", "FAILED"] } }, take: 10 }));
+  await op("orders with status not", () => prisma.order.findFirst({ where: { status: { not: "PENDING" } } }));
+  await op("count with a where", () => prisma.order.count({ where: { status: "PAID" } }));
+  await op("groupBy status", () => prisma.order.groupBy({ by: ["status"], _count: { _all: true } }));
+  await op("find orders with their items", () =>
+    prisma.order.findMany({ where: { status: pick(STATUSES) }, take: 5, include: { items: true } }));
+  if (!order) return;
+  if (Math.random() < 0.5) {
+    await op("pay an order", () => payOrder(order));
+  } else {
+    const result = await op("updateMany by status", () =>
+      prisma.order.updateMany({ where: { id: order.id, status: "PENDING" }, data: { status: "CANCELLED" } }));
+    if (result && result.count === 1) created.get(order.id).status = "CANCELLED";
+  }
+}
+
+async function main() {
+  const data = await fixtures();
+  const deadline = seconds > 0 ? Date.now() + seconds * 1000 : Infinity;
+  while (!stopping && Date.now() < deadline) {
+    await round(data);
+  }
+  await prisma.$disconnect();
+  process.stdout.write(JSON.stringify({ variant, ...stats, orders: [...created.values()] }) + "\n");
+}
+
+main().catch(async (err) => {
+  console.error(`driver: ${err.message}`);
+  await prisma.$disconnect().catch(() => {});
+  process.exit(3);
+});
