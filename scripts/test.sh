@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints (clippy, squawk on sql/), unit and integration
-# tests against a real PostgreSQL the suite starts itself. Installs what is missing.
+# tests against a real PostgreSQL the suite starts itself and a real Prisma Client
+# (tests/app, Node). Installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -9,6 +10,7 @@ cd "$(dirname "$0")/.."
 ensure_cargo
 ensure_postgres
 ensure_squawk
+ensure_prisma_app
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -111,7 +111,10 @@ pub enum Command {
     Seed(SeedArgs),
     /// What a Prisma application needs after the migration: its upgraded models, and a Prisma
     /// Migrate baseline recorded as applied.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  paytool prisma schema > payment-models.prisma\n  paytool prisma baseline --migrations-dir prisma/migrations"
+    )]
     Prisma(PrismaCommand),
 }
 

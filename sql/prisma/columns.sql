@@ -6,7 +6,7 @@ SELECT c.relname::TEXT AS table_name,
        format_type(a.atttypid, a.atttypmod) AS column_type
 FROM pg_attribute AS a
 JOIN pg_class AS c ON c.oid = a.attrelid
-WHERE c.relnamespace = current_schema()::REGNAMESPACE
+WHERE c.relnamespace = quote_ident(current_schema())::REGNAMESPACE
   AND c.relname = ANY($1::TEXT[])
   AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY c.relname, a.attnum;

@@ -13,7 +13,7 @@ actual AS (
     FROM pg_attribute AS a
     JOIN pg_class AS c ON c.oid = a.attrelid
     LEFT JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-    WHERE c.relnamespace = current_schema()::REGNAMESPACE AND c.relkind IN ('r', 'p')
+    WHERE c.relnamespace = quote_ident(current_schema())::REGNAMESPACE AND c.relkind IN ('r', 'p')
       AND a.attnum > 0 AND NOT a.attisdropped
 ),
 wrong AS (

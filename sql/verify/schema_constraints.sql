@@ -10,7 +10,7 @@ actual AS (
            conrelid::REGCLASS::TEXT || '.' || conname || ' '
            || regexp_replace(pg_get_constraintdef(oid), ' NOT VALID$', '') AS line
     FROM pg_constraint
-    WHERE connamespace = current_schema()::REGNAMESPACE
+    WHERE connamespace = quote_ident(current_schema())::REGNAMESPACE
 ),
 wrong AS (
     SELECT e.name

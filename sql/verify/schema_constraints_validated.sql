@@ -3,6 +3,6 @@
 WITH not_valid AS (
     SELECT conrelid::REGCLASS::TEXT || '.' || conname AS name
     FROM pg_constraint
-    WHERE connamespace = current_schema()::REGNAMESPACE AND NOT convalidated
+    WHERE connamespace = quote_ident(current_schema())::REGNAMESPACE AND NOT convalidated
 )
 SELECT count(*), coalesce((array_agg(name ORDER BY name))[1:$1], '{}') FROM not_valid;

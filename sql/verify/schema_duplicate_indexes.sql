@@ -12,6 +12,6 @@ WITH duplicates AS (
      AND coalesce(pg_get_expr(ib.indpred, ib.indrelid), '') = coalesce(pg_get_expr(ia.indpred, ia.indrelid), '')
     JOIN pg_class AS a ON a.oid = ia.indexrelid
     JOIN pg_class AS b ON b.oid = ib.indexrelid
-    WHERE a.relnamespace = current_schema()::REGNAMESPACE
+    WHERE a.relnamespace = quote_ident(current_schema())::REGNAMESPACE
 )
 SELECT count(*), coalesce((array_agg(name ORDER BY name))[1:$1], '{}') FROM duplicates;

@@ -3,7 +3,7 @@
 WITH unindexed AS (
     SELECT con.conrelid::REGCLASS::TEXT || '.' || con.conname AS name
     FROM pg_constraint AS con
-    WHERE con.contype = 'f' AND con.connamespace = current_schema()::REGNAMESPACE
+    WHERE con.contype = 'f' AND con.connamespace = quote_ident(current_schema())::REGNAMESPACE
       AND NOT EXISTS (
           SELECT 1 FROM pg_index AS i
           WHERE i.indrelid = con.conrelid AND i.indisvalid

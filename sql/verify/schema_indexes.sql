@@ -10,7 +10,7 @@ WITH expected AS (
 wrong AS (
     SELECT e.name
     FROM expected AS e
-    LEFT JOIN pg_class AS c ON c.relname = e.name AND c.relnamespace = current_schema()::REGNAMESPACE AND c.relkind = 'i'
+    LEFT JOIN pg_class AS c ON c.relname = e.name AND c.relnamespace = quote_ident(current_schema())::REGNAMESPACE AND c.relkind = 'i'
     WHERE (c.oid IS NULL OR replace(pg_get_indexdef(c.oid), ' ON ' || quote_ident(current_schema()) || '.', ' ON public.') <> e.line)
       AND to_regclass(quote_ident(e.table_name)) IS NOT NULL
 )

@@ -5,7 +5,7 @@ WITH broken AS (
     SELECT c.relname AS name
     FROM pg_index AS i
     JOIN pg_class AS c ON c.oid = i.indexrelid
-    WHERE c.relnamespace = current_schema()::REGNAMESPACE
+    WHERE c.relnamespace = quote_ident(current_schema())::REGNAMESPACE
       AND NOT (i.indisvalid AND i.indisready AND i.indislive)
 )
 SELECT count(*), coalesce((array_agg(name ORDER BY name))[1:$1], '{}') FROM broken;

@@ -16,14 +16,14 @@ actual AS (
     SELECT 'operator ' || o.oprname || '(' || format_type(o.oprleft, NULL) || ','
            || format_type(o.oprright, NULL) || ') ' || o.oprcode::TEXT
     FROM pg_operator AS o
-    WHERE o.oprnamespace = current_schema()::REGNAMESPACE
+    WHERE o.oprnamespace = quote_ident(current_schema())::REGNAMESPACE
       AND (o.oprright = to_regtype('order_status') OR o.oprcode::TEXT LIKE 'order\_status\_legacy\_%')
     UNION ALL
     SELECT 'function ' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ') '
            || p.provolatile::TEXT || ' ' || l.lanname || ' ' || btrim(p.prosrc)
     FROM pg_proc AS p
     JOIN pg_language AS l ON l.oid = p.prolang
-    WHERE p.pronamespace = current_schema()::REGNAMESPACE
+    WHERE p.pronamespace = quote_ident(current_schema())::REGNAMESPACE
       AND p.proname IN ('order_status_legacy_eq', 'order_status_legacy_ne')
 ),
 wrong AS (

@@ -8,7 +8,7 @@ wrong AS (
     SELECT e.name
     FROM expected AS e
     LEFT JOIN pg_trigger AS t ON t.tgname = e.name AND NOT t.tgisinternal
-    LEFT JOIN pg_class AS c ON c.oid = t.tgrelid AND c.relnamespace = current_schema()::REGNAMESPACE
+    LEFT JOIN pg_class AS c ON c.oid = t.tgrelid AND c.relnamespace = quote_ident(current_schema())::REGNAMESPACE
     WHERE c.oid IS NULL
        OR replace(pg_get_triggerdef(t.oid), ' ON ' || quote_ident(current_schema()) || '.', ' ON public.') <> e.line
        OR t.tgenabled = 'D'

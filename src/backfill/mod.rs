@@ -31,8 +31,6 @@ const DRY_RUN_SQL: &str = include_str!("../../sql/backfill/dry_run.sql");
 
 #[derive(Debug, Error)]
 pub enum BackfillError {
-    #[error("the payment schema is not in place ({0}); run paytool migrate first")]
-    SchemaNotMigrated(String),
     #[error(
         "step {step}: a batch failed {attempts} times in a row ({reason}); stopped at a checkpoint, \
          run paytool backfill payments again to resume"
@@ -47,7 +45,6 @@ pub enum BackfillError {
 impl BackfillError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            BackfillError::SchemaNotMigrated(_) => exit::USAGE,
             BackfillError::RetriesExhausted { .. } => exit::RUNTIME_FAILURE,
         }
     }
@@ -168,7 +165,7 @@ pub async fn run(
     let mut conn = db::connect(url).await?;
     let url = url.ok_or(db::DbError::NoUrl)?;
     db::require_legacy_schema(&mut conn).await?;
-    require_migrated(&mut conn).await?;
+    migrate::require_migrated(&mut conn).await?;
     let steps: Vec<&StepDef> = STEPS
         .iter()
         .filter(|s| args.step.is_none_or(|only| only == s.step))
@@ -206,22 +203,6 @@ pub async fn run(
         report.steps.push(step_report);
     }
     Ok(report)
-}
-
-pub(crate) async fn require_migrated(conn: &mut PgConnection) -> anyhow::Result<()> {
-    let statuses = migrate::current_statuses(conn).await?;
-    let not_applied = statuses
-        .iter()
-        .filter(|s| s.state != migrate::StepState::Applied)
-        .count();
-    if not_applied > 0 {
-        return Err(BackfillError::SchemaNotMigrated(format!(
-            "{not_applied} of {} migration steps not applied",
-            statuses.len()
-        ))
-        .into());
-    }
-    Ok(())
 }
 
 /// Outcome of one batch: (last key, rows scanned, rows changed); no key when the table is done.

@@ -31,7 +31,7 @@ WHERE c.oid = to_regclass($1)";
 const ESTIMATED_ROWS_SQL: &str = "
 SELECT c.relname::text, c.reltuples::bigint
 FROM pg_class c
-WHERE c.relkind IN ('r', 'p') AND c.relnamespace = to_regnamespace(current_schema())::oid";
+WHERE c.relkind IN ('r', 'p') AND c.relnamespace = to_regnamespace(quote_ident(current_schema()))::oid";
 
 /// Legacy tables absent from the database (empty when the schema is there).
 pub async fn missing_legacy_tables(conn: &mut PgConnection) -> Result<Vec<String>, sqlx::Error> {

@@ -66,6 +66,11 @@ pub enum MigrateError {
     )]
     MigrationUnfinished { pending: usize },
     #[error(
+        "the payment schema is not in place ({pending} of {total} steps of paytool migrate not applied); \
+         run paytool migrate first"
+    )]
+    NotMigrated { pending: usize, total: usize },
+    #[error(
         "migrate down destroys payments, payment_events, refunds, price snapshots and order totals; \
          pass --i-understand-this-destroys-payment-data to confirm"
     )]
@@ -77,7 +82,8 @@ impl MigrateError {
         match self {
             MigrateError::UnknownHistory(_)
             | MigrateError::DownNotConfirmed
-            | MigrateError::MigrationUnfinished { .. } => exit::USAGE,
+            | MigrateError::MigrationUnfinished { .. }
+            | MigrateError::NotMigrated { .. } => exit::USAGE,
             MigrateError::DuplicatesDuringBuild { .. } => exit::PROBLEMS_FOUND,
             MigrateError::LockRetriesExhausted { .. }
             | MigrateError::IndexInvalidAfterBuild { .. } => exit::RUNTIME_FAILURE,
@@ -274,6 +280,19 @@ pub async fn current_statuses(conn: &mut PgConnection) -> anyhow::Result<Vec<Ste
         return Err(MigrateError::UnknownHistory(names.join(", ")).into());
     }
     Ok(statuses)
+}
+
+/// Refuses a database on which `paytool migrate` has not finished (the cleanup may be pending):
+/// the commands that read or write the payment schema need all of it.
+pub async fn require_migrated(conn: &mut PgConnection) -> anyhow::Result<()> {
+    db::require_legacy_schema(conn).await?;
+    let statuses = current_statuses(conn).await?;
+    let pending = pending_steps(&statuses, Phase::Migrate).count();
+    if pending > 0 {
+        let total = steps::steps_of(Phase::Migrate).count();
+        return Err(MigrateError::NotMigrated { pending, total }.into());
+    }
+    Ok(())
 }
 
 /// The steps of `phase` not applied yet, in the order they run.

@@ -17,11 +17,6 @@ use crate::exit;
 #[derive(Debug, Error)]
 pub enum PrismaError {
     #[error(
-        "{pending} step(s) of paytool migrate are not applied to this database: run paytool migrate first \
-         (the Prisma models describe the migrated schema)"
-    )]
-    NotMigrated { pending: usize },
-    #[error(
         "{path} already holds a different payment_system migration (written by another paytool version, \
          or edited); remove that folder or pass --name to write another one"
     )]
@@ -35,22 +30,8 @@ pub enum PrismaError {
 impl PrismaError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            PrismaError::NotMigrated { .. }
-            | PrismaError::BaselineDiffers { .. }
-            | PrismaError::BadName(_) => exit::USAGE,
+            PrismaError::BaselineDiffers { .. } | PrismaError::BadName(_) => exit::USAGE,
             PrismaError::CannotWrite { .. } => exit::RUNTIME_FAILURE,
         }
     }
-}
-
-/// Both commands describe the migrated schema: refuse a database `paytool migrate` has not finished.
-async fn require_migrated(conn: &mut sqlx::PgConnection) -> anyhow::Result<()> {
-    crate::db::require_legacy_schema(conn).await?;
-    let statuses = crate::migrate::current_statuses(conn).await?;
-    let pending =
-        crate::migrate::pending_steps(&statuses, crate::migrate::steps::Phase::Migrate).count();
-    if pending > 0 {
-        return Err(PrismaError::NotMigrated { pending }.into());
-    }
-    Ok(())
 }

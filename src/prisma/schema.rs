@@ -39,7 +39,7 @@ struct Column {
 }
 
 pub async fn schema(conn: &mut PgConnection) -> anyhow::Result<PrismaSchemaReport> {
-    super::require_migrated(conn).await?;
+    crate::migrate::require_migrated(conn).await?;
     let names: Vec<String> = TABLES.iter().map(|t| t.to_string()).collect();
     let columns: Vec<Column> = sqlx::query_as(COLUMNS_SQL)
         .bind(names)

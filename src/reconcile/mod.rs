@@ -100,7 +100,7 @@ pub async fn run(
     let window = window_of(args)?;
     let mut conn = db::connect(url).await?;
     db::require_legacy_schema(&mut conn).await?;
-    crate::backfill::require_migrated(&mut conn).await?;
+    crate::migrate::require_migrated(&mut conn).await?;
     let stripe = StripeHttp::new(StripeSettings {
         key,
         base_url: base_url(&args.stripe_base_url),

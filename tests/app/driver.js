@@ -4,6 +4,7 @@
 // with the status it left them in, so the test can check them in the database afterwards.
 //
 // Usage: node driver.js legacy|upgraded [--seconds N] [--schema NAME]
+//        node driver.js upgraded --crud   (create, read, update, delete on every new model, once)
 // DATABASE_URL is the database; the generated clients live in generated/<variant>.
 "use strict";
 
@@ -135,8 +136,65 @@ async function round(data) {
   }
 }
 
+// Every model and field the payment system adds, through the upgraded client: create, read,
+// update and delete, with the relations between them. Throws on the first failure.
+async function crud({ users, products }) {
+  const product = products[0];
+  const order = await prisma.order.create({
+    data: {
+      userId: users[0].id,
+      status: "PENDING",
+      currency: "EUR",
+      amountTotalCents: cents(product.price),
+      stripePaymentIntentId: `pi_crud_${Date.now()}`,
+      receiptUrl: "https://receipts.example/crud",
+      items: { create: [{ productId: product.id, quantity: 1, label: product.name, unitPriceCents: cents(product.price), subtotalCents: cents(product.price) }] },
+    },
+    include: { items: true },
+  });
+  const payment = await prisma.payment.create({
+    data: { orderId: order.id, stripePaymentIntentId: order.stripePaymentIntentId, amountCents: order.amountTotalCents, currency: "EUR", status: "processing" },
+  });
+  const event = await prisma.paymentEvent.create({
+    data: { paymentId: payment.id, stripeEventId: `evt_crud_${Date.now()}`, type: "payment_intent.succeeded", payload: { id: "evt", data: { object: { amount: order.amountTotalCents } } }, stripeCreatedAt: new Date() },
+  });
+  const refund = await prisma.refund.create({
+    data: { paymentId: payment.id, stripeRefundId: `re_crud_${Date.now()}`, amountCents: 1, currency: "EUR", status: "pending", reason: "requested_by_customer" },
+  });
+  await prisma.user.update({ where: { id: users[0].id }, data: { stripeCustomerId: "cus_crud" } });
+  const paid = new Date();
+  await prisma.order.update({ where: { id: order.id }, data: { status: "PAID", paidAt: paid } });
+  await prisma.payment.update({ where: { id: payment.id }, data: { status: "succeeded", succeededAt: paid, lastErrorCode: null } });
+  await prisma.refund.update({ where: { id: refund.id }, data: { status: "succeeded" } });
+  const read = await prisma.order.findUniqueOrThrow({
+    where: { id: order.id },
+    include: { items: true, payment: { include: { events: true, refunds: true } } },
+  });
+  const checks = {
+    status: read.status === "PAID",
+    paidAt: read.paidAt !== null,
+    snapshot: read.items[0].label === product.name && read.items[0].subtotalCents === cents(product.price),
+    payment: read.payment.status === "succeeded" && read.payment.amountCents === order.amountTotalCents,
+    event: read.payment.events.length === 1 && read.payment.events[0].payload.data.object.amount === order.amountTotalCents,
+    refund: read.payment.refunds.length === 1 && read.payment.refunds[0].status === "succeeded",
+  };
+  for (const [name, ok] of Object.entries(checks)) if (!ok) throw new Error(`crud: ${name} read back wrong: ${JSON.stringify(read)}`);
+  await prisma.refund.delete({ where: { id: refund.id } });
+  await prisma.paymentEvent.delete({ where: { id: event.id } });
+  await prisma.payment.delete({ where: { id: payment.id } });
+  await prisma.order.delete({ where: { id: order.id } });
+  const left = await prisma.payment.count({ where: { id: payment.id } });
+  return { ...checks, deleted: left === 0 };
+}
+
 async function main() {
   const data = await fixtures();
+  if (process.argv.includes("--crud")) {
+    const result = await crud(data);
+    await prisma.$disconnect();
+    process.stdout.write(JSON.stringify({ variant, crud: result }) + "\n");
+    return;
+  }
   const deadline = seconds > 0 ? Date.now() + seconds * 1000 : Infinity;
   while (!stopping && Date.now() < deadline) {
     await round(data);

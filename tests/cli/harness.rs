@@ -195,7 +195,7 @@ pub fn paytool() -> assert_cmd::Command {
 
 /// Everything the schema of `public` is made of, one line per fact, sorted: columns
 /// (type, nullability, default), constraints (definition, validated), indexes (definition,
-/// valid), triggers, functions and enum types. Column order is left out on purpose.
+/// valid), triggers, functions, operators and enum types. Column order is left out on purpose.
 pub async fn catalog_snapshot(conn: &mut PgConnection) -> String {
     let queries = [
         "SELECT 'column ' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
@@ -213,6 +213,9 @@ pub async fn catalog_snapshot(conn: &mut PgConnection) -> String {
          FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
          WHERE NOT t.tgisinternal AND c.relnamespace = 'public'::regnamespace",
         "SELECT 'function ' || p.proname FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace",
+        "SELECT 'operator ' || o.oprname || '(' || format_type(o.oprleft, NULL) || ', '
+                || format_type(o.oprright, NULL) || ') ' || o.oprcode::text
+         FROM pg_operator o WHERE o.oprnamespace = 'public'::regnamespace",
         "SELECT 'type ' || t.typname || ' ' || string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
          FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid
          WHERE t.typnamespace = 'public'::regnamespace GROUP BY t.typname",

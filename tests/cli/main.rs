@@ -2,8 +2,10 @@
 
 mod backfill;
 mod basics;
+mod compat;
 mod demo;
 mod harness;
 mod migrate;
+mod prisma;
 mod reconcile;
 mod verify;
