@@ -1,7 +1,7 @@
 use std::io::{self, Write};
 
 use super::{Render, millis, table};
-use crate::migrate::steps::{Phase, StepKind};
+use crate::migrate::steps::{Phase, STEPS, StepKind};
 use crate::migrate::{
     ApplyOutcome, ApplyReport, DownReport, MigrateOutput, MigratePlan, PlannedStep,
     PreflightReport, StatusReport,
@@ -125,20 +125,35 @@ fn render_preflight(preflight: &PreflightReport, out: &mut dyn Write) -> io::Res
     if preflight.passed() {
         writeln!(
             out,
-            "Preflight: {} data check(s) passed.",
+            "Preflight: {} check(s) passed.",
             preflight.checks_run.len()
         )?;
         return Ok(());
     }
+    // The cleanup's findings are uses of the enum type, not rows of data.
+    let guards_cleanup = |version: i32| {
+        STEPS
+            .iter()
+            .any(|s| s.version == version && s.phase == Phase::Cleanup)
+    };
+    let (heading, unit) = if preflight
+        .findings
+        .iter()
+        .all(|f| guards_cleanup(f.guards_step))
+    {
+        ("the legacy enum type is still in use", "found")
+    } else {
+        ("in the data would break the new constraints", "row(s)")
+    };
     writeln!(
         out,
-        "Preflight: {} problem(s) in the data would break the new constraints:",
+        "Preflight: {} problem(s) {heading}:",
         preflight.findings.len()
     )?;
     for finding in &preflight.findings {
         writeln!(
             out,
-            "\n  ✗ {} — {} row(s): {}",
+            "\n  ✗ {} — {} {unit}: {}",
             finding.check, finding.offending_rows, finding.problem
         )?;
         for sample in &finding.sample {
