@@ -143,3 +143,5 @@ pub fn print_runs(runs: Vec<RunResult>) {
         );
     }
 }
+#[allow(dead_code)]
+pub mod shapes;

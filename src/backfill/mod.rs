@@ -54,6 +54,8 @@ impl BackfillError {
 struct StepDef {
     step: BackfillStep,
     name: &'static str,
+    /// The table the step writes, analyzed once it changed rows: the next step reads it.
+    writes: &'static str,
     /// Row count and largest id of the table the step walks by primary key.
     extent_sql: &'static str,
     /// The next batch: (last key, rows) of the next $2 keys after $1, up to $3.
@@ -71,6 +73,7 @@ const STEPS: [StepDef; 3] = [
     StepDef {
         step: BackfillStep::Items,
         name: "items",
+        writes: "order_items",
         extent_sql: "SELECT count(*), max(id) FROM order_items",
         range_sql: ITEMS_RANGE_SQL,
         batch_sql: include_str!("../../sql/backfill/items_batch.sql"),
@@ -79,6 +82,7 @@ const STEPS: [StepDef; 3] = [
     StepDef {
         step: BackfillStep::Orders,
         name: "orders",
+        writes: "orders",
         extent_sql: "SELECT count(*), max(id) FROM orders",
         range_sql: ORDERS_RANGE_SQL,
         batch_sql: include_str!("../../sql/backfill/orders_batch.sql"),
@@ -87,6 +91,7 @@ const STEPS: [StepDef; 3] = [
     StepDef {
         step: BackfillStep::Payments,
         name: "payments",
+        writes: "payments",
         extent_sql: "SELECT count(*), max(id) FROM orders",
         range_sql: ORDERS_RANGE_SQL,
         batch_sql: include_str!("../../sql/backfill/payments_batch.sql"),
@@ -118,6 +123,8 @@ pub struct StepReport {
     pub rows_per_second: u64,
     pub batches: u64,
     pub longest_batch_ms: u64,
+    /// Median batch duration.
+    pub p50_batch_ms: u64,
     /// 95th percentile of the batch durations: the usual worst, where `longest_batch_ms` may
     /// be one outlier (a checkpoint, a cold page).
     pub p95_batch_ms: u64,
@@ -298,8 +305,12 @@ impl Backfill<'_> {
             }
         }
         bar.finish_and_clear();
+        report.p50_batch_ms = percentile(&mut batch_ms, 0.50);
         report.p95_batch_ms = percentile(&mut batch_ms, 0.95);
         checkpoint::finish(conn, step.name).await?;
+        if report.changed > 0 {
+            db::analyze_after_rewrite(conn, step.writes).await;
+        }
         report.unresolved_by_reason = unresolved(conn, step).await?;
         report.unresolved = report.unresolved_by_reason.iter().map(|u| u.rows).sum();
         report.skipped = (report.scanned - report.changed - report.unresolved).max(0);
@@ -362,10 +373,9 @@ async fn run_batch(
     lock_timeout: Duration,
 ) -> Result<BatchOutcome, sqlx::Error> {
     let mut tx = conn.begin().await?;
-    // A plan for the actual keys: a generic plan would not know the range is one batch wide.
+    db::set_batch_planner(&mut tx, true).await?;
     sqlx::query(
-        "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true),
-                set_config('plan_cache_mode', 'force_custom_plan', true)",
+        "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)",
     )
     .bind(format!("{}ms", lock_timeout.as_millis()))
     .bind(format!("{}ms", BATCH_STATEMENT_TIMEOUT.as_millis()))

@@ -233,6 +233,62 @@ pub async fn set_timeouts(
     Ok(())
 }
 
+/// What a short, key-range-driven batch statement needs whatever the planner's statistics say
+/// (`is_local`: for the current transaction only, else for the session). JIT compilation costs
+/// hundreds of milliseconds once a stale row estimate crosses `jit_above_cost`; with stale or
+/// missing statistics the planner also picked sequential scans and hash joins over whole
+/// tables for batches of a few thousand keys. Batches are walked by primary key and joined by
+/// indexed keys: nested loops over index scans are the plan, so the others are priced out
+/// (not forbidden: a table without the index still gets a plan).
+pub async fn set_batch_planner(conn: &mut PgConnection, is_local: bool) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT set_config('jit', 'off', $1), set_config('enable_seqscan', 'off', $1),
+                set_config('enable_hashjoin', 'off', $1), set_config('enable_mergejoin', 'off', $1),
+                set_config('plan_cache_mode', 'force_custom_plan', $1)",
+    )
+    .bind(is_local)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Back to the server's planner settings after [`set_batch_planner`] for the session.
+pub async fn reset_batch_planner(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(
+        "RESET jit; RESET enable_seqscan; RESET enable_hashjoin; RESET enable_mergejoin; \
+         RESET plan_cache_mode",
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Refreshes the planner statistics of a table a step has just rewritten, so what reads it next
+/// is planned on its real size and values. Never blocks the application (SHARE UPDATE
+/// EXCLUSIVE) and never waits long: when a VACUUM or index build holds the table, it is
+/// skipped with a warning, since the batch planner settings do not depend on the statistics.
+pub async fn analyze_after_rewrite(conn: &mut PgConnection, table: &'static str) {
+    // The table name comes from paytool's constant step list, never from input.
+    let sql = format!(
+        "SET lock_timeout = '2s'; SET statement_timeout = '5min'; ANALYZE {table}; \
+         RESET lock_timeout; RESET statement_timeout"
+    );
+    let started = Instant::now();
+    match sqlx::raw_sql(&sql).execute(&mut *conn).await {
+        Ok(_) => tracing::debug!("analyzed {table} in {:?}", started.elapsed()),
+        Err(err) => {
+            let _ = sqlx::raw_sql("RESET lock_timeout; RESET statement_timeout")
+                .execute(&mut *conn)
+                .await;
+            tracing::warn!(
+                "could not refresh the statistics of {table} ({}): going on without",
+                err.as_database_error()
+                    .map_or_else(|| err.to_string(), |d| d.message().to_owned())
+            );
+        }
+    }
+}
+
 /// A session-level advisory lock that serializes paytool runs of one kind on a database.
 /// It lives as long as the connection: a killed paytool releases it with its backend.
 pub struct AdvisoryLock {

@@ -424,6 +424,7 @@ async fn run_batches(
     progress: &Progress,
 ) -> anyhow::Result<(i64, u32)> {
     db::set_timeouts(conn, timeouts.lock_timeout, timeouts.statement_timeout).await?;
+    db::set_batch_planner(conn, false).await?;
     let remaining: i64 = sqlx::query_scalar(BATCH_PROGRESS_SQL)
         .fetch_one(&mut *conn)
         .await?;
@@ -448,6 +449,9 @@ async fn run_batches(
         }
     }
     bar.finish_and_clear();
+    db::reset_batch_planner(conn).await?;
+    // The next steps validate and index this column, and the application's queries plan on it.
+    db::analyze_after_rewrite(conn, step.table).await;
     Ok((changed_total, retries))
 }
 

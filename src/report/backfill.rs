@@ -25,8 +25,7 @@ impl Render for BackfillReport {
             "took",
             "rows/s",
             "batches",
-            "p95 batch",
-            "longest batch",
+            "batch p50 / p95 / max",
             "retries",
         ]);
         for step in &self.steps {
@@ -39,8 +38,12 @@ impl Render for BackfillReport {
                 millis(step.duration_ms),
                 step.rows_per_second.to_string(),
                 step.batches.to_string(),
-                millis(step.p95_batch_ms),
-                millis(step.longest_batch_ms),
+                format!(
+                    "{} / {} / {}",
+                    millis(step.p50_batch_ms),
+                    millis(step.p95_batch_ms),
+                    millis(step.longest_batch_ms)
+                ),
                 step.retries.to_string(),
             ]);
         }

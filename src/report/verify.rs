@@ -33,10 +33,11 @@ impl Render for VerifyReport {
         let s = &self.summary;
         writeln!(
             out,
-            "{} passed, {} failed, {} warnings, {} skipped in {} on {}",
+            "{} passed, {} failed, {} warnings, {} notes, {} skipped in {} on {}",
             s.passed,
             s.failed,
             s.warnings,
+            s.notes,
             s.skipped,
             millis(self.duration_ms),
             self.database
@@ -72,6 +73,7 @@ fn status_label(status: Status) -> &'static str {
         Status::Pass => "ok",
         Status::Fail => "FAIL",
         Status::Warn => "warn",
+        Status::Note => "note",
         Status::Skipped => "skipped",
     }
 }
@@ -99,7 +101,7 @@ fn meaning_with_sample(check: &CheckResult) -> String {
 fn test_case(check: &CheckResult) -> TestCase {
     let found = format!("{} found: {}", check.count, check.meaning);
     let status = match check.status {
-        Status::Pass | Status::Warn => TestCaseStatus::success(),
+        Status::Pass | Status::Warn | Status::Note => TestCaseStatus::success(),
         Status::Skipped => {
             let mut s = TestCaseStatus::skipped();
             s.set_message("not run: the schema checks it depends on failed");
@@ -119,8 +121,14 @@ fn test_case(check: &CheckResult) -> TestCase {
         check.id.split('.').next().unwrap_or("check")
     ))
     .set_time(Duration::from_millis(check.duration_ms));
-    if check.status == Status::Warn {
-        case.set_system_out(format!("warning: {found}\n{}", sample_text(check)));
+    match check.status {
+        Status::Warn => {
+            case.set_system_out(format!("warning: {found}\n{}", sample_text(check)));
+        }
+        Status::Note => {
+            case.set_system_out(format!("note: {found}\n{}", sample_text(check)));
+        }
+        _ => {}
     }
     case
 }

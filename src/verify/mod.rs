@@ -24,6 +24,8 @@ pub enum Status {
     Fail,
     /// A warning-severity check found rows or objects.
     Warn,
+    /// A note-severity check found objects (the application's own).
+    Note,
     /// Not run: the schema checks it depends on failed.
     Skipped,
 }
@@ -47,6 +49,7 @@ pub struct Summary {
     pub passed: usize,
     pub failed: usize,
     pub warnings: usize,
+    pub notes: usize,
     pub skipped: usize,
 }
 
@@ -154,6 +157,7 @@ fn status_of(severity: Severity, count: i64) -> Status {
         (0, _) => Status::Pass,
         (_, Severity::Error) => Status::Fail,
         (_, Severity::Warning) => Status::Warn,
+        (_, Severity::Note) => Status::Note,
     }
 }
 
@@ -176,6 +180,7 @@ fn summarize(results: &[CheckResult]) -> Summary {
         passed: count(Status::Pass),
         failed: count(Status::Fail),
         warnings: count(Status::Warn),
+        notes: count(Status::Note),
         skipped: count(Status::Skipped),
     }
 }

@@ -8,4 +8,5 @@ mod harness;
 mod migrate;
 mod prisma;
 mod reconcile;
+mod variants;
 mod verify;

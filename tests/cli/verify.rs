@@ -122,7 +122,7 @@ async fn a_migrated_and_backfilled_database_passes_every_check() {
     assert_eq!(code, 0, "{report}");
     assert!(failing(&report).is_empty());
     let checks = report["checks"].as_array().unwrap();
-    assert_eq!(checks.len(), 20);
+    assert_eq!(checks.len(), 21);
     // The seed's deliberate dirt shows up as warnings, never as failures.
     for c in checks {
         assert!(c["status"] == "pass" || c["severity"] == "warning", "{c}");
@@ -142,7 +142,7 @@ async fn a_migrated_and_backfilled_database_passes_every_check() {
         .filter(|n| n.has_tag_name("testcase"))
         .filter_map(|n| n.attribute("name"))
         .collect();
-    assert_eq!(names.len(), 20);
+    assert_eq!(names.len(), 21);
     assert!(names.contains(&"schema.indexes_valid") && names.contains(&"data.order_totals"));
     assert_eq!(
         doc.descendants()

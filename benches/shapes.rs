@@ -1,0 +1,217 @@
+//! `paytool backfill payments` on legacy data shapes nobody tuned it for (benches/common/shapes.rs),
+//! each against the three set-based statements of set_based_backfill.sql on a copy of the same
+//! migrated database, without and with an unthrottled application writer; then the catch-up:
+//! a second run after the application added 100 orders. Prints one markdown row per shape and
+//! writer mode; asserts nothing.
+//!
+//!     BENCH_ORDERS=200000 BENCH_SHAPES=sequential-text,skewed-items cargo bench --bench shapes
+
+#[path = "../tests/cli/harness.rs"]
+#[allow(dead_code)]
+mod harness;
+
+#[allow(dead_code)]
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, PgConnection};
+
+use common::shapes::{SHAPES, Shape, shape};
+
+const SET_BASED_SQL: &str = include_str!("set_based_backfill.sql");
+
+#[tokio::main]
+async fn main() {
+    let orders: i64 = std::env::var("BENCH_ORDERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let shapes: Vec<&Shape> = match std::env::var("BENCH_SHAPES") {
+        Ok(list) => list
+            .split(',')
+            .map(|name| shape(name).unwrap_or_else(|| panic!("no shape {name}")))
+            .collect(),
+        Err(_) => SHAPES.iter().collect(),
+    };
+    println!(
+        "| shape | orders | writer | paytool | set-based | ratio | items p50/p95/max | orders p50/p95/max | payments p50/p95/max | writer max wait (paytool / set-based) | catch-up of 100 orders |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for shape in shapes {
+        bench_shape(shape, orders).await;
+    }
+}
+
+async fn bench_shape(shape: &Shape, orders: i64) {
+    let cluster = harness::cluster();
+    let base = cluster.fresh_db().await;
+    eprintln!("{}: loading {orders} orders…", shape.name);
+    let loaded = Instant::now();
+    {
+        let mut conn = base.conn().await;
+        sqlx::raw_sql(paytool::seed::LEGACY_SCHEMA_SQL)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::raw_sql(&shape.load_sql(orders))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let migrate = base.paytool_std().args(["migrate", "-q"]).output().unwrap();
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+    eprintln!(
+        "{}: loaded and migrated in {:.1} s",
+        shape.name,
+        loaded.elapsed().as_secs_f64()
+    );
+    let copies = [
+        cluster.copy_of(&base, "set").await,
+        cluster.copy_of(&base, "bw").await,
+        cluster.copy_of(&base, "sw").await,
+    ];
+    let [set_db, batched_w, set_w] = copies;
+    for (writer, batched_db, set_db) in [(false, &base, &set_db), (true, &batched_w, &set_w)] {
+        let mut backfill = batched_db.paytool_std();
+        backfill.args(["backfill", "payments", "--format", "json"]);
+        let (batched, report, batched_wait) = timed(batched_db, shape, orders, writer, move || {
+            let out = backfill.output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Some(harness::json(&out.stdout))
+        })
+        .await;
+        let set_url = set_db.url.clone();
+        let (set_based, _, set_wait) = timed(set_db, shape, orders, writer, move || {
+            let status = std::process::Command::new("psql")
+                .args(["-q", "-v", "ON_ERROR_STOP=1", &set_url, "-c", SET_BASED_SQL])
+                .status()
+                .expect("psql");
+            assert!(status.success());
+            None
+        })
+        .await;
+        let catch_up = if writer {
+            String::new()
+        } else {
+            format!("{:.0} ms", catch_up_ms(batched_db, shape, orders).await)
+        };
+        let report = report.unwrap();
+        let step = |name: &str| {
+            let s = report["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["step"] == name)
+                .unwrap();
+            format!(
+                "{} / {} / {} ms",
+                s["p50_batch_ms"], s["p95_batch_ms"], s["longest_batch_ms"]
+            )
+        };
+        println!(
+            "| {} | {orders} | {} | {:.1} s | {:.1} s | {:.2}× | {} | {} | {} | {} / {} | {} |",
+            shape.name,
+            if writer { "unthrottled" } else { "none" },
+            batched.as_secs_f64(),
+            set_based.as_secs_f64(),
+            batched.as_secs_f64() / set_based.as_secs_f64(),
+            step("items"),
+            step("orders"),
+            step("payments"),
+            wait_text(batched_wait),
+            wait_text(set_wait),
+            catch_up,
+        );
+    }
+}
+
+fn wait_text(wait: Option<Duration>) -> String {
+    wait.map_or_else(|| "–".to_owned(), |w| format!("{} ms", w.as_millis()))
+}
+
+/// Runs `job` (a blocking command) and times it, with the application writing meanwhile when
+/// `writer`; returns the time, the job's report and the writer's longest transaction.
+async fn timed<F>(
+    db: &harness::TestDb,
+    shape: &Shape,
+    orders: i64,
+    writer: bool,
+    job: F,
+) -> (Duration, Option<serde_json::Value>, Option<Duration>)
+where
+    F: FnOnce() -> Option<serde_json::Value> + Send + 'static,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let app = writer.then(|| {
+        tokio::spawn(application(
+            db.url.clone(),
+            shape.writer_sql(),
+            orders,
+            stop.clone(),
+        ))
+    });
+    let started = Instant::now();
+    let report = tokio::task::spawn_blocking(job).await.unwrap();
+    let took = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let longest = match app {
+        Some(app) => Some(app.await.unwrap()),
+        None => None,
+    };
+    (took, report, longest)
+}
+
+/// The unthrottled writer: one transaction after the other; returns the longest.
+async fn application(url: String, sql: String, orders: i64, stop: Arc<AtomicBool>) -> Duration {
+    let mut conn = PgConnection::connect(&url).await.unwrap();
+    let mut longest = Duration::ZERO;
+    let mut n: i64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let started = Instant::now();
+        sqlx::query(&sql)
+            .bind((n * 7919) % orders + 1)
+            .bind(orders * 10 + n)
+            .execute(&mut conn)
+            .await
+            .expect("the application's write");
+        longest = longest.max(started.elapsed());
+    }
+    longest
+}
+
+/// A second run after the application added 100 orders with items: what catching up costs.
+async fn catch_up_ms(db: &harness::TestDb, shape: &Shape, orders: i64) -> f64 {
+    let mut conn = db.conn().await;
+    let sql = shape.writer_sql();
+    for n in 0..100 {
+        sqlx::query(&sql)
+            .bind(n + 1)
+            .bind(orders * 20 + n)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let started = Instant::now();
+    let out = db
+        .paytool_std()
+        .args(["backfill", "payments", "--format", "json"])
+        .output()
+        .unwrap();
+    let took = started.elapsed().as_secs_f64() * 1000.0;
+    let report = harness::json(&out.stdout);
+    let inserted = report["steps"][2]["changed"].as_i64().unwrap_or(-1);
+    assert_eq!(inserted, 100, "the catch-up found the new orders: {report}");
+    took
+}
