@@ -56,6 +56,8 @@ ALTER TABLE orders ALTER COLUMN status DROP DEFAULT;
 ALTER TABLE orders ALTER COLUMN status TYPE order_status USING status::order_status;
 ALTER TABLE orders ALTER COLUMN status SET DEFAULT 'PENDING';
 CREATE INDEX IF NOT EXISTS orders_status_idx ON orders (status);
+-- dropped as redundant by `paytool migrate cleanup` (026); the legacy schema has it
+CREATE INDEX IF NOT EXISTS orders_user_id_idx ON orders (user_id);
 
 ALTER TABLE users DROP COLUMN IF EXISTS stripe_customer_id;
 

@@ -191,6 +191,20 @@ async fn run_step(
             run.detail = detail;
             run.retries = retries;
         }
+        StepKind::ConcurrentDrop { .. } => {
+            history::mark_running(conn, step).await?;
+            let timeouts = policy.timeouts_for(step.kind);
+            db::set_timeouts(conn, timeouts.lock_timeout, timeouts.statement_timeout).await?;
+            let (_, retries) = retry_transient(
+                conn,
+                policy,
+                (step.name, step.table),
+                Attempt::Statement(step.sql),
+            )
+            .await?;
+            history::mark_applied(conn, step, started.elapsed().as_millis() as i64).await?;
+            run.retries = retries;
+        }
         StepKind::Batched => {
             history::mark_running(conn, step).await?;
             let (rows, retries) =

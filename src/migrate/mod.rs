@@ -141,7 +141,7 @@ impl LockPolicy {
             },
             // SHARE UPDATE EXCLUSIVE never blocks DML, and the build must wait for older
             // transactions: a lock_timeout would abort it half-way and leave an INVALID index.
-            StepKind::ConcurrentIndex { .. } => Timeouts {
+            StepKind::ConcurrentIndex { .. } | StepKind::ConcurrentDrop { .. } => Timeouts {
                 lock_timeout: Duration::ZERO,
                 statement_timeout: Duration::ZERO,
             },

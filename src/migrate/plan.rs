@@ -124,6 +124,10 @@ fn hazards(
             "an interrupted build leaves an INVALID index: the next run drops and rebuilds it"
                 .to_owned(),
         ],
+        StepKind::ConcurrentDrop { index } => vec![format!(
+            "drops {index} without blocking reads or writes; waits for the transactions using \
+             {table} to end: no statement_timeout for this step"
+        )],
         StepKind::Batched => vec![format!(
             "updates {rows} rows of {table} in batches of {batch_size}, each its own transaction: \
              a row is locked for one batch at most; resumes where it stopped"

@@ -20,6 +20,9 @@ pub enum StepKind {
     /// One batch statement (`$1` last id, `$2` batch size) run until it returns no last id,
     /// each batch its own short transaction.
     Batched,
+    /// A single `DROP INDEX CONCURRENTLY IF EXISTS`, outside any transaction: it waits for the
+    /// transactions using the table instead of blocking them.
+    ConcurrentDrop { index: &'static str },
 }
 
 /// The table-level lock a step takes, by PostgreSQL's name.
@@ -351,6 +354,20 @@ pub const STEPS: &[Step] = &[
              still uses the type"
         )
     ),
+    step!(
+        Phase::Cleanup,
+        26,
+        "026_drop_redundant_orders_user_id_index",
+        ConcurrentDrop {
+            index: "orders_user_id_idx"
+        },
+        "orders",
+        ShareUpdateExclusive,
+        Some(
+            "orders_user_id_idx is a prefix of orders_user_id_created_at_idx (step 13), which serves \
+             its queries; remove @@index([userId]) from schema.prisma with it"
+        )
+    ),
 ];
 
 /// The steps of one phase, in the order they run.
@@ -410,10 +427,12 @@ mod tests {
 
     #[test]
     fn concurrent_index_steps_are_single_statements() {
-        for step in STEPS
-            .iter()
-            .filter(|s| matches!(s.kind, StepKind::ConcurrentIndex { .. }))
-        {
+        for step in STEPS.iter().filter(|s| {
+            matches!(
+                s.kind,
+                StepKind::ConcurrentIndex { .. } | StepKind::ConcurrentDrop { .. }
+            )
+        }) {
             let statements = step.sql.matches(';').count();
             assert_eq!(
                 statements, 1,
@@ -421,7 +440,8 @@ mod tests {
                 step.name
             );
             assert!(
-                step.sql.contains("CONCURRENTLY IF NOT EXISTS"),
+                step.sql.contains("CONCURRENTLY IF NOT EXISTS")
+                    || step.sql.contains("DROP INDEX CONCURRENTLY IF EXISTS"),
                 "{}",
                 step.name
             );

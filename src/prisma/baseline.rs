@@ -171,7 +171,9 @@ pub fn migration_sql(with_legacy_schema: bool, with_cleanup: bool) -> String {
 
 fn step_sql_for_new_database(step: &Step) -> String {
     match step.kind {
-        StepKind::ConcurrentIndex { .. } => step.sql.replace(" CONCURRENTLY", ""),
+        StepKind::ConcurrentIndex { .. } | StepKind::ConcurrentDrop { .. } => {
+            step.sql.replace(" CONCURRENTLY", "")
+        }
         StepKind::Batched => STATUS_COPY_ONCE_SQL.to_owned(),
         StepKind::Transactional | StepKind::Validation => step.sql.to_owned(),
     }

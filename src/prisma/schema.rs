@@ -8,6 +8,9 @@ use sqlx::PgConnection;
 
 const TEMPLATE: &str = include_str!("upgraded.prisma");
 const COLUMNS_SQL: &str = include_str!("../../sql/prisma/columns.sql");
+/// Which of the indexes the template names optionally (`{index:NAME}`) exist.
+const EXISTING_INDEXES_SQL: &str =
+    "SELECT name FROM unnest($1::TEXT[]) AS name WHERE to_regclass(quote_ident(name)) IS NOT NULL";
 
 /// The tables the models describe.
 const TABLES: [&str; 9] = [
@@ -43,14 +46,31 @@ pub async fn schema(conn: &mut PgConnection) -> anyhow::Result<PrismaSchemaRepor
     let names: Vec<String> = TABLES.iter().map(|t| t.to_string()).collect();
     let columns: Vec<Column> = sqlx::query_as(COLUMNS_SQL)
         .bind(names)
+        .fetch_all(&mut *conn)
+        .await?;
+    let optional: Vec<String> = TEMPLATE
+        .lines()
+        .filter_map(optional_index)
+        .map(|(_, index)| index.to_owned())
+        .collect();
+    let indexes: Vec<String> = sqlx::query_scalar(EXISTING_INDEXES_SQL)
+        .bind(optional)
         .fetch_all(conn)
         .await?;
-    Ok(render(&columns))
+    Ok(render(&columns, &indexes))
+}
+
+/// `(line, index)` for a template line ending in `{index:NAME}`: kept only while NAME exists
+/// (`paytool migrate cleanup` drops a redundant one).
+fn optional_index(line: &str) -> Option<(&str, &str)> {
+    let open = line.rfind("{index:")?;
+    let index = line[open + "{index:".len()..].strip_suffix('}')?;
+    Some((&line[..open], index))
 }
 
 /// Fills the template's `{table.column}` placeholders with native type attributes and its
 /// `{extra:table}` lines with the columns the template does not know.
-fn render(columns: &[Column]) -> PrismaSchemaReport {
+fn render(columns: &[Column], indexes: &[String]) -> PrismaSchemaReport {
     let types: BTreeMap<String, &str> = columns
         .iter()
         .map(|c| {
@@ -82,6 +102,13 @@ fn render(columns: &[Column]) -> PrismaSchemaReport {
                 ));
             }
             out.push('\n');
+            continue;
+        }
+        if let Some((text, index)) = optional_index(line) {
+            if indexes.iter().any(|i| i == index) {
+                out.push_str(text);
+                out.push('\n');
+            }
             continue;
         }
         match placeholder(line) {
@@ -176,7 +203,10 @@ mod tests {
             column("orders", "status", "character varying"),
             column("orders", "coupon_code", "text"),
         ];
-        let report = render(&columns);
+        let report = render(&columns, &[]);
+        assert!(!report.schema.contains("@@index([userId])\n"));
+        let with_index = render(&columns, &["orders_user_id_idx".to_owned()]);
+        assert!(with_index.schema.contains("  @@index([userId])\n"));
         assert!(
             report
                 .schema

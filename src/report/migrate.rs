@@ -35,6 +35,7 @@ fn kind_name(kind: StepKind) -> &'static str {
         StepKind::Validation => "validation",
         StepKind::ConcurrentIndex { .. } => "concurrent index",
         StepKind::Batched => "batched update",
+        StepKind::ConcurrentDrop { .. } => "concurrent drop",
     }
 }
 

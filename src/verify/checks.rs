@@ -148,7 +148,7 @@ pub const CHECKS: &[Check] = &[
     schema(
         "schema.duplicate_indexes",
         Warning,
-        "indexes duplicate another one exactly: writes pay twice",
+        "indexes duplicate another one (a = b) or lead it (a ⊂ b): writes pay twice, queries use one",
         include_str!("../../sql/verify/schema_duplicate_indexes.sql"),
         Expected::Nothing,
     ),

@@ -86,6 +86,10 @@ async fn plan_shows_the_operators_before_the_swap_and_the_cleanup_apart() {
             .contains("CREATE OPERATOR =")
     );
     assert_eq!(plan["cleanup"][0]["name"], "025_drop_legacy_order_status");
+    assert_eq!(
+        plan["cleanup"][1]["kind"]["concurrent_drop"]["index"],
+        "orders_user_id_idx"
+    );
     assert!(
         plan["cleanup"][0]["sql"]
             .as_str()
@@ -96,7 +100,7 @@ async fn plan_shows_the_operators_before_the_swap_and_the_cleanup_apart() {
     assert_eq!(run_json(&db, &["migrate"]).0, 0);
     let (_, plan) = run_json(&db, &["migrate", "plan"]);
     assert_eq!(plan["pending"].as_array().unwrap().len(), 0);
-    assert_eq!(plan["cleanup"].as_array().unwrap().len(), 1);
+    assert_eq!(plan["cleanup"].as_array().unwrap().len(), 2);
     let checks: Vec<&str> = plan["preflight"]["checks_run"]
         .as_array()
         .unwrap()
@@ -124,7 +128,7 @@ async fn status_exits_1_until_migrate_is_done_and_0_with_only_the_cleanup_pendin
             status["pending"].as_i64(),
             status["cleanup_pending"].as_i64()
         ),
-        (Some(0), Some(1))
+        (Some(0), Some(2))
     );
     let out = db.paytool().args(["migrate", "status"]).output().unwrap();
     assert!(
@@ -186,12 +190,25 @@ async fn verify_names_each_missing_compat_object_and_any_left_after_cleanup() {
         );
     }
 
+    // The redundant orders_user_id_idx is reported until the cleanup drops it.
+    assert_eq!(
+        check(&report, "schema.duplicate_indexes")["sample"],
+        serde_json::json!(["orders_user_id_idx ⊂ orders_user_id_created_at_idx"])
+    );
+
     // After the cleanup none may be left: a stray operator on the way back is caught.
     assert_eq!(run_json(&db, &["migrate", "cleanup", "--watch", "0s"]).0, 0);
     let mut conn = db.conn().await;
     assert!(compat_objects(&mut conn).await.is_empty());
-    let (code, _) = run_json(&db, &["verify", "constraints", "--only", "schema"]);
+    let (code, report) = run_json(&db, &["verify", "constraints", "--only", "schema"]);
     assert_eq!(code, 0);
+    assert_eq!(check(&report, "schema.duplicate_indexes")["status"], "pass");
+    let (_, models) = run_json(&db, &["prisma", "schema"]);
+    let models = models["schema"].as_str().unwrap();
+    assert!(
+        !models.contains("@@index([userId])\n")
+            && models.contains("@@index([userId, createdAt(sort: Desc)])")
+    );
     sqlx::raw_sql(
         "CREATE TYPE order_status AS ENUM ('PENDING');
          CREATE FUNCTION order_status_legacy_eq(TEXT, order_status) RETURNS BOOLEAN
