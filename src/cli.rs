@@ -287,14 +287,16 @@ pub enum BackfillCommand {
 
 const BACKFILL_EXAMPLES: &str =
     "Steps, in order: items (price snapshot of each order item), orders (total = sum of
-subtotals), payments (one payments row per order). Each batch is its own short transaction
-and records a checkpoint; a killed run resumes where it stopped.
+subtotals), payments (one payments row per order). Each step reads only what is still pending
+(partial indexes built by migrate, and a queue of orders awaiting their payment), in batches
+that are each their own short transaction: a killed run loses nothing, the next one takes what
+is left, and a catch-up costs the new rows, not the tables.
 
 Examples:
   paytool backfill payments --dry-run              # what each step would change, changing nothing
   paytool backfill payments                        # all three steps, batch size adapting to ~100 ms
   paytool backfill payments --step items --target-batch-ms 100 --pause-ms 50
-  paytool backfill payments --restart              # ignore an unfinished checkpoint, start over
+  paytool backfill payments --follow --interval 5s # keep catching up until Ctrl-C (until the new app ships)
   paytool backfill payments --strict --format json # exit 1 if any row cannot be resolved
 
 Exit codes: 0 done, 1 unresolved rows with --strict, 2 usage or configuration error (schema not
@@ -316,9 +318,18 @@ pub struct BackfillArgs {
     /// Count what each step would change; change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Start over instead of resuming an interrupted run (safe: every step is idempotent).
+    /// Forget the checkpoint of an interrupted run (every run already takes all that is pending
+    /// from the start; this only drops the "resumed after" note).
     #[arg(long)]
     pub restart: bool,
+    /// Keep catching up until interrupted (Ctrl-C, SIGTERM): a round every --interval, one status
+    /// line per round on stderr. For the window between migrate and the application release
+    /// that writes snapshots, totals and payments itself.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub follow: bool,
+    /// Time between two rounds of --follow.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, requires = "follow")]
+    pub interval: Duration,
     /// Exit 1 when rows cannot be resolved (deleted product, amount overflowing INTEGER).
     #[arg(long)]
     pub strict: bool,

@@ -34,7 +34,8 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
 }
 
 async fn run_command(cli: Cli) -> anyhow::Result<u8> {
-    let progress = Progress::new(progress::bars_enabled_for(&cli.global));
+    let progress =
+        Progress::new(progress::bars_enabled_for(&cli.global)).with_notes(!cli.global.quiet);
     let url = cli
         .global
         .database_url

@@ -30,15 +30,35 @@ pub fn bars_enabled_for(global: &GlobalArgs) -> bool {
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
     enabled: bool,
+    /// Status lines of long-running modes (`backfill --follow`): shown unless --quiet, also
+    /// where bars are not (CI logs, a service's journal).
+    notes: bool,
 }
 
 impl Progress {
     pub fn new(enabled: bool) -> Self {
-        Progress { enabled }
+        Progress {
+            enabled,
+            notes: true,
+        }
     }
 
     pub fn hidden() -> Self {
-        Progress { enabled: false }
+        Progress {
+            enabled: false,
+            notes: false,
+        }
+    }
+
+    pub fn with_notes(self, notes: bool) -> Self {
+        Progress { notes, ..self }
+    }
+
+    /// One status line on stderr.
+    pub fn note(&self, line: &str) {
+        if self.notes {
+            eprintln!("{line}");
+        }
     }
 
     fn bar(&self, len: u64, template: &str) -> ProgressBar {

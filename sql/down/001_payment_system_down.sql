@@ -23,6 +23,7 @@ ALTER TABLE order_items
     DROP COLUMN IF EXISTS label,
     DROP COLUMN IF EXISTS subtotal_cents;
 DROP INDEX IF EXISTS order_items_product_id_idx;
+DROP INDEX IF EXISTS order_items_pending_snapshot_idx;
 
 ALTER TABLE stocks
     DROP CONSTRAINT IF EXISTS stocks_machine_id_slot_number_key,
@@ -36,6 +37,7 @@ ALTER TABLE orders
 DROP INDEX IF EXISTS orders_stripe_payment_intent_id_key;
 DROP INDEX IF EXISTS orders_user_id_created_at_idx;
 DROP INDEX IF EXISTS orders_machine_id_idx;
+DROP INDEX IF EXISTS orders_pending_total_idx;
 DROP INDEX IF EXISTS orders_status_new_idx;
 ALTER TABLE orders
     DROP COLUMN IF EXISTS status_new,

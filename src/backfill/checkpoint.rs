@@ -1,6 +1,6 @@
 //! paytool.backfill_checkpoints: the last committed key of each step.
 
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 
 pub const CHECKPOINTS_SQL: &str = include_str!("../../sql/internal/backfill_checkpoints.sql");
 
@@ -20,9 +20,23 @@ WHERE step = $1";
 
 const FINISH_SQL: &str = "UPDATE paytool.backfill_checkpoints SET finished_at = now(), updated_at = now() WHERE step = $1";
 
+const PAYMENT_QUEUE_SEED_SQL: &str = include_str!("../../sql/backfill/payment_queue_seed.sql");
+
+/// paytool's backfill tables; when the payment queue is new, the orders an earlier paytool
+/// totalled without a payment yet are queued once.
 pub async fn ensure_table(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::raw_sql(CHECKPOINTS_SQL).execute(conn).await?;
-    Ok(())
+    let mut tx = conn.begin().await?;
+    let queue_is_new: bool =
+        sqlx::query_scalar("SELECT to_regclass('paytool.backfill_payment_queue') IS NULL")
+            .fetch_one(&mut *tx)
+            .await?;
+    sqlx::raw_sql(CHECKPOINTS_SQL).execute(&mut *tx).await?;
+    if queue_is_new {
+        sqlx::raw_sql(PAYMENT_QUEUE_SEED_SQL)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
 }
 
 /// The key to resume after, if an earlier run of the step stopped before its end.

@@ -4,6 +4,8 @@
 mod batch;
 mod checkpoint;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -56,7 +58,7 @@ struct StepDef {
     name: &'static str,
     /// The table the step writes, analyzed once it changed rows: the next step reads it.
     writes: &'static str,
-    /// Row count and largest id of the table the step walks by primary key.
+    /// Pending row count and largest pending key, when the step starts.
     extent_sql: &'static str,
     /// The next batch: (last key, rows) of the next $2 keys after $1, up to $3.
     range_sql: &'static str,
@@ -64,17 +66,23 @@ struct StepDef {
     unresolved_sql: &'static str,
 }
 
+// The next batch of pending keys: each step walks only what it still has to do, through a
+// partial index (migrate steps 027 and 028) or the payment queue, so a run costs the pending
+// rows and a catch-up on a backfilled database reads almost nothing.
 const ITEMS_RANGE_SQL: &str = "SELECT max(id), count(*) FROM
-    (SELECT id FROM order_items WHERE id > $1 AND id <= $3 ORDER BY id LIMIT $2) AS batch";
+    (SELECT id FROM order_items WHERE label IS NULL AND id > $1 AND id <= $3 ORDER BY id LIMIT $2) AS batch";
 const ORDERS_RANGE_SQL: &str = "SELECT max(id), count(*) FROM
-    (SELECT id FROM orders WHERE id > $1 AND id <= $3 ORDER BY id LIMIT $2) AS batch";
+    (SELECT id FROM orders WHERE amount_total_cents = 0 AND id > $1 AND id <= $3 ORDER BY id LIMIT $2) AS batch";
+const PAYMENTS_RANGE_SQL: &str = "SELECT max(order_id), count(*) FROM
+    (SELECT order_id FROM paytool.backfill_payment_queue WHERE order_id > $1 AND order_id <= $3
+     ORDER BY order_id LIMIT $2) AS batch";
 
 const STEPS: [StepDef; 3] = [
     StepDef {
         step: BackfillStep::Items,
         name: "items",
         writes: "order_items",
-        extent_sql: "SELECT count(*), max(id) FROM order_items",
+        extent_sql: "SELECT count(*), max(id) FROM order_items WHERE label IS NULL",
         range_sql: ITEMS_RANGE_SQL,
         batch_sql: include_str!("../../sql/backfill/items_batch.sql"),
         unresolved_sql: include_str!("../../sql/backfill/items_unresolved.sql"),
@@ -83,7 +91,7 @@ const STEPS: [StepDef; 3] = [
         step: BackfillStep::Orders,
         name: "orders",
         writes: "orders",
-        extent_sql: "SELECT count(*), max(id) FROM orders",
+        extent_sql: "SELECT count(*), max(id) FROM orders WHERE amount_total_cents = 0",
         range_sql: ORDERS_RANGE_SQL,
         batch_sql: include_str!("../../sql/backfill/orders_batch.sql"),
         unresolved_sql: include_str!("../../sql/backfill/orders_unresolved.sql"),
@@ -92,8 +100,8 @@ const STEPS: [StepDef; 3] = [
         step: BackfillStep::Payments,
         name: "payments",
         writes: "payments",
-        extent_sql: "SELECT count(*), max(id) FROM orders",
-        range_sql: ORDERS_RANGE_SQL,
+        extent_sql: "SELECT count(*), max(order_id) FROM paytool.backfill_payment_queue",
+        range_sql: PAYMENTS_RANGE_SQL,
         batch_sql: include_str!("../../sql/backfill/payments_batch.sql"),
         unresolved_sql: include_str!("../../sql/backfill/payments_unresolved.sql"),
     },
@@ -140,6 +148,8 @@ pub struct BackfillReport {
     pub database: String,
     pub dry_run: bool,
     pub strict: bool,
+    /// Rounds run: 1, or with --follow as many as ran until interrupted.
+    pub rounds: u64,
     pub steps: Vec<StepReport>,
 }
 
@@ -162,6 +172,8 @@ pub struct Backfill<'a> {
     pub lock_timeout: Duration,
     pub max_retries: u32,
     pub progress: Progress,
+    /// Set by Ctrl-C or SIGTERM in --follow mode: the run stops after the batch under way.
+    pub stop: Arc<AtomicBool>,
 }
 
 pub async fn run(
@@ -181,6 +193,7 @@ pub async fn run(
         database: url.redacted().to_owned(),
         dry_run: args.dry_run,
         strict: args.strict,
+        rounds: 1,
         steps: Vec::new(),
     };
     if args.dry_run {
@@ -202,14 +215,117 @@ pub async fn run(
         lock_timeout: args.lock_timeout,
         max_retries: args.max_retries,
         progress,
+        stop: Arc::new(AtomicBool::new(false)),
     };
-    for step in steps {
-        let step_report = backfill
-            .run_step(&mut conn, step, args.restart, args.wait)
-            .await?;
-        report.steps.push(step_report);
+    if args.follow {
+        listen_for_stop(backfill.stop.clone());
+    }
+    report.rounds = 0;
+    loop {
+        let round_started = Instant::now();
+        let mut round = Vec::new();
+        for step in &steps {
+            let restart = args.restart || report.rounds > 0;
+            round.push(
+                backfill
+                    .run_step(&mut conn, step, restart, args.wait)
+                    .await?,
+            );
+        }
+        report.rounds += 1;
+        let line = round_line(
+            report.rounds,
+            &round,
+            round_started.elapsed(),
+            args.interval,
+        );
+        merge_round(&mut report.steps, round);
+        if !args.follow {
+            break;
+        }
+        backfill.progress.note(&line);
+        if !backfill.sleep_unless_stopped(args.interval).await {
+            break;
+        }
     }
     Ok(report)
+}
+
+/// Ctrl-C or SIGTERM sets `stop`; the run finishes its batch, reports and exits 0.
+fn listen_for_stop(stop: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = terminate => {}
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+}
+
+/// Adds one round's step reports to the totals: counts add up, the worst batch stays, the
+/// unresolved rows are those of the last round.
+fn merge_round(totals: &mut Vec<StepReport>, round: Vec<StepReport>) {
+    for step in round {
+        match totals.iter_mut().find(|t| t.step == step.step) {
+            None => totals.push(step),
+            Some(total) => {
+                let duration_ms = total.duration_ms + step.duration_ms;
+                let scanned = total.scanned + step.scanned;
+                if step.batches > total.batches {
+                    total.p50_batch_ms = step.p50_batch_ms;
+                }
+                total.p95_batch_ms = total.p95_batch_ms.max(step.p95_batch_ms);
+                total.longest_batch_ms = total.longest_batch_ms.max(step.longest_batch_ms);
+                total.scanned = scanned;
+                total.changed += step.changed;
+                total.skipped += step.skipped;
+                total.batches += step.batches;
+                total.retries += step.retries;
+                total.last_batch_size = step.last_batch_size;
+                total.duration_ms = duration_ms;
+                total.rows_per_second = rate(scanned, Duration::from_millis(duration_ms));
+                total.unresolved = step.unresolved;
+                total.unresolved_by_reason = step.unresolved_by_reason;
+            }
+        }
+    }
+}
+
+/// `round 3 in 38 ms: items +12, orders +4, payments +4; 14 unresolved; next round in 5s`
+fn round_line(round: u64, steps: &[StepReport], took: Duration, interval: Duration) -> String {
+    let changed: Vec<String> = steps
+        .iter()
+        .map(|s| format!("{} +{}", s.step, s.changed))
+        .collect();
+    let unresolved: i64 = steps.iter().map(|s| s.unresolved).sum();
+    format!(
+        "round {round} in {} ms: {}; {unresolved} unresolved; next round in {} (Ctrl-C stops)",
+        took.as_millis(),
+        changed.join(", "),
+        humantime::format_duration(interval)
+    )
+}
+
+impl Backfill<'_> {
+    /// Waits `interval`, or less if told to stop; false when told to stop.
+    async fn sleep_unless_stopped(&self, interval: Duration) -> bool {
+        let deadline = Instant::now() + interval;
+        while Instant::now() < deadline {
+            if self.stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100).min(interval)).await;
+        }
+        !self.stop.load(Ordering::Relaxed)
+    }
 }
 
 /// Outcome of one batch: (last key, rows scanned, rows changed); no key when the table is done.
@@ -224,16 +340,21 @@ impl Backfill<'_> {
         wait: Duration,
     ) -> anyhow::Result<StepReport> {
         let started = Instant::now();
+        // Every run walks the pending rows from the start: what a stopped run finished is no
+        // longer pending, and what the application wrote below its checkpoint meanwhile is.
         let resumed_after = if restart {
             None
         } else {
             checkpoint::unfinished(conn, step.name).await?
         };
-        match &resumed_after {
-            Some(key) => tracing::info!("step {}: resuming after {key}", step.name),
-            None => checkpoint::start(conn, step.name).await?,
+        if let Some(key) = &resumed_after {
+            tracing::info!(
+                "step {}: an earlier run stopped after {key}; taking what is still pending",
+                step.name
+            );
         }
-        let mut last_id = resumed_after.clone().unwrap_or_default();
+        checkpoint::start(conn, step.name).await?;
+        let mut last_id = String::new();
         let (total, end_key) = extent(conn, step).await?;
         let bar = self.progress.rows(step.name, total as u64);
         let mut report = StepReport {
@@ -247,6 +368,9 @@ impl Backfill<'_> {
         let mut failures_in_a_row = 0;
         let mut batch_ms: Vec<u64> = Vec::new();
         while let Some(end_key) = &end_key {
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
             let batch_started = Instant::now();
             match run_batch(conn, step, &last_id, end_key, size, self.lock_timeout).await {
                 Ok((None, _, _)) => break,
@@ -308,7 +432,7 @@ impl Backfill<'_> {
         report.p50_batch_ms = percentile(&mut batch_ms, 0.50);
         report.p95_batch_ms = percentile(&mut batch_ms, 0.95);
         checkpoint::finish(conn, step.name).await?;
-        if report.changed > 0 {
+        if rewrote_a_good_part(conn, step.writes, report.changed).await? {
             db::analyze_after_rewrite(conn, step.writes).await;
         }
         report.unresolved_by_reason = unresolved(conn, step).await?;
@@ -342,7 +466,12 @@ async fn extent(
     conn: &mut PgConnection,
     step: &StepDef,
 ) -> Result<(i64, Option<String>), sqlx::Error> {
-    sqlx::query_as(step.extent_sql).fetch_one(conn).await
+    // Through the partial indexes, whatever the statistics say, like the batches.
+    let mut tx = conn.begin().await?;
+    db::set_batch_planner(&mut tx, true).await?;
+    let extent = sqlx::query_as(step.extent_sql).fetch_one(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(extent)
 }
 
 fn percentile(values: &mut [u64], p: f64) -> u64 {
@@ -408,14 +537,39 @@ async fn run_batch(
     Ok((Some(last_id), scanned, changed))
 }
 
+/// Whether a step changed a tenth of its table or more (as autovacuum's default analyze
+/// threshold): then the statistics are refreshed now, not whenever autovacuum gets to it. A
+/// catch-up of a few rows does not pay for an ANALYZE.
+async fn rewrote_a_good_part(
+    conn: &mut PgConnection,
+    table: &str,
+    changed: i64,
+) -> Result<bool, sqlx::Error> {
+    if changed == 0 {
+        return Ok(false);
+    }
+    let estimated: f64 = sqlx::query_scalar(
+        "SELECT greatest(reltuples, 0)::FLOAT8 FROM pg_class WHERE oid = to_regclass($1)",
+    )
+    .bind(table)
+    .fetch_optional(conn)
+    .await?
+    .unwrap_or(0.0);
+    Ok(changed as f64 * 10.0 >= estimated)
+}
+
+/// The unresolved rows of a step, found through the same partial indexes as its batches.
 async fn unresolved(
     conn: &mut PgConnection,
     step: &StepDef,
 ) -> Result<Vec<Unresolved>, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    db::set_batch_planner(&mut tx, true).await?;
     let rows: Vec<(String, i64, Vec<String>)> = sqlx::query_as(step.unresolved_sql)
         .bind(SAMPLE_SIZE)
-        .fetch_all(conn)
+        .fetch_all(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(rows
         .into_iter()
         .map(|(reason, rows, sample)| Unresolved {
@@ -437,7 +591,13 @@ async fn dry_run(conn: &mut PgConnection, steps: &[&StepDef]) -> anyhow::Result<
         else {
             continue;
         };
-        let (scanned, _) = extent(conn, step).await?;
+        // The payment queue does not exist before a first real run: what the payments step
+        // would read is what it would write or leave unresolved.
+        let scanned = if step.step == BackfillStep::Payments {
+            would_change + unresolved
+        } else {
+            extent(conn, step).await?.0
+        };
         let unresolved_by_reason = if step.step == BackfillStep::Items {
             self::unresolved(conn, step).await?
         } else {

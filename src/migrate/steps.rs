@@ -342,6 +342,26 @@ pub const STEPS: &[Step] = &[
         Some("creates payments, payment_events and refunds (empty)")
     ),
     step!(
+        27,
+        "027_order_items_pending_snapshot_index",
+        ConcurrentIndex {
+            index: "order_items_pending_snapshot_idx"
+        },
+        "order_items",
+        ShareUpdateExclusive,
+        Some("partial: only items without a snapshot, so the backfill reads what is pending")
+    ),
+    step!(
+        28,
+        "028_orders_pending_total_index",
+        ConcurrentIndex {
+            index: "orders_pending_total_idx"
+        },
+        "orders",
+        ShareUpdateExclusive,
+        Some("partial: only orders not totalled yet")
+    ),
+    step!(
         Phase::Cleanup,
         25,
         "025_drop_legacy_order_status",

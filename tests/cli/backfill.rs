@@ -472,3 +472,148 @@ async fn a_lock_held_too_long_stops_with_exit_3_and_a_checkpoint_to_resume_from(
     assert_eq!(step(&report, "items")["retries"], 0);
     assert!(step(&report, "items")["changed"].as_i64().unwrap() > 0);
 }
+
+/// The legacy application's new orders: `n` orders with two items each, ids from `prefix`.
+async fn new_orders(conn: &mut PgConnection, prefix: &str, n: i64) {
+    sqlx::query(
+        "WITH o AS (INSERT INTO orders (id, user_id)
+                    SELECT $1 || g, (SELECT min(id) FROM users) FROM generate_series(1, $2) AS g
+                    RETURNING id)
+         INSERT INTO order_items (id, order_id, product_id, quantity)
+         SELECT o.id || '-' || k, o.id, (SELECT min(id) FROM products WHERE price BETWEEN 1 AND 100), k
+         FROM o, generate_series(1, 2) AS k",
+    )
+    .bind(prefix)
+    .bind(n)
+    .execute(conn)
+    .await
+    .unwrap();
+}
+
+/// Sequential scans and rows fetched by index of the three tables the backfill reads, from
+/// the server's statistics (a finished paytool's backend has flushed its counters).
+async fn reads(conn: &mut PgConnection) -> (i64, i64) {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sqlx::raw_sql("SELECT pg_stat_clear_snapshot()")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query_as(
+        "SELECT sum(seq_scan)::bigint, sum(coalesce(idx_tup_fetch, 0))::bigint FROM pg_stat_user_tables
+         WHERE relname IN ('orders', 'order_items', 'payments')",
+    )
+    .fetch_one(conn)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_catch_up_reads_the_new_rows_and_not_the_tables() {
+    let db = migrated_db(20_000).await;
+    let mut conn = db.conn().await;
+    // Without the seed's dirt (items that cannot be snapshotted, orders without items), which
+    // every run visits again: what is left to read is exactly what the application adds.
+    sqlx::raw_sql(
+        "DELETE FROM order_items i USING products p
+          WHERE i.product_id = p.id AND p.price * 100 * i.quantity > 2147483647;
+         DELETE FROM order_items WHERE product_id IS NULL;
+         DELETE FROM orders o WHERE NOT EXISTS (SELECT 1 FROM order_items i WHERE i.order_id = o.id);",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    backfill_json(&db, &[]);
+    new_orders(&mut conn, "catch-up-", 100).await;
+    let (seq_before, fetched_before) = reads(&mut conn).await;
+
+    let report = backfill_json(&db, &[]);
+    assert_eq!(step(&report, "items")["changed"], 200);
+    assert_eq!(step(&report, "orders")["changed"], 100);
+    assert_eq!(step(&report, "payments")["changed"], 100);
+    let (seq_after, fetched_after) = reads(&mut conn).await;
+    assert_eq!(seq_after - seq_before, 0, "a table was scanned");
+    // 20,000 orders and ~40,000 items: a catch-up of 100 orders reads a few thousand index
+    // entries at most (the new rows, their orders and items, the few unresolved ones).
+    let fetched = fetched_after - fetched_before;
+    assert!(fetched < 3_000, "{fetched} rows fetched for 300 new ones");
+    assert!(step(&report, "items")["scanned"].as_i64().unwrap() < 300);
+}
+
+#[tokio::test]
+async fn rows_written_below_the_checkpoint_of_a_killed_run_are_taken_by_the_next_run() {
+    let db = migrated_db(2_000).await;
+    let mut child = db.spawn_quiet(&[
+        "backfill",
+        "payments",
+        "--batch-size",
+        "50",
+        "--pause-ms",
+        "10",
+    ]);
+    let mut conn = db.conn().await;
+    wait_for_checkpoint(&mut conn, "items", 10).await;
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    // Keys that sort before everything the killed run had done ('0…' < any md5 uuid text).
+    new_orders(&mut conn, "0000-below-", 5).await;
+
+    backfill_json(&db, &[]);
+    let left: i64 = scalar(
+        &mut conn,
+        "SELECT count(*) FROM orders o WHERE o.id LIKE '0000-below-%'
+           AND (NOT EXISTS (SELECT 1 FROM payments p WHERE p.order_id = o.id)
+                OR EXISTS (SELECT 1 FROM order_items i WHERE i.order_id = o.id AND i.label IS NULL))",
+    )
+    .await;
+    assert_eq!(
+        left, 0,
+        "rows written below the checkpoint were left behind"
+    );
+}
+
+#[tokio::test]
+async fn follow_keeps_catching_up_until_terminated() {
+    let db = migrated_db(1_000).await;
+    let child = db.spawn(&[
+        "backfill",
+        "payments",
+        "--follow",
+        "--interval",
+        "200ms",
+        "--format",
+        "json",
+    ]);
+    let mut conn = db.conn().await;
+    wait_for(
+        &mut conn,
+        "SELECT count(*) > 900 FROM payments WHERE $1 <> ''",
+        "x",
+        "the first round",
+        Duration::from_secs(30),
+    )
+    .await;
+    new_orders(&mut conn, "followed-", 10).await;
+    wait_for(
+        &mut conn,
+        "SELECT count(*) = 10 FROM payments WHERE order_id LIKE $1",
+        "followed-%",
+        "a later round paid the new orders",
+        Duration::from_secs(30),
+    )
+    .await;
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&out.stdout);
+    assert!(report["rounds"].as_u64().unwrap() >= 2, "{report}");
+    assert!(step(&report, "payments")["changed"].as_i64().unwrap() > 900);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("round 1 in") && stderr.contains("payments +"),
+        "{stderr}"
+    );
+}

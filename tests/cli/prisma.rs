@@ -104,7 +104,7 @@ async fn the_legacy_prisma_app_never_fails_across_migrate_and_the_upgraded_one_a
     let legacy = driver(&db.url, &["legacy"]);
     tokio::time::sleep(Duration::from_millis(800)).await;
     // Small batches: the shadow-column phase (trigger + batched copy) lasts seconds.
-    let (code, report) = paytool_json(&db, &["migrate", "--batch-size", "300"]);
+    let (code, report) = paytool_json(&db, &["migrate", "--batch-size", "100"]);
     assert_eq!((code, report["outcome"].as_str()), (0, Some("applied")));
     let shadow_ms = report["steps"]
         .as_array()
