@@ -238,12 +238,15 @@ pub async fn set_timeouts(
 /// hundreds of milliseconds once a stale row estimate crosses `jit_above_cost`; with stale or
 /// missing statistics the planner also picked sequential scans and hash joins over whole
 /// tables for batches of a few thousand keys. Batches are walked by primary key and joined by
-/// indexed keys: nested loops over index scans are the plan, so the others are priced out
-/// (not forbidden: a table without the index still gets a plan).
+/// indexed keys: nested loops over plain index scans (which return keys in order, so a walk
+/// with LIMIT stops early; a bitmap scan would read every remaining key and sort) are the
+/// plan, so the others are priced out (not forbidden: a table without the index still gets a
+/// plan).
 pub async fn set_batch_planner(conn: &mut PgConnection, is_local: bool) -> Result<(), sqlx::Error> {
     sqlx::query(
         "SELECT set_config('jit', 'off', $1), set_config('enable_seqscan', 'off', $1),
                 set_config('enable_hashjoin', 'off', $1), set_config('enable_mergejoin', 'off', $1),
+                set_config('enable_bitmapscan', 'off', $1),
                 set_config('plan_cache_mode', 'force_custom_plan', $1)",
     )
     .bind(is_local)
@@ -256,7 +259,7 @@ pub async fn set_batch_planner(conn: &mut PgConnection, is_local: bool) -> Resul
 pub async fn reset_batch_planner(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::raw_sql(
         "RESET jit; RESET enable_seqscan; RESET enable_hashjoin; RESET enable_mergejoin; \
-         RESET plan_cache_mode",
+         RESET enable_bitmapscan; RESET plan_cache_mode",
     )
     .execute(conn)
     .await?;

@@ -41,7 +41,7 @@ pub struct BaselineReport {
     /// The migrations directory had no earlier migration, so this one also creates the legacy
     /// tables (SPEC §2) and builds the whole schema on an empty database.
     pub includes_legacy_schema: bool,
-    /// Cleanup steps included (the enum type is gone) or not.
+    /// The cleanup's drop of the enum type is included (it ran on this database) or not.
     pub includes_cleanup: bool,
 }
 
@@ -59,15 +59,15 @@ pub async fn baseline(
     }
     crate::migrate::require_migrated(conn).await?;
     let statuses = crate::migrate::current_statuses(conn).await?;
-    let cleaned_up = crate::migrate::pending_steps(&statuses, Phase::Cleanup)
-        .next()
-        .is_none();
+    let pending_cleanup: Vec<i32> = crate::migrate::pending_steps(&statuses, Phase::Cleanup)
+        .map(|s| s.version)
+        .collect();
     let dir = &request.migrations_dir;
     let existing = existing_migrations(dir)?;
     let suffix = format!("_{}", request.name);
     let ours = existing.iter().find(|m| m.ends_with(&suffix)).cloned();
     let earlier = existing.iter().any(|m| !m.ends_with(&suffix));
-    let sql = migration_sql(!earlier, cleaned_up);
+    let sql = migration_sql(!earlier, &pending_cleanup);
 
     let (migration_name, written) = match ours {
         Some(name) => {
@@ -94,7 +94,7 @@ pub async fn baseline(
         written,
         recorded,
         includes_legacy_schema: !earlier,
-        includes_cleanup: cleaned_up,
+        includes_cleanup: !pending_cleanup.contains(&25),
     })
 }
 
@@ -145,9 +145,10 @@ fn write_lock_file(dir: &Path) -> Result<(), PrismaError> {
     })
 }
 
-/// The SQL of the migration: paytool's steps in run order, made fit for one transaction on a
-/// new database, after the legacy schema when nothing else creates it.
-pub fn migration_sql(with_legacy_schema: bool, with_cleanup: bool) -> String {
+/// The SQL of the migration: paytool's steps in run order (the cleanup steps that ran on the
+/// database, not `pending_cleanup`), made fit for one transaction on a new database, after the
+/// legacy schema when nothing else creates it.
+pub fn migration_sql(with_legacy_schema: bool, pending_cleanup: &[i32]) -> String {
     let mut sql = String::from(
         "-- The payment system of paytool (SPEC §3), written by `paytool prisma baseline` and recorded as\n\
          -- applied: paytool migrate applied it online. Prisma runs it only on new databases (shadow\n\
@@ -160,7 +161,7 @@ pub fn migration_sql(with_legacy_schema: bool, with_cleanup: bool) -> String {
     }
     let steps = STEPS
         .iter()
-        .filter(|s| with_cleanup || s.phase == Phase::Migrate);
+        .filter(|s| s.phase == Phase::Migrate || !pending_cleanup.contains(&s.version));
     for step in steps {
         sql.push_str(&format!("\n-- ==== {} ====\n", step.name));
         sql.push_str(step_sql_for_new_database(step).trim_end());
@@ -206,7 +207,8 @@ mod tests {
     #[test]
     fn the_migration_has_no_concurrent_build_and_no_batch_statement() {
         for (legacy, cleanup) in [(false, false), (true, true)] {
-            let sql = migration_sql(legacy, cleanup);
+            let pending: &[i32] = if cleanup { &[] } else { &[25, 26] };
+            let sql = migration_sql(legacy, pending);
             assert!(!sql.contains("CONCURRENTLY"), "{sql}");
             assert!(
                 !sql.contains("LIMIT $2"),
