@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks (numbers on stdout, see docs/performance.md). BENCH_ORDERS sets the size
-# (default 1,000,000 orders).
+# (default 1,000,000 orders); BENCH_SHAPES_ORDERS the size of the data-shape benchmark (200,000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -9,4 +9,5 @@ ensure_cargo
 ensure_postgres
 cargo bench --bench migrate
 cargo bench --bench backfill
+BENCH_ORDERS=${BENCH_SHAPES_ORDERS:-200000} cargo bench --bench shapes
 cargo bench --bench reconcile

@@ -279,13 +279,8 @@ async fn wait_for_checkpoint(conn: &mut PgConnection, step: &str, batches: i64) 
     wait_for(conn, &sql, step, &what, Duration::from_secs(60)).await;
 }
 
-#[tokio::test]
-async fn killed_mid_step_then_resumed_ends_like_an_uninterrupted_run() {
-    let db = migrated_db(2_000).await;
-    // The same database, backfilled without interruption, for comparison.
-    let reference = cluster().copy_of(&db, "ref").await;
-    backfill_json(&reference, &["--batch-size", "100"]);
-
+/// A backfill in small batches, SIGKILLed once its items step has committed 10 batches.
+async fn kill_during_the_items_step(db: &TestDb, conn: &mut PgConnection) {
     let mut child = db.spawn_quiet(&[
         "backfill",
         "payments",
@@ -294,10 +289,20 @@ async fn killed_mid_step_then_resumed_ends_like_an_uninterrupted_run() {
         "--pause-ms",
         "10",
     ]);
-    let mut conn = db.conn().await;
-    wait_for_checkpoint(&mut conn, "items", 10).await;
+    wait_for_checkpoint(conn, "items", 10).await;
     kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
     child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn killed_mid_step_then_resumed_ends_like_an_uninterrupted_run() {
+    let db = migrated_db(2_000).await;
+    // The same database, backfilled without interruption, for comparison.
+    let reference = cluster().copy_of(&db, "ref").await;
+    backfill_json(&reference, &["--batch-size", "100"]);
+
+    let mut conn = db.conn().await;
+    kill_during_the_items_step(&db, &mut conn).await;
     let snapshotted = scalar(
         &mut conn,
         "SELECT count(*) FROM order_items WHERE label IS NOT NULL",
@@ -542,18 +547,8 @@ async fn a_catch_up_reads_the_new_rows_and_not_the_tables() {
 #[tokio::test]
 async fn rows_written_below_the_checkpoint_of_a_killed_run_are_taken_by_the_next_run() {
     let db = migrated_db(2_000).await;
-    let mut child = db.spawn_quiet(&[
-        "backfill",
-        "payments",
-        "--batch-size",
-        "50",
-        "--pause-ms",
-        "10",
-    ]);
     let mut conn = db.conn().await;
-    wait_for_checkpoint(&mut conn, "items", 10).await;
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
-    child.wait().unwrap();
+    kill_during_the_items_step(&db, &mut conn).await;
     // Keys that sort before everything the killed run had done ('0…' < any md5 uuid text).
     new_orders(&mut conn, "0000-below-", 5).await;
 

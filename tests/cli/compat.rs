@@ -4,17 +4,9 @@
 
 use sqlx::PgConnection;
 
-use crate::harness::{TestDb, cluster, json, json_run};
-
-fn run_json(db: &TestDb, args: &[&str]) -> (i32, serde_json::Value) {
-    json_run(
-        db.paytool()
-            .args(args)
-            .args(["--format", "json"])
-            .output()
-            .unwrap(),
-    )
-}
+use crate::harness::{
+    TestDb, cluster, json, json_run, migrate_down, run_json, verify_check as check,
+};
 
 async fn migrated(orders: i64) -> TestDb {
     let db = cluster().fresh_db().await;
@@ -49,15 +41,6 @@ const ALL_COMPAT: [&str; 5] = [
     "operator =(text,order_status)",
     "type order_status",
 ];
-
-fn check<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
-    report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("no check {id}"))
-}
 
 #[tokio::test]
 async fn plan_shows_the_operators_before_the_swap_and_the_cleanup_apart() {
@@ -263,20 +246,7 @@ async fn down_removes_the_operators_and_brings_the_enum_back_even_after_cleanup(
         if cleanup {
             assert_eq!(run_json(&db, &["migrate", "cleanup", "--watch", "0s"]).0, 0);
         }
-        let out = db
-            .paytool()
-            .args([
-                "migrate",
-                "down",
-                "--i-understand-this-destroys-payment-data",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        migrate_down(&db);
         let mut conn = db.conn().await;
         assert_eq!(
             compat_objects(&mut conn).await,

@@ -294,3 +294,42 @@ pub async fn wait_for(
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
 }
+
+/// `paytool ARGS --format json` on `db`: its exit code (0 or 1) and JSON report.
+pub fn run_json(db: &TestDb, args: &[&str]) -> (i32, serde_json::Value) {
+    json_run(
+        db.paytool()
+            .args(args)
+            .args(["--format", "json"])
+            .output()
+            .expect("paytool runs"),
+    )
+}
+
+/// `paytool migrate down` with its confirmation flag, which must succeed.
+pub fn migrate_down(db: &TestDb) {
+    let out = db
+        .paytool()
+        .args([
+            "migrate",
+            "down",
+            "--i-understand-this-destroys-payment-data",
+        ])
+        .output()
+        .expect("paytool runs");
+    assert!(
+        out.status.success(),
+        "migrate down failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// One check of a verify report, by id.
+pub fn verify_check<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no check {id}"))
+}

@@ -11,7 +11,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use sqlx::PgConnection;
 
-use crate::harness::{TestDb, catalog_snapshot, cluster, json, json_run};
+use crate::harness::{catalog_snapshot, cluster, json, migrate_down, run_json};
 
 fn app_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/app");
@@ -85,16 +85,6 @@ async fn assert_orders_written(conn: &mut PgConnection, summary: &serde_json::Va
     }
 }
 
-fn paytool_json(db: &TestDb, args: &[&str]) -> (i32, serde_json::Value) {
-    let out = db
-        .paytool()
-        .args(args)
-        .args(["--format", "json"])
-        .output()
-        .unwrap();
-    json_run(out)
-}
-
 #[tokio::test]
 async fn the_legacy_prisma_app_never_fails_across_migrate_and_the_upgraded_one_after_it() {
     let db = cluster().fresh_db().await;
@@ -104,7 +94,7 @@ async fn the_legacy_prisma_app_never_fails_across_migrate_and_the_upgraded_one_a
     let legacy = driver(&db.url, &["legacy"]);
     tokio::time::sleep(Duration::from_millis(800)).await;
     // Small batches: the shadow-column phase (trigger + batched copy) lasts seconds.
-    let (code, report) = paytool_json(&db, &["migrate", "--batch-size", "100"]);
+    let (code, report) = run_json(&db, &["migrate", "--batch-size", "100"]);
     assert_eq!((code, report["outcome"].as_str()), (0, Some("applied")));
     let shadow_ms = report["steps"]
         .as_array()
@@ -117,7 +107,7 @@ async fn the_legacy_prisma_app_never_fails_across_migrate_and_the_upgraded_one_a
     assert!(shadow_ms > 1_000, "the shadow phase took {shadow_ms} ms");
 
     // The legacy application still runs: the cleanup refuses and changes nothing.
-    let (code, cleanup) = paytool_json(&db, &["migrate", "cleanup", "--watch", "2s"]);
+    let (code, cleanup) = run_json(&db, &["migrate", "cleanup", "--watch", "2s"]);
     assert_eq!(code, 1, "{cleanup}");
     assert_eq!(cleanup["outcome"], "refused_in_use");
     assert_eq!(
@@ -132,7 +122,7 @@ async fn the_legacy_prisma_app_never_fails_across_migrate_and_the_upgraded_one_a
     let upgraded = summary(driver(&db.url, &["upgraded", "--seconds", "2"]));
     assert_no_failed_operation(&upgraded, "upgraded app after migrate");
     assert_orders_written(&mut conn, &upgraded).await;
-    let (code, cleanup) = paytool_json(&db, &["migrate", "cleanup", "--watch", "500ms"]);
+    let (code, cleanup) = run_json(&db, &["migrate", "cleanup", "--watch", "500ms"]);
     assert_eq!((code, cleanup["outcome"].as_str()), (0, Some("applied")));
     let upgraded = summary(driver(&db.url, &["upgraded", "--seconds", "2"]));
     assert_no_failed_operation(&upgraded, "upgraded app after cleanup");
@@ -158,24 +148,11 @@ async fn the_legacy_prisma_app_never_fails_across_migrate_and_the_upgraded_one_a
 async fn the_legacy_prisma_app_keeps_working_through_migrate_down() {
     let db = cluster().fresh_db().await;
     db.seed(5_000, false).await;
-    let (code, _) = paytool_json(&db, &["migrate"]);
+    let (code, _) = run_json(&db, &["migrate"]);
     assert_eq!(code, 0);
     let legacy = driver(&db.url, &["legacy"]);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let out = db
-        .paytool()
-        .args([
-            "migrate",
-            "down",
-            "--i-understand-this-destroys-payment-data",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    migrate_down(&db);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let legacy = stop(legacy);
     assert_no_failed_operation(&legacy, "legacy app across down");
@@ -199,7 +176,7 @@ async fn prisma_schema_prints_the_models_the_upgraded_client_was_generated_from(
     assert_eq!(out.status.code(), Some(2), "not migrated yet: refused");
     assert!(String::from_utf8_lossy(&out.stderr).contains("run paytool migrate first"));
 
-    assert_eq!(paytool_json(&db, &["migrate"]).0, 0);
+    assert_eq!(run_json(&db, &["migrate"]).0, 0);
     let out = db.paytool().args(["prisma", "schema"]).output().unwrap();
     assert!(out.status.success());
     let printed = String::from_utf8(out.stdout).unwrap();
@@ -225,8 +202,8 @@ async fn prisma_schema_lists_the_applications_own_columns() {
         .execute(&mut conn)
         .await
         .unwrap();
-    assert_eq!(paytool_json(&db, &["migrate"]).0, 0);
-    let (_, report) = paytool_json(&db, &["prisma", "schema"]);
+    assert_eq!(run_json(&db, &["migrate"]).0, 0);
+    let (_, report) = run_json(&db, &["prisma", "schema"]);
     assert_eq!(report["unmodelled_columns"][0], "orders.coupon_code text");
     assert!(
         report["schema"]
@@ -262,7 +239,7 @@ fn prisma_cli(url: &str, migrations: &Path, args: &[&str]) -> (i32, String) {
 async fn prisma_baseline_makes_prisma_migrate_status_and_deploy_agree() {
     let db = cluster().fresh_db().await;
     db.seed(500, false).await;
-    assert_eq!(paytool_json(&db, &["migrate"]).0, 0);
+    assert_eq!(run_json(&db, &["migrate"]).0, 0);
     let migrations = tempfile::tempdir().unwrap();
     let dir = migrations.path().to_str().unwrap();
 
@@ -272,7 +249,7 @@ async fn prisma_baseline_makes_prisma_migrate_status_and_deploy_agree() {
         "before the baseline Prisma does not manage this database"
     );
 
-    let (code, first) = paytool_json(&db, &["prisma", "baseline", "--migrations-dir", dir]);
+    let (code, first) = run_json(&db, &["prisma", "baseline", "--migrations-dir", dir]);
     assert_eq!(code, 0);
     assert_eq!(first["written"], true);
     assert_eq!(first["recorded"], true);
@@ -296,7 +273,7 @@ async fn prisma_baseline_makes_prisma_migrate_status_and_deploy_agree() {
     assert_eq!(catalog_snapshot(&mut db.conn().await).await, before);
 
     // Again: nothing written, nothing recorded twice.
-    let (code, again) = paytool_json(&db, &["prisma", "baseline", "--migrations-dir", dir]);
+    let (code, again) = run_json(&db, &["prisma", "baseline", "--migrations-dir", dir]);
     assert_eq!(code, 0);
     assert_eq!(
         (again["written"].as_bool(), again["recorded"].as_bool()),
@@ -363,12 +340,12 @@ async fn prisma_baseline_refuses_an_edited_migration_and_an_unmigrated_database(
             .is_none()
     );
 
-    assert_eq!(paytool_json(&db, &["migrate"]).0, 0);
+    assert_eq!(run_json(&db, &["migrate"]).0, 0);
     // An earlier migration of the application's own: the baseline is then the change alone.
     let init = migrations.path().join("20240101000000_init");
     std::fs::create_dir_all(&init).unwrap();
     std::fs::write(init.join("migration.sql"), "-- the legacy tables\n").unwrap();
-    let (code, report) = paytool_json(&db, &["prisma", "baseline", "--migrations-dir", dir]);
+    let (code, report) = run_json(&db, &["prisma", "baseline", "--migrations-dir", dir]);
     assert_eq!(code, 0);
     assert_eq!(report["includes_legacy_schema"], false);
     let path = report["path"].as_str().unwrap();

@@ -3,17 +3,7 @@
 //! indexes, a legacy index missing. Every command works on each, and verify fails on none of
 //! what the application owns.
 
-use crate::harness::{TestDb, cluster, json_run};
-
-fn run_json(db: &TestDb, args: &[&str]) -> (i32, serde_json::Value) {
-    json_run(
-        db.paytool()
-            .args(args)
-            .args(["--format", "json"])
-            .output()
-            .unwrap(),
-    )
-}
+use crate::harness::{cluster, migrate_down, run_json, verify_check as check};
 
 /// The six legacy foreign keys with other actions: `actions` replaces Prisma's
 /// `ON UPDATE CASCADE ON DELETE …`.
@@ -67,30 +57,8 @@ async fn whole_flow_on(variant: &str) -> serde_json::Value {
     assert_eq!(verify["summary"]["failed"], 0);
     let (code, _) = run_json(&db, &["migrate", "cleanup", "--watch", "0s"]);
     assert_eq!(code, 0, "{variant}");
-    let out = db
-        .paytool()
-        .args([
-            "migrate",
-            "down",
-            "--i-understand-this-destroys-payment-data",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{variant}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    migrate_down(&db);
     verify
-}
-
-fn check<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
-    report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap()
 }
 
 #[tokio::test]
