@@ -12,18 +12,8 @@ const COLUMNS_SQL: &str = include_str!("../../sql/prisma/columns.sql");
 const EXISTING_INDEXES_SQL: &str =
     "SELECT name FROM unnest($1::TEXT[]) AS name WHERE to_regclass(quote_ident(name)) IS NOT NULL";
 
-/// The tables the models describe.
-const TABLES: [&str; 9] = [
-    "users",
-    "machines",
-    "products",
-    "stocks",
-    "orders",
-    "order_items",
-    "payments",
-    "payment_events",
-    "refunds",
-];
+/// The tables paytool creates; the models describe them and the legacy ones.
+const PAYMENT_TABLES: [&str; 3] = ["payments", "payment_events", "refunds"];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PrismaSchemaReport {
@@ -43,7 +33,11 @@ struct Column {
 
 pub async fn schema(conn: &mut PgConnection) -> anyhow::Result<PrismaSchemaReport> {
     crate::migrate::require_migrated(conn).await?;
-    let names: Vec<String> = TABLES.iter().map(|t| t.to_string()).collect();
+    let names: Vec<String> = crate::db::LEGACY_TABLES
+        .iter()
+        .chain(PAYMENT_TABLES.iter())
+        .map(|t| t.to_string())
+        .collect();
     let columns: Vec<Column> = sqlx::query_as(COLUMNS_SQL)
         .bind(names)
         .fetch_all(&mut *conn)
