@@ -541,7 +541,10 @@ async fn a_catch_up_reads_the_new_rows_and_not_the_tables() {
     // entries at most (the new rows, their orders and items, the few unresolved ones).
     let fetched = fetched_after - fetched_before;
     // Zero would mean the counters were never flushed, and the check below proves nothing.
-    assert!(fetched > 0, "no index fetch counted: the statistics were not flushed");
+    assert!(
+        fetched > 0,
+        "no index fetch counted: the statistics were not flushed"
+    );
     assert!(fetched < 3_000, "{fetched} rows fetched for 300 new ones");
     assert!(step(&report, "items")["scanned"].as_i64().unwrap() < 300);
 }
