@@ -85,6 +85,13 @@ async fn assert_orders_written(conn: &mut PgConnection, summary: &serde_json::Va
     }
 }
 
+async fn count_orders(conn: &mut PgConnection) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn the_legacy_prisma_app_never_fails_across_migrate_and_the_upgraded_one_after_it() {
     let db = cluster().fresh_db().await;
@@ -94,7 +101,9 @@ async fn the_legacy_prisma_app_never_fails_across_migrate_and_the_upgraded_one_a
     let legacy = driver(&db.url, &["legacy"]);
     tokio::time::sleep(Duration::from_millis(800)).await;
     // Small batches: the shadow-column phase (trigger + batched copy) lasts seconds.
-    let (code, report) = run_json(&db, &["migrate", "--batch-size", "100"]);
+    let orders_before = count_orders(&mut conn).await;
+    let (code, report) = run_json(&db, &["migrate", "--batch-size", "50"]);
+    let orders_during = count_orders(&mut conn).await - orders_before;
     assert_eq!((code, report["outcome"].as_str()), (0, Some("applied")));
     let shadow_ms = report["steps"]
         .as_array()
@@ -104,7 +113,13 @@ async fn the_legacy_prisma_app_never_fails_across_migrate_and_the_upgraded_one_a
         .unwrap()["duration_ms"]
         .as_u64()
         .unwrap();
-    assert!(shadow_ms > 1_000, "the shadow phase took {shadow_ms} ms");
+    // Preconditions that make the test mean something, with a wide margin for slow or fast
+    // machines (CI measured 993 ms for batches of 100).
+    assert!(shadow_ms > 500, "the shadow phase took only {shadow_ms} ms");
+    assert!(
+        orders_during > 0,
+        "the application wrote no order while migrate ran"
+    );
 
     // The legacy application still runs: the cleanup refuses and changes nothing.
     let (code, cleanup) = run_json(&db, &["migrate", "cleanup", "--watch", "2s"]);
