@@ -24,6 +24,9 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         if let Some(db) = cause.downcast_ref::<DbError>() {
             return db.exit_code();
         }
+        if let Some(key) = cause.downcast_ref::<crate::db::KeyError>() {
+            return key.exit_code();
+        }
         if let Some(migrate) = cause.downcast_ref::<MigrateError>() {
             return migrate.exit_code();
         }

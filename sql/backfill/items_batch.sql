@@ -1,5 +1,6 @@
 -- One batch of the items step: the key range ($1, $2] of order_items, found by
--- the range query of src/backfill, given as literal bounds so the planner sees how narrow it is.
+-- the range query of src/backfill, given as literal bounds so the planner sees how narrow it is
+-- ($1 is NULL for the first batch; both are bound with the type of the id column, text or uuid).
 -- Takes the price snapshot of every item of the key range that has none and whose product
 -- still exists, with exact NUMERIC arithmetic; leaves alone (and counts) the items whose
 -- product is gone, whose price or quantity is negative, or whose cents overflow INTEGER.
@@ -11,7 +12,7 @@ WITH pending AS MATERIALIZED (
     SELECT i.id, p.name, p.price * 100 AS unit_cents
     FROM order_items AS i
     LEFT JOIN products AS p ON p.id = i.product_id
-    WHERE i.id > $1 AND i.id <= $2
+    WHERE ($1 IS NULL OR i.id > $1) AND i.id <= $2
       AND i.label IS NULL
 ),
 snapshotted AS (

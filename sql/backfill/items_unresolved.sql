@@ -12,5 +12,5 @@ WITH unresolved AS (
       AND (p.id IS NULL OR p.price < 0 OR i.quantity < 0
            OR p.price * 100 > 2147483647 OR p.price * 100 * i.quantity > 2147483647)
 )
-SELECT reason, count(*) AS rows, (array_agg(id ORDER BY id))[1:$1] AS sample
+SELECT reason, count(*) AS rows, (array_agg(id::TEXT ORDER BY id))[1:$1] AS sample
 FROM unresolved GROUP BY reason ORDER BY reason;

@@ -16,7 +16,7 @@ WITH totals AS (
         FROM order_items AS i
         WHERE i.order_id = o.id
     ) AS items
-    WHERE o.id > $1 AND o.id <= $2
+    WHERE ($1 IS NULL OR o.id > $1) AND o.id <= $2
       AND o.amount_total_cents = 0
       AND (items.complete OR items.n = 0)
 ),
@@ -24,7 +24,7 @@ totalled AS (
     UPDATE orders AS o
     SET amount_total_cents = totals.total::INTEGER
     FROM totals
-    WHERE o.id = totals.id AND o.id > $1 AND o.id <= $2
+    WHERE o.id = totals.id AND ($1 IS NULL OR o.id > $1) AND o.id <= $2
       AND o.amount_total_cents = 0 AND totals.total BETWEEN 1 AND 2147483647
     RETURNING o.id
 ),

@@ -10,5 +10,5 @@ unresolved AS (
     FROM per_order
     WHERE NOT all_snapshotted OR total > 2147483647
 )
-SELECT reason, count(*) AS rows, (array_agg(id ORDER BY id))[1:$1] AS sample
+SELECT reason, count(*) AS rows, (array_agg(id::TEXT ORDER BY id))[1:$1] AS sample
 FROM unresolved GROUP BY reason ORDER BY reason;

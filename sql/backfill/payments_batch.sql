@@ -19,7 +19,7 @@ WITH created AS (
            o.created_at, o.updated_at
     FROM paytool.backfill_payment_queue AS q
     JOIN orders AS o ON o.id = q.order_id
-    WHERE q.order_id > $1 AND q.order_id <= $2
+    WHERE ($1 IS NULL OR q.order_id > $1) AND q.order_id <= $2
       AND NOT EXISTS (SELECT 1 FROM payments AS p WHERE p.order_id = o.id)
       AND NOT EXISTS (SELECT 1 FROM order_items AS i WHERE i.order_id = o.id AND i.label IS NULL)
       AND o.amount_total_cents = (SELECT coalesce(sum(i.subtotal_cents), 0) FROM order_items AS i WHERE i.order_id = o.id)
@@ -28,7 +28,7 @@ WITH created AS (
 ),
 dequeued AS (
     DELETE FROM paytool.backfill_payment_queue AS q
-    WHERE q.order_id > $1 AND q.order_id <= $2
+    WHERE ($1 IS NULL OR q.order_id > $1) AND q.order_id <= $2
       AND (q.order_id IN (SELECT order_id FROM created)
            OR EXISTS (SELECT 1 FROM payments AS p WHERE p.order_id = q.order_id)
            OR NOT EXISTS (SELECT 1 FROM orders AS o WHERE o.id = q.order_id))

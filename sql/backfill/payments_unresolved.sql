@@ -18,5 +18,5 @@ unresolved AS (
     SELECT q.order_id, 'total_not_final'
     FROM paytool.backfill_payment_queue AS q
 )
-SELECT reason, count(*) AS rows, (array_agg(id ORDER BY id))[1:$1] AS sample
+SELECT reason, count(*) AS rows, (array_agg(id::TEXT ORDER BY id))[1:$1] AS sample
 FROM unresolved GROUP BY reason ORDER BY reason;

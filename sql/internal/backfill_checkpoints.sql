@@ -12,11 +12,3 @@ CREATE TABLE IF NOT EXISTS paytool.backfill_checkpoints (
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     finished_at TIMESTAMPTZ
 );
-
--- Orders whose total the orders step has just made final, waiting for their payment row:
--- written in the orders batch's own transaction, consumed by the payments step, so a payment
--- is never missed, killed run or not, and the payments step reads only what waits here.
-CREATE TABLE IF NOT EXISTS paytool.backfill_payment_queue (
-    order_id TEXT PRIMARY KEY,
-    queued_at TIMESTAMPTZ NOT NULL DEFAULT now()
-);

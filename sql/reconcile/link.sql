@@ -1,5 +1,5 @@
 -- Link an order (and its payment) to the PaymentIntent tagged with its id, only where no link
--- exists yet. Returns the order before and after.
+-- exists yet. Returns the order before and after. $1 has the type of orders.id.
 WITH before AS (
     SELECT to_jsonb(o) AS row FROM orders AS o WHERE o.id = $1 AND o.stripe_payment_intent_id IS NULL FOR UPDATE
 ),

@@ -1,5 +1,6 @@
 -- Mark an order PAID because Stripe says its PaymentIntent succeeded; paid_at from the charge.
--- Only PENDING or FAILED orders: a CANCELLED or REFUNDED one needs a person.
+-- Only PENDING or FAILED orders: a CANCELLED or REFUNDED one needs a person. $1 has the type of
+-- orders.id.
 WITH before AS (
     SELECT to_jsonb(o) AS row FROM orders AS o WHERE o.id = $1 AND o.status IN ('PENDING', 'FAILED') FOR UPDATE
 ),

@@ -8,4 +8,4 @@ WITH wrong AS (
     UNION ALL
     SELECT 'refunds:' || id FROM refunds WHERE currency !~ '^[A-Z]{3}$'
 )
-SELECT count(*), coalesce((array_agg(id ORDER BY id))[1:$1], '{}') FROM wrong;
+SELECT count(*), coalesce((array_agg(id::TEXT ORDER BY id))[1:$1], '{}') FROM wrong;

@@ -8,4 +8,4 @@ WITH missing AS (
       AND p.price >= 0 AND i.quantity >= 0
       AND p.price * 100 * i.quantity <= 2147483647
 )
-SELECT count(*), coalesce((array_agg(id ORDER BY id))[1:$1], '{}') FROM missing;
+SELECT count(*), coalesce((array_agg(id::TEXT ORDER BY id))[1:$1], '{}') FROM missing;

@@ -8,4 +8,4 @@ WITH unresolvable AS (
     WHERE i.label IS NULL
       AND (p.id IS NULL OR p.price < 0 OR i.quantity < 0 OR p.price * 100 * i.quantity > 2147483647)
 )
-SELECT count(*), coalesce((array_agg(id ORDER BY id))[1:$1], '{}') FROM unresolvable;
+SELECT count(*), coalesce((array_agg(id::TEXT ORDER BY id))[1:$1], '{}') FROM unresolvable;

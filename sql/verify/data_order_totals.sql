@@ -13,4 +13,4 @@ wrong AS (
     WHERE coalesce(i.complete, TRUE)
       AND o.amount_total_cents <> coalesce(i.total, 0)
 )
-SELECT count(*), coalesce((array_agg(id ORDER BY id))[1:$1], '{}') FROM wrong;
+SELECT count(*), coalesce((array_agg(id::TEXT ORDER BY id))[1:$1], '{}') FROM wrong;

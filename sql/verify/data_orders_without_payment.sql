@@ -5,4 +5,4 @@ WITH missing AS (
     FROM orders AS o
     WHERE NOT EXISTS (SELECT 1 FROM payments AS p WHERE p.order_id = o.id)
 )
-SELECT count(*), coalesce((array_agg(id ORDER BY id))[1:$1], '{}') FROM missing;
+SELECT count(*), coalesce((array_agg(id::TEXT ORDER BY id))[1:$1], '{}') FROM missing;

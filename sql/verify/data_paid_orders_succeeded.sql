@@ -5,4 +5,4 @@ WITH wrong AS (
     JOIN payments AS p ON p.order_id = o.id
     WHERE o.status = 'PAID' AND p.status <> 'succeeded'
 )
-SELECT count(*), coalesce((array_agg(id ORDER BY id))[1:$1], '{}') FROM wrong;
+SELECT count(*), coalesce((array_agg(id::TEXT ORDER BY id))[1:$1], '{}') FROM wrong;

@@ -3,4 +3,4 @@
 WITH missing AS (
     SELECT id FROM orders WHERE status IN ('PAID', 'REFUNDED') AND paid_at IS NULL
 )
-SELECT count(*), coalesce((array_agg(id ORDER BY id))[1:$1], '{}') FROM missing;
+SELECT count(*), coalesce((array_agg(id::TEXT ORDER BY id))[1:$1], '{}') FROM missing;

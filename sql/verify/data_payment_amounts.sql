@@ -6,4 +6,4 @@ WITH wrong AS (
     JOIN orders AS o ON o.id = p.order_id
     WHERE p.amount_cents <> o.amount_total_cents OR p.currency <> o.currency
 )
-SELECT count(*), coalesce((array_agg(id ORDER BY id))[1:$1], '{}') FROM wrong;
+SELECT count(*), coalesce((array_agg(id::TEXT ORDER BY id))[1:$1], '{}') FROM wrong;

@@ -6,4 +6,4 @@ WITH wrong AS (
     JOIN orders AS o ON o.id = p.order_id
     WHERE p.stripe_payment_intent_id IS DISTINCT FROM o.stripe_payment_intent_id
 )
-SELECT count(*), coalesce((array_agg(id ORDER BY id))[1:$1], '{}') FROM wrong;
+SELECT count(*), coalesce((array_agg(id::TEXT ORDER BY id))[1:$1], '{}') FROM wrong;

@@ -12,4 +12,4 @@ wrong AS (
     JOIN payments AS p ON p.id = r.payment_id
     WHERE r.total > p.amount_cents
 )
-SELECT count(*), coalesce((array_agg(id ORDER BY id))[1:$1], '{}') FROM wrong;
+SELECT count(*), coalesce((array_agg(id::TEXT ORDER BY id))[1:$1], '{}') FROM wrong;

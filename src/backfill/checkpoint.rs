@@ -20,18 +20,29 @@ WHERE step = $1";
 
 const FINISH_SQL: &str = "UPDATE paytool.backfill_checkpoints SET finished_at = now(), updated_at = now() WHERE step = $1";
 
+const PAYMENT_QUEUE_SQL: &str = include_str!("../../sql/internal/backfill_payment_queue.sql");
+
 const PAYMENT_QUEUE_SEED_SQL: &str = include_str!("../../sql/backfill/payment_queue_seed.sql");
 
-/// paytool's backfill tables; when the payment queue is new, the orders an earlier paytool
-/// totalled without a payment yet are queued once.
+/// Whether the payment queue is missing, or keyed by another type than orders.id (made by a
+/// paytool that did not know uuid ids).
+const PAYMENT_QUEUE_NEEDED_SQL: &str = "
+SELECT to_regclass('paytool.backfill_payment_queue') IS NULL
+    OR (SELECT atttypid FROM pg_attribute
+        WHERE attrelid = to_regclass('paytool.backfill_payment_queue') AND attname = 'order_id')
+       IS DISTINCT FROM
+       (SELECT atttypid FROM pg_attribute WHERE attrelid = to_regclass('orders') AND attname = 'id')";
+
+/// paytool's backfill tables. When the payment queue is (re)created, the orders already
+/// totalled without a payment yet are queued, once.
 pub async fn ensure_table(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
-    let queue_is_new: bool =
-        sqlx::query_scalar("SELECT to_regclass('paytool.backfill_payment_queue') IS NULL")
-            .fetch_one(&mut *tx)
-            .await?;
     sqlx::raw_sql(CHECKPOINTS_SQL).execute(&mut *tx).await?;
-    if queue_is_new {
+    let queue_needed: bool = sqlx::query_scalar(PAYMENT_QUEUE_NEEDED_SQL)
+        .fetch_one(&mut *tx)
+        .await?;
+    if queue_needed {
+        sqlx::raw_sql(PAYMENT_QUEUE_SQL).execute(&mut *tx).await?;
         sqlx::raw_sql(PAYMENT_QUEUE_SEED_SQL)
             .execute(&mut *tx)
             .await?;

@@ -15,7 +15,7 @@ use thiserror::Error;
 pub use batch::BatchPolicy;
 
 use crate::cli::{BackfillArgs, BackfillStep};
-use crate::db::{self, AdvisoryLock, DatabaseUrl};
+use crate::db::{self, AdvisoryLock, DatabaseUrl, IdType, Key};
 use crate::exit;
 use crate::migrate;
 use crate::progress::Progress;
@@ -58,6 +58,8 @@ struct StepDef {
     name: &'static str,
     /// The table the step writes, analyzed once it changed rows: the next step reads it.
     writes: &'static str,
+    /// The (table, column) the step walks by key.
+    key: (&'static str, &'static str),
     /// Pending row count and largest pending key, when the step starts.
     extent_sql: &'static str,
     /// The next batch: (last key, rows) of the next $2 keys after $1, up to $3.
@@ -68,21 +70,31 @@ struct StepDef {
 
 // The next batch of pending keys: each step walks only what it still has to do, through a
 // partial index (migrate steps 027 and 028) or the payment queue, so a run costs the pending
-// rows and a catch-up on a backfilled database reads almost nothing.
-const ITEMS_RANGE_SQL: &str = "SELECT max(id), count(*) FROM
-    (SELECT id FROM order_items WHERE label IS NULL AND id > $1 AND id <= $3 ORDER BY id LIMIT $2) AS batch";
-const ORDERS_RANGE_SQL: &str = "SELECT max(id), count(*) FROM
-    (SELECT id FROM orders WHERE amount_total_cents = 0 AND id > $1 AND id <= $3 ORDER BY id LIMIT $2) AS batch";
-const PAYMENTS_RANGE_SQL: &str = "SELECT max(order_id), count(*) FROM
-    (SELECT order_id FROM paytool.backfill_payment_queue WHERE order_id > $1 AND order_id <= $3
-     ORDER BY order_id LIMIT $2) AS batch";
+// rows and a catch-up on a backfilled database reads almost nothing. $1 (NULL for the first
+// batch) and $3 are bound with the key column's type, text or uuid; the last key comes back as
+// text, taken with ORDER BY because uuid has no max().
+const ITEMS_RANGE_SQL: &str = "WITH batch AS (
+    SELECT id FROM order_items WHERE label IS NULL AND ($1 IS NULL OR id > $1) AND id <= $3
+    ORDER BY id LIMIT $2)
+SELECT (SELECT id::TEXT FROM batch ORDER BY id DESC LIMIT 1), (SELECT count(*) FROM batch)";
+const ORDERS_RANGE_SQL: &str = "WITH batch AS (
+    SELECT id FROM orders WHERE amount_total_cents = 0 AND ($1 IS NULL OR id > $1) AND id <= $3
+    ORDER BY id LIMIT $2)
+SELECT (SELECT id::TEXT FROM batch ORDER BY id DESC LIMIT 1), (SELECT count(*) FROM batch)";
+const PAYMENTS_RANGE_SQL: &str = "WITH batch AS (
+    SELECT order_id FROM paytool.backfill_payment_queue
+    WHERE ($1 IS NULL OR order_id > $1) AND order_id <= $3
+    ORDER BY order_id LIMIT $2)
+SELECT (SELECT order_id::TEXT FROM batch ORDER BY order_id DESC LIMIT 1), (SELECT count(*) FROM batch)";
 
 const STEPS: [StepDef; 3] = [
     StepDef {
         step: BackfillStep::Items,
         name: "items",
         writes: "order_items",
-        extent_sql: "SELECT count(*), max(id) FROM order_items WHERE label IS NULL",
+        key: ("order_items", "id"),
+        extent_sql: "SELECT (SELECT count(*) FROM order_items WHERE label IS NULL),
+            (SELECT id::TEXT FROM order_items WHERE label IS NULL ORDER BY id DESC LIMIT 1)",
         range_sql: ITEMS_RANGE_SQL,
         batch_sql: include_str!("../../sql/backfill/items_batch.sql"),
         unresolved_sql: include_str!("../../sql/backfill/items_unresolved.sql"),
@@ -91,7 +103,9 @@ const STEPS: [StepDef; 3] = [
         step: BackfillStep::Orders,
         name: "orders",
         writes: "orders",
-        extent_sql: "SELECT count(*), max(id) FROM orders WHERE amount_total_cents = 0",
+        key: ("orders", "id"),
+        extent_sql: "SELECT (SELECT count(*) FROM orders WHERE amount_total_cents = 0),
+            (SELECT id::TEXT FROM orders WHERE amount_total_cents = 0 ORDER BY id DESC LIMIT 1)",
         range_sql: ORDERS_RANGE_SQL,
         batch_sql: include_str!("../../sql/backfill/orders_batch.sql"),
         unresolved_sql: include_str!("../../sql/backfill/orders_unresolved.sql"),
@@ -100,7 +114,9 @@ const STEPS: [StepDef; 3] = [
         step: BackfillStep::Payments,
         name: "payments",
         writes: "payments",
-        extent_sql: "SELECT count(*), max(order_id) FROM paytool.backfill_payment_queue",
+        key: ("paytool.backfill_payment_queue", "order_id"),
+        extent_sql: "SELECT (SELECT count(*) FROM paytool.backfill_payment_queue),
+            (SELECT order_id::TEXT FROM paytool.backfill_payment_queue ORDER BY order_id DESC LIMIT 1)",
         range_sql: PAYMENTS_RANGE_SQL,
         batch_sql: include_str!("../../sql/backfill/payments_batch.sql"),
         unresolved_sql: include_str!("../../sql/backfill/payments_unresolved.sql"),
@@ -329,7 +345,7 @@ impl Backfill<'_> {
 }
 
 /// Outcome of one batch: (last key, rows scanned, rows changed); no key when the table is done.
-type BatchOutcome = (Option<String>, i64, i64);
+type BatchOutcome = (Option<Key>, i64, i64);
 
 impl Backfill<'_> {
     async fn run_step(
@@ -354,8 +370,10 @@ impl Backfill<'_> {
             );
         }
         checkpoint::start(conn, step.name).await?;
-        let mut last_id = String::new();
+        let key_type = IdType::of(conn, step.key.0, step.key.1).await?;
+        let mut last_id = Key::start(key_type);
         let (total, end_key) = extent(conn, step).await?;
+        let end_key = end_key.map(|k| Key::parse(key_type, &k)).transpose()?;
         let bar = self.progress.rows(step.name, total as u64);
         let mut report = StepReport {
             step: step.name,
@@ -418,12 +436,13 @@ impl Backfill<'_> {
                         *conn = self.reconnect(wait).await?;
                     }
                     // The last COMMIT may or may not have reached the server: ask it.
-                    last_id = checkpoint::last_id(conn, step.name).await?;
+                    last_id = Key::parse(key_type, &checkpoint::last_id(conn, step.name).await?)?;
                 }
                 Err(err) => {
                     return Err(anyhow::Error::new(err).context(format!(
-                        "step {} failed at a batch after {last_id:?}; the checkpoint is kept, run again to resume",
-                        step.name
+                        "step {} failed at a batch after key {:?}; the checkpoint is kept, run again to resume",
+                        step.name,
+                        last_id.text()
                     )));
                 }
             }
@@ -496,8 +515,8 @@ fn rate(rows: i64, elapsed: Duration) -> u64 {
 async fn run_batch(
     conn: &mut PgConnection,
     step: &StepDef,
-    after: &str,
-    end_key: &str,
+    after: &Key,
+    end_key: &Key,
     size: i64,
     lock_timeout: Duration,
 ) -> Result<BatchOutcome, sqlx::Error> {
@@ -521,9 +540,12 @@ async fn run_batch(
     let Some(last_id) = last_id else {
         return Ok((None, 0, 0));
     };
+    // The database printed it from a key of this type: it parses.
+    let last_key =
+        Key::parse(after.key_type(), &last_id).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
     let changed: i64 = sqlx::query_scalar(step.batch_sql)
         .bind(after)
-        .bind(&last_id)
+        .bind(&last_key)
         .fetch_one(&mut *tx)
         .await?;
     sqlx::query(checkpoint::ADVANCE_SQL)
@@ -534,7 +556,7 @@ async fn run_batch(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok((Some(last_id), scanned, changed))
+    Ok((Some(last_key), scanned, changed))
 }
 
 /// Whether a step changed a tenth of its table or more (as autovacuum's default analyze

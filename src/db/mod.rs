@@ -1,6 +1,7 @@
 //! Connections, their settings, advisory locks and the classification of database errors.
 
 mod catalog;
+mod keys;
 mod url;
 
 use std::time::{Duration, Instant};
@@ -9,6 +10,7 @@ use sqlx::{ConnectOptions, Connection, PgConnection};
 use thiserror::Error;
 
 pub use catalog::*;
+pub use keys::{IdType, Key, KeyError, Keys};
 pub use url::{DatabaseUrl, DatabaseUrlArg};
 
 use crate::exit;

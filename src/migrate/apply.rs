@@ -9,7 +9,7 @@ use super::history::{self, StepState, StepStatus};
 use super::preflight::{self, PreflightReport};
 use super::steps::{Phase, Step, StepKind};
 use super::{LockPolicy, MIGRATE_LOCK, MigrateError, Timeouts};
-use crate::db::{self, IndexState};
+use crate::db::{self, IdType, IndexState, Key};
 use crate::progress::Progress;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -251,7 +251,7 @@ pub(super) enum Attempt<'a> {
     /// One batch of a batched step, from the row after `after`.
     Batch {
         sql: &'a str,
-        after: &'a str,
+        after: &'a Key,
         size: i64,
     },
     /// `migrate down`'s SQL in one transaction: no statement_timeout (the enum conversion
@@ -443,7 +443,8 @@ async fn run_batches(
         .fetch_one(&mut *conn)
         .await?;
     let bar = progress.rows(step.name, remaining as u64);
-    let mut last_id = String::new();
+    let key_type = IdType::of(conn, "orders", "id").await?;
+    let mut last_id = Key::start(key_type);
     let mut changed_total = 0;
     let mut retries = 0;
     loop {
@@ -458,7 +459,7 @@ async fn run_batches(
         changed_total += changed;
         bar.inc(changed as u64);
         match next {
-            Some(id) => last_id = id,
+            Some(id) => last_id = Key::parse(key_type, &id)?,
             None => break,
         }
     }

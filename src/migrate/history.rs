@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use super::steps::{HISTORY_SQL, Phase, STEPS, Step};
+use super::steps::{HISTORY_SQL, Phase, Step};
 use crate::db;
 
 #[derive(Debug, Clone)]
@@ -117,18 +117,24 @@ pub struct StepStatus {
     pub applied_checksum: Option<String>,
     pub applied_at: Option<DateTime<Utc>>,
     pub execution_ms: Option<i64>,
+    /// The step as it runs on this database.
+    #[serde(skip)]
+    pub step: &'static Step,
 }
 
-/// Pure comparison of the embedded steps with the recorded history.
-pub fn compare(history: &[HistoryRow]) -> (Vec<StepStatus>, Vec<HistoryRow>) {
-    let statuses = STEPS
+/// Pure comparison of the steps as they run on this database with the recorded history.
+pub fn compare(
+    steps: &'static [Step],
+    history: &[HistoryRow],
+) -> (Vec<StepStatus>, Vec<HistoryRow>) {
+    let statuses = steps
         .iter()
         .map(|step| {
             let checksum = step.checksum();
             let row = history.iter().find(|h| h.version == step.version);
             let state = match row {
                 None => StepState::Pending,
-                Some(h) if h.checksum != checksum => StepState::Drift,
+                Some(h) if !step.matches_applied(&h.checksum) => StepState::Drift,
                 Some(h) if h.state == "applied" => StepState::Applied,
                 Some(_) => StepState::Interrupted,
             };
@@ -141,12 +147,13 @@ pub fn compare(history: &[HistoryRow]) -> (Vec<StepStatus>, Vec<HistoryRow>) {
                 applied_checksum: row.map(|h| h.checksum.clone()),
                 applied_at: row.and_then(|h| h.finished_at),
                 execution_ms: row.and_then(|h| h.execution_ms),
+                step,
             }
         })
         .collect();
     let unknown = history
         .iter()
-        .filter(|h| !STEPS.iter().any(|s| s.version == h.version))
+        .filter(|h| !steps.iter().any(|s| s.version == h.version))
         .cloned()
         .collect();
     (statuses, unknown)
@@ -155,6 +162,8 @@ pub fn compare(history: &[HistoryRow]) -> (Vec<StepStatus>, Vec<HistoryRow>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::IdType;
+    use crate::migrate::steps::{STEPS, steps_for};
 
     fn row(version: i32, checksum: String, state: &str) -> HistoryRow {
         HistoryRow {
@@ -175,12 +184,33 @@ mod tests {
             row(3, STEPS[2].checksum(), "running"),
             row(99, "ffff".to_owned(), "applied"),
         ];
-        let (statuses, unknown) = compare(&history);
+        let (statuses, unknown) = compare(STEPS, &history);
         assert_eq!(statuses[0].state, StepState::Applied);
         assert_eq!(statuses[1].state, StepState::Drift);
         assert_eq!(statuses[2].state, StepState::Interrupted);
         assert_eq!(statuses[3].state, StepState::Pending);
         assert_eq!(unknown.len(), 1);
         assert_eq!(unknown[0].version, 99);
+    }
+
+    #[test]
+    fn an_earlier_equivalent_version_of_a_step_is_not_drift() {
+        let shadow_copy = STEPS.iter().find(|s| s.version == 18).unwrap();
+        let history = vec![row(
+            18,
+            shadow_copy.earlier_checksums[0].to_owned(),
+            "applied",
+        )];
+        let (statuses, _) = compare(STEPS, &history);
+        let status = statuses.iter().find(|s| s.version == 18).unwrap();
+        assert_eq!(status.state, StepState::Applied);
+    }
+
+    #[test]
+    fn a_step_applied_for_text_ids_is_drift_where_ids_are_uuid() {
+        let history = vec![row(23, STEPS[22].checksum(), "applied")];
+        let (statuses, _) = compare(steps_for(IdType::Uuid), &history);
+        let status = statuses.iter().find(|s| s.version == 23).unwrap();
+        assert_eq!(status.state, StepState::Drift);
     }
 }

@@ -23,7 +23,7 @@ pub use plan::{MigratePlan, PlannedStep};
 pub use preflight::{PreflightFinding, PreflightReport};
 
 use crate::cli::{LockArgs, MigrateAction, MigrateArgs};
-use crate::db::{self, AdvisoryLock, DatabaseUrl};
+use crate::db::{self, AdvisoryLock, DatabaseUrl, IdType};
 use crate::exit;
 use crate::progress::Progress;
 use steps::{Phase, STEPS, Step, StepKind};
@@ -271,7 +271,8 @@ pub async fn run(
 /// The embedded steps compared with the history; refuses histories from a newer paytool.
 pub async fn current_statuses(conn: &mut PgConnection) -> anyhow::Result<Vec<StepStatus>> {
     let rows = history::load(conn).await?;
-    let (statuses, unknown) = history::compare(&rows);
+    let steps = steps::steps_for(IdType::of(conn, "orders", "id").await?);
+    let (statuses, unknown) = history::compare(steps, &rows);
     if !unknown.is_empty() {
         let names: Vec<String> = unknown
             .iter()
@@ -303,7 +304,7 @@ pub fn pending_steps(
     statuses
         .iter()
         .filter(|s| s.state != StepState::Applied)
-        .filter_map(|s| STEPS.iter().find(|step| step.version == s.version))
+        .map(|s| s.step)
         .filter(move |step| step.phase == phase)
 }
 
@@ -358,6 +359,7 @@ async fn make_plan(
     let preflight = preflight::run(conn, &versions, Duration::ZERO).await?;
     Ok(MigratePlan {
         database,
+        id_type: IdType::of(conn, "orders", "id").await?,
         steps_total: STEPS.len(),
         steps_applied: STEPS.len() - pending.len() - cleanup.len(),
         pending,

@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::LockPolicy;
 use super::preflight::PreflightReport;
 use super::steps::{Lock, Phase, Step, StepKind};
+use crate::db::IdType;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedStep {
@@ -32,6 +33,8 @@ pub struct PlannedStep {
 #[derive(Debug, Clone, Serialize)]
 pub struct MigratePlan {
     pub database: String,
+    /// The type of orders.id, which payments.order_id takes.
+    pub id_type: IdType,
     pub steps_total: usize,
     pub steps_applied: usize,
     /// Steps `paytool migrate` applies.

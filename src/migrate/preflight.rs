@@ -51,7 +51,7 @@ SELECT (SELECT count(*) FROM bad),
         watched: false,
         sql: "
 WITH bad AS (
-    SELECT machine_id, slot_number, count(*) AS n, string_agg(id, ', ' ORDER BY id) AS ids
+    SELECT machine_id, slot_number, count(*) AS n, string_agg(id::TEXT, ', ' ORDER BY id) AS ids
     FROM stocks GROUP BY machine_id, slot_number HAVING count(*) > 1
 )
 SELECT (SELECT coalesce(sum(n), 0)::bigint FROM bad),
@@ -68,7 +68,7 @@ SELECT (SELECT coalesce(sum(n), 0)::bigint FROM bad),
         watched: false,
         sql: "
 WITH bad AS (
-    SELECT stripe_payment_intent_id AS pi, count(*) AS n, string_agg(id, ', ' ORDER BY id) AS ids
+    SELECT stripe_payment_intent_id AS pi, count(*) AS n, string_agg(id::TEXT, ', ' ORDER BY id) AS ids
     FROM orders WHERE stripe_payment_intent_id IS NOT NULL
     GROUP BY stripe_payment_intent_id HAVING count(*) > 1
 )

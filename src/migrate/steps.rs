@@ -1,8 +1,12 @@
 //! The embedded migration steps of SPEC §3, in order, with what paytool needs to know to run
 //! each one online: how it executes, which table it touches and which lock it takes.
 
+use std::sync::OnceLock;
+
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+
+use crate::db::IdType;
 
 /// How a step is executed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -89,11 +93,56 @@ pub struct Step {
     pub lock: Lock,
     /// Something the operator must know beyond what kind and lock already say.
     pub note: Option<&'static str>,
+    /// Checksums of earlier versions of the file that did the same thing on every database
+    /// they could run on (Liquibase's validCheckSum): a database that applied one of them is
+    /// not in drift.
+    pub earlier_checksums: &'static [&'static str],
 }
 
 impl Step {
     pub fn checksum(&self) -> String {
         checksum(self.sql)
+    }
+
+    /// Whether the checksum recorded when the step was applied is this step's.
+    pub fn matches_applied(&self, recorded: &str) -> bool {
+        recorded == self.checksum() || self.earlier_checksums.contains(&recorded)
+    }
+
+    /// The step as it runs where orders.id is `uuid`: payments.order_id takes that type.
+    fn with_uuid_order_ids(&self) -> Step {
+        if !self.sql.contains(PAYMENTS_ORDER_ID_TEXT) {
+            return *self;
+        }
+        let sql = self
+            .sql
+            .replace(PAYMENTS_ORDER_ID_TEXT, PAYMENTS_ORDER_ID_UUID);
+        Step {
+            // Built once per process (see steps_for), so leaking it costs a few kilobytes once.
+            sql: Box::leak(sql.into_boxed_str()),
+            note: Some(
+                "creates payments, payment_events and refunds (empty); orders.id is uuid (@db.Uuid), \
+                 so payments.order_id is created as uuid, the type of the ids it references",
+            ),
+            ..*self
+        }
+    }
+}
+
+/// The one column paytool creates that references a legacy id (step 23).
+const PAYMENTS_ORDER_ID_TEXT: &str = "order_id TEXT NOT NULL,";
+const PAYMENTS_ORDER_ID_UUID: &str = "order_id UUID NOT NULL,";
+
+/// The steps as they run on a database whose orders.id has the type `orders_id`. On text ids
+/// they are the embedded files as they are; on uuid ids step 23 creates payments.order_id as
+/// uuid, and its checksum is that of the SQL it runs.
+pub fn steps_for(orders_id: IdType) -> &'static [Step] {
+    static UUID_STEPS: OnceLock<Vec<Step>> = OnceLock::new();
+    match orders_id {
+        IdType::Text => STEPS,
+        IdType::Uuid => {
+            UUID_STEPS.get_or_init(|| STEPS.iter().map(Step::with_uuid_order_ids).collect())
+        }
     }
 }
 
@@ -106,6 +155,12 @@ pub fn checksum(sql: &str) -> String {
 }
 
 macro_rules! step {
+    ($version:expr, $file:literal, $kind:expr, $table:literal, $lock:expr, $note:expr, earlier: $earlier:expr) => {
+        Step {
+            earlier_checksums: $earlier,
+            ..step!(Phase::Migrate, $version, $file, $kind, $table, $lock, $note)
+        }
+    };
     ($version:expr, $file:literal, $kind:expr, $table:literal, $lock:expr, $note:expr) => {
         step!(Phase::Migrate, $version, $file, $kind, $table, $lock, $note)
     };
@@ -119,6 +174,7 @@ macro_rules! step {
             table: $table,
             lock: $lock,
             note: $note,
+            earlier_checksums: &[],
         }
     };
 }
@@ -281,7 +337,9 @@ pub const STEPS: &[Step] = &[
         Batched,
         "orders",
         RowExclusive,
-        None
+        None,
+        // Before uuid ids were supported: max(id) and '' as the first lower bound.
+        earlier: &["a1842e0c863d9c75d4295604bf6a8865e0e596820c245e68da095a3cd4d24938"]
     ),
     step!(
         19,
@@ -443,6 +501,22 @@ mod tests {
             checksum(lf),
             checksum("ALTER TABLE a ADD COLUMN c INT;\nSELECT 1;\n")
         );
+    }
+
+    #[test]
+    fn on_uuid_ids_only_payments_order_id_changes_type() {
+        let uuid = steps_for(IdType::Uuid);
+        let changed: Vec<&str> = STEPS
+            .iter()
+            .zip(uuid)
+            .filter(|(text, uuid)| text.sql != uuid.sql)
+            .map(|(text, _)| text.name)
+            .collect();
+        assert_eq!(changed, ["023_payment_tables"]);
+        let payment_tables = uuid.iter().find(|s| s.version == 23).unwrap();
+        assert_eq!(payment_tables.sql.matches("UUID NOT NULL").count(), 1);
+        assert!(payment_tables.sql.contains("order_id UUID NOT NULL,"));
+        assert_ne!(payment_tables.checksum(), STEPS[22].checksum());
     }
 
     #[test]

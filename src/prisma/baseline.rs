@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 use sqlx::{Connection, PgConnection};
 
 use super::PrismaError;
-use crate::migrate::steps::{Phase, STEPS, Step, StepKind};
+use crate::db::IdType;
+use crate::migrate::steps::{Phase, Step, StepKind, steps_for};
 
 const LEGACY_SCHEMA_SQL: &str = include_str!("../../sql/fixtures/legacy_schema.sql");
 const STATUS_COPY_ONCE_SQL: &str = include_str!("../../sql/prisma/status_copy_once.sql");
@@ -67,7 +68,11 @@ pub async fn baseline(
     let suffix = format!("_{}", request.name);
     let ours = existing.iter().find(|m| m.ends_with(&suffix)).cloned();
     let earlier = existing.iter().any(|m| !m.ends_with(&suffix));
-    let sql = migration_sql(!earlier, &pending_cleanup);
+    let id_type = IdType::of(conn, "orders", "id").await?;
+    if !earlier && id_type != IdType::Text {
+        return Err(PrismaError::NoLegacyMigration { dir: dir.clone() }.into());
+    }
+    let sql = migration_sql(!earlier, id_type, &pending_cleanup);
 
     let (migration_name, written) = match ours {
         Some(name) => {
@@ -148,7 +153,7 @@ fn write_lock_file(dir: &Path) -> Result<(), PrismaError> {
 /// The SQL of the migration: paytool's steps in run order (the cleanup steps that ran on the
 /// database, not `pending_cleanup`), made fit for one transaction on a new database, after the
 /// legacy schema when nothing else creates it.
-pub fn migration_sql(with_legacy_schema: bool, pending_cleanup: &[i32]) -> String {
+pub fn migration_sql(with_legacy_schema: bool, id_type: IdType, pending_cleanup: &[i32]) -> String {
     let mut sql = String::from(
         "-- The payment system of paytool (SPEC §3), written by `paytool prisma baseline` and recorded as\n\
          -- applied: paytool migrate applied it online. Prisma runs it only on new databases (shadow\n\
@@ -159,7 +164,7 @@ pub fn migration_sql(with_legacy_schema: bool, pending_cleanup: &[i32]) -> Strin
         sql.push_str(LEGACY_SCHEMA_SQL.trim_end());
         sql.push('\n');
     }
-    let steps = STEPS
+    let steps = steps_for(id_type)
         .iter()
         .filter(|s| s.phase == Phase::Migrate || !pending_cleanup.contains(&s.version));
     for step in steps {
@@ -208,7 +213,7 @@ mod tests {
     fn the_migration_has_no_concurrent_build_and_no_batch_statement() {
         for (legacy, cleanup) in [(false, false), (true, true)] {
             let pending: &[i32] = if cleanup { &[] } else { &[25, 26] };
-            let sql = migration_sql(legacy, pending);
+            let sql = migration_sql(legacy, IdType::Text, pending);
             assert!(!sql.contains("CONCURRENTLY"), "{sql}");
             assert!(
                 !sql.contains("LIMIT $2"),
@@ -217,5 +222,11 @@ mod tests {
             assert_eq!(sql.contains("CREATE TABLE users"), legacy);
             assert_eq!(sql.contains("DROP TYPE IF EXISTS order_status"), cleanup);
         }
+    }
+
+    #[test]
+    fn on_uuid_ids_payments_order_id_is_uuid() {
+        let sql = migration_sql(false, IdType::Uuid, &[]);
+        assert!(sql.contains("order_id UUID NOT NULL,"), "{sql}");
     }
 }

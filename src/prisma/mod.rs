@@ -25,12 +25,22 @@ pub enum PrismaError {
     CannotWrite { path: PathBuf, reason: String },
     #[error("--name must be letters, digits and underscores (Prisma's migration names), not {0:?}")]
     BadName(String),
+    #[error(
+        "{dir} has no migration that creates the application's tables, and its ids are uuid (@db.Uuid): \
+         paytool's legacy schema (text ids) cannot stand in for it. Create that migration first \
+         (prisma migrate diff --from-empty --to-schema-datamodel <the legacy schema.prisma> --script, \
+         saved as {dir}/0_init/migration.sql and marked applied with prisma migrate resolve --applied 0_init), \
+         then run paytool prisma baseline again"
+    )]
+    NoLegacyMigration { dir: PathBuf },
 }
 
 impl PrismaError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            PrismaError::BaselineDiffers { .. } | PrismaError::BadName(_) => exit::USAGE,
+            PrismaError::BaselineDiffers { .. }
+            | PrismaError::BadName(_)
+            | PrismaError::NoLegacyMigration { .. } => exit::USAGE,
             PrismaError::CannotWrite { .. } => exit::RUNTIME_FAILURE,
         }
     }

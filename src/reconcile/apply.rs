@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::{Connection, PgConnection};
 
 use super::logic::{Finding, Repair};
-use crate::db;
+use crate::db::{self, IdType, Key};
 
 const AUDIT_TABLE_SQL: &str = include_str!("../../sql/reconcile/audit.sql");
 const INSERT_AUDIT_SQL: &str = include_str!("../../sql/reconcile/insert_audit.sql");
@@ -29,6 +29,7 @@ type Change = (Option<serde_json::Value>, Option<serde_json::Value>);
 
 pub async fn apply_all(
     conn: &mut PgConnection,
+    id_type: IdType,
     run_id: &str,
     findings: &[Finding],
 ) -> anyhow::Result<Vec<AppliedRepair>> {
@@ -41,7 +42,7 @@ pub async fn apply_all(
     work.sort_by_key(|(_, repair)| order_of(repair));
     let mut applied = Vec::new();
     for (finding, repair) in work {
-        let done = apply_one(conn, run_id, finding, repair).await.map_err(|e| {
+        let done = apply_one(conn, id_type, run_id, finding, repair).await.map_err(|e| {
             e.context(format!(
                 "reconcile --apply stopped after {} repair(s) (each committed and audited under run {run_id}); \
                  run it again: what is left will be found again",
@@ -73,12 +74,13 @@ fn action_name(repair: &Repair) -> &'static str {
 
 async fn apply_one(
     conn: &mut PgConnection,
+    id_type: IdType,
     run_id: &str,
     finding: &Finding,
     repair: &Repair,
 ) -> anyhow::Result<AppliedRepair> {
     let mut tx = conn.begin().await?;
-    let outcome = match change(&mut tx, repair).await {
+    let outcome = match change(&mut tx, id_type, repair).await {
         // Another order or payment already holds this Stripe id: a person must look.
         Err(err) if db::sqlstate_of(&err).as_deref() == Some(db::sqlstate::UNIQUE_VIOLATION) => {
             tx.rollback().await?;
@@ -120,21 +122,28 @@ async fn apply_one(
 }
 
 /// The repair's SQL: the row before and after, `after` None when its guard no longer held.
-async fn change(conn: &mut PgConnection, repair: &Repair) -> Result<Change, sqlx::Error> {
+async fn change(
+    conn: &mut PgConnection,
+    id_type: IdType,
+    repair: &Repair,
+) -> Result<Change, sqlx::Error> {
+    // Order ids come from the database's own text form of its keys: they parse.
+    let order_key =
+        |id: &str| Key::parse(id_type, id).map_err(|e| sqlx::Error::Encode(Box::new(e)));
     match repair {
         Repair::Link {
             order_id,
             payment_intent_id,
         } => {
             sqlx::query_as(LINK_SQL)
-                .bind(order_id)
+                .bind(order_key(order_id)?)
                 .bind(payment_intent_id)
                 .fetch_one(conn)
                 .await
         }
         Repair::MarkPaid { order_id, paid_at } => {
             sqlx::query_as(MARK_PAID_SQL)
-                .bind(order_id)
+                .bind(order_key(order_id)?)
                 .bind(paid_at.map(|t| t.naive_utc()))
                 .fetch_one(conn)
                 .await

@@ -18,7 +18,7 @@ pub use apply::AppliedRepair;
 use logic::{Finding, Inputs, OrderRow, PaymentRow};
 
 use crate::cli::ReconcileArgs;
-use crate::db::{self, DatabaseUrl};
+use crate::db::{self, DatabaseUrl, IdType, Key, Keys};
 use crate::exit;
 use crate::progress::Progress;
 use crate::stripe::{PaymentIntentView, StripeFailure, StripeHttp, StripeSettings, StripeSource};
@@ -101,6 +101,7 @@ pub async fn run(
     let mut conn = db::connect(url).await?;
     db::require_legacy_schema(&mut conn).await?;
     crate::migrate::require_migrated(&mut conn).await?;
+    let id_type = IdType::of(&mut conn, "orders", "id").await?;
     let stripe = StripeHttp::new(StripeSettings {
         key,
         base_url: base_url(&args.stripe_base_url),
@@ -110,7 +111,7 @@ pub async fn run(
         max_retries: args.max_retries,
     })
     .map_err(ReconcileError::from)?;
-    let orders = load_orders(&mut conn, &window).await?;
+    let orders = load_orders(&mut conn, &window, id_type).await?;
     let stripe_window = stripe_window(&window, &orders);
     let bar = progress.steps(3);
     bar.set_message("listing PaymentIntents");
@@ -130,7 +131,8 @@ pub async fn run(
         .await
         .map_err(ReconcileError::from)?;
     bar.finish_and_clear();
-    let (other_known, linked_elsewhere) = known_orders(&mut conn, &orders, &listed).await?;
+    let (other_known, linked_elsewhere) =
+        known_orders(&mut conn, id_type, &orders, &listed).await?;
     let findings = logic::reconcile(&Inputs {
         orders: &orders,
         other_known_orders: &other_known,
@@ -150,7 +152,7 @@ pub async fn run(
         .await?;
     let repairs_pending = findings.iter().map(|f| f.repairs.len()).sum();
     let applied = if args.apply {
-        apply::apply_all(&mut conn, &run_id, &findings).await?
+        apply::apply_all(&mut conn, id_type, &run_id, &findings).await?
     } else {
         Vec::new()
     };
@@ -260,11 +262,19 @@ type OrderTuple = (
     NaiveDateTime,
 );
 
-async fn load_orders(conn: &mut PgConnection, window: &Window) -> anyhow::Result<Vec<OrderRow>> {
+async fn load_orders(
+    conn: &mut PgConnection,
+    window: &Window,
+    id_type: IdType,
+) -> anyhow::Result<Vec<OrderRow>> {
+    let order = match &window.order {
+        Some(id) => Key::parse(id_type, id).map_err(|_| ReconcileError::NoSuchOrder(id.clone()))?,
+        None => Key::start(id_type),
+    };
     let rows: Vec<OrderTuple> = sqlx::query_as(ORDERS_SQL)
         .bind(window.since.naive_utc())
         .bind(window.until.naive_utc())
-        .bind(window.order.as_deref())
+        .bind(&order)
         .fetch_all(conn)
         .await?;
     if let Some(id) = &window.order
@@ -351,6 +361,7 @@ async fn retrieve_missing(
 /// (by id): their ids, and the PaymentIntent ids they link.
 async fn known_orders(
     conn: &mut PgConnection,
+    id_type: IdType,
     orders: &[OrderRow],
     listed: &[PaymentIntentView],
 ) -> Result<(HashSet<String>, HashSet<String>), sqlx::Error> {
@@ -373,7 +384,7 @@ async fn known_orders(
         return Ok((HashSet::new(), HashSet::new()));
     }
     let found: Vec<(String, Option<String>)> = sqlx::query_as(KNOWN_ORDERS_SQL)
-        .bind(&named)
+        .bind(Keys::valid(id_type, &named))
         .bind(&unlinked)
         .fetch_all(conn)
         .await?;

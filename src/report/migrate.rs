@@ -1,6 +1,7 @@
 use std::io::{self, Write};
 
 use super::{Render, millis, table};
+use crate::db::IdType;
 use crate::migrate::steps::{Phase, STEPS, StepKind};
 use crate::migrate::{
     ApplyOutcome, ApplyReport, DownReport, MigrateOutput, MigratePlan, PlannedStep,
@@ -61,6 +62,12 @@ impl Render for MigratePlan {
             self.pending.len(),
             self.cleanup.len()
         )?;
+        if self.id_type == IdType::Uuid {
+            writeln!(
+                out,
+                "The legacy ids are uuid (@db.Uuid): payments.order_id is created as uuid.\n"
+            )?;
+        }
         if self.pending.is_empty() && self.cleanup.is_empty() {
             writeln!(out, "Nothing to do: the schema is up to date.")?;
             return Ok(());

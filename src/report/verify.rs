@@ -4,6 +4,7 @@ use std::time::Duration;
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::{Render, millis, table};
+use crate::db::IdType;
 use crate::verify::{Category, CheckResult, Status, VerifyReport};
 
 /// Ids shown per check in the table; JSON and JUnit carry the whole sample.
@@ -42,6 +43,12 @@ impl Render for VerifyReport {
             millis(self.duration_ms),
             self.database
         )?;
+        if self.id_type == IdType::Uuid {
+            writeln!(
+                out,
+                "The legacy ids are uuid (@db.Uuid): payments.order_id is expected as uuid too."
+            )?;
+        }
         if s.skipped > 0 {
             writeln!(
                 out,

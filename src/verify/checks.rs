@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::db::IdType;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
@@ -42,13 +44,14 @@ pub struct Check {
 
 pub const EXPECTED_SCHEMA: &str = include_str!("../../sql/verify/expected_schema.txt");
 
-/// The expected objects of one kind ("table", "column", ...), without their kind prefix.
-pub fn expected_lines(kind: &str) -> Vec<String> {
+/// The expected objects of one kind ("table", "column", ...), without their kind prefix, for
+/// a database whose ids are of type `ids`.
+pub fn expected_lines(kind: &str, ids: IdType) -> Vec<String> {
     let prefix = format!("{kind} ");
     EXPECTED_SCHEMA
         .lines()
         .filter_map(|line| line.strip_prefix(&prefix))
-        .map(str::to_owned)
+        .map(|line| line.replace("{id type}", ids.sql()))
         .collect()
 }
 
@@ -237,10 +240,18 @@ mod tests {
     fn every_schema_check_has_expected_lines_and_ids_are_unique() {
         for check in CHECKS {
             if let Expected::Lines(kind) = check.expected {
-                assert!(!expected_lines(kind).is_empty(), "{}", check.id);
+                assert!(
+                    !expected_lines(kind, IdType::Text).is_empty(),
+                    "{}",
+                    check.id
+                );
             }
             assert_eq!(CHECKS.iter().filter(|c| c.id == check.id).count(), 1);
         }
-        assert_eq!(expected_lines("table").len(), 9);
+        assert_eq!(expected_lines("table", IdType::Text).len(), 9);
+        assert!(
+            expected_lines("column", IdType::Uuid)
+                .contains(&"payments.order_id uuid NOT NULL".to_owned())
+        );
     }
 }

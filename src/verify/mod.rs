@@ -11,7 +11,7 @@ use sqlx::{Connection, PgConnection};
 pub use checks::{CHECKS, Category, Check, Severity};
 
 use crate::cli::VerifyArgs;
-use crate::db::{self, DatabaseUrl};
+use crate::db::{self, DatabaseUrl, IdType};
 use crate::exit;
 use crate::progress::Progress;
 use checks::Expected;
@@ -56,6 +56,8 @@ pub struct Summary {
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
     pub database: String,
+    /// The type of the legacy ids (orders.id): what payments.order_id is expected to be.
+    pub id_type: IdType,
     pub duration_ms: u64,
     pub summary: Summary,
     pub checks: Vec<CheckResult>,
@@ -92,13 +94,14 @@ pub async fn run(
     sqlx::raw_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
         .await?;
+    let id_type = IdType::of(&mut tx, "orders", "id").await?;
     let mut results: Vec<CheckResult> = Vec::new();
     for check in selected {
         bar.set_message(check.id);
         let result = if check.category == Category::Data && schema_broken(&results) {
             skipped(check)
         } else {
-            run_check(&mut tx, check, args.sample).await?
+            run_check(&mut tx, check, id_type, args.sample).await?
         };
         tracing::debug!(
             "{}: {:?} ({} ms)",
@@ -113,6 +116,7 @@ pub async fn run(
     bar.finish_and_clear();
     Ok(VerifyReport {
         database,
+        id_type,
         duration_ms: started.elapsed().as_millis() as u64,
         summary: summarize(&results),
         checks: results,
@@ -128,12 +132,13 @@ fn schema_broken(results: &[CheckResult]) -> bool {
 async fn run_check(
     conn: &mut PgConnection,
     check: &Check,
+    id_type: IdType,
     sample: i64,
 ) -> anyhow::Result<CheckResult> {
     let started = Instant::now();
     let query = sqlx::query_as(check.sql);
     let query = match check.expected {
-        Expected::Lines(kind) => query.bind(checks::expected_lines(kind)),
+        Expected::Lines(kind) => query.bind(checks::expected_lines(kind, id_type)),
         Expected::Nothing => query,
     };
     let (count, sample): (i64, Vec<String>) =

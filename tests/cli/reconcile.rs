@@ -797,3 +797,80 @@ async fn one_order_and_csv_output() {
     assert_eq!(&rows[0][1], "o-webhook");
     assert_eq!(&rows[0][5], "mark PAID");
 }
+
+#[tokio::test]
+async fn uuid_order_ids_are_reconciled_and_repaired() {
+    let db = cluster().fresh_db().await;
+    db.seed(40, false).await;
+    let mut conn = db.conn().await;
+    sqlx::raw_sql(crate::variants::UUID_IDS)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    db.paytool().args(["migrate", "-q"]).assert().success();
+    db.paytool()
+        .args(["backfill", "payments", "-q"])
+        .assert()
+        .success();
+    sqlx::raw_sql("UPDATE orders SET created_at = '2025-06-01'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // A missed webhook on a uuid order, and a PaymentIntent whose metadata names no uuid.
+    let webhook = "7d3c7f8e-3a55-4a0e-9c55-2d8f1c2b9a01";
+    sqlx::query(
+        "INSERT INTO orders (id, user_id, status, amount_total_cents, currency, stripe_payment_intent_id, created_at)
+         SELECT $1::uuid, id, 'PENDING', 1000, 'EUR', 'pi_webhook', '2026-01-09 10:00' FROM users LIMIT 1;",
+    )
+    .bind(webhook)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO payments (id, order_id, stripe_payment_intent_id, amount_cents, currency, status)
+         VALUES ('pay-webhook', $1::uuid, 'pi_webhook', 1000, 'EUR', 'requires_payment_method')",
+    )
+    .bind(webhook)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let sim = StripeSim::start(KEY).unwrap();
+    sim.add_payment_intent(intent("pi_webhook", Some(webhook), 1000, "succeeded"));
+    sim.add_payment_intent(intent("pi_stranger", Some("o-1"), 500, "succeeded"));
+
+    let (code, report) = reconcile(&db, &sim, &["--apply"]);
+    assert_eq!(code, 1, "{report:#}");
+    let mut found = kinds(&report);
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "orphan_payment_intent",
+            "payment_row_mismatch",
+            "status_mismatch"
+        ],
+        "{report:#}"
+    );
+    let status: String = sqlx::query_scalar("SELECT status::TEXT FROM orders WHERE id = $1::uuid")
+        .bind(webhook)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(status, "PAID");
+    let (code, one) = json_run(
+        reconcile_cmd(&db, &sim.base_url())
+            .args(["--order", webhook, "--format", "json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        (code, one["orders_checked"].as_i64()),
+        (0, Some(1)),
+        "{one:#}"
+    );
+    reconcile_cmd(&db, &sim.base_url())
+        .args(["--order", "o-1"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("order o-1 does not exist"));
+}

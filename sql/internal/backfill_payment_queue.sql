@@ -1,0 +1,18 @@
+-- Orders whose total the orders step has just made final, waiting for their payment row:
+-- written in the orders batch's own transaction, consumed by the payments step, so a payment
+-- is never missed, killed run or not, and the payments step reads only what waits here.
+-- order_id takes the type of orders.id, whatever it is (text, or uuid with Prisma's @db.Uuid),
+-- from the table itself: the queue joins orders on it.
+-- Run only when the queue is missing, or was made by a paytool that gave it the wrong type: its
+-- rows are then queued again from orders (payment_queue_seed.sql), in the same transaction.
+-- squawk-ignore ban-drop-table
+DROP TABLE IF EXISTS paytool.backfill_payment_queue;
+CREATE TABLE paytool.backfill_payment_queue AS
+SELECT id AS order_id, now() AS queued_at FROM orders WITH NO DATA;
+-- The table was created empty in this same transaction, and only paytool reads it: nothing to
+-- scan, nobody to block.
+-- squawk-ignore constraint-missing-not-valid, adding-serial-primary-key-field
+ALTER TABLE paytool.backfill_payment_queue ADD CONSTRAINT backfill_payment_queue_pkey PRIMARY KEY (order_id);
+-- squawk-ignore adding-not-nullable-field
+ALTER TABLE paytool.backfill_payment_queue ALTER COLUMN queued_at SET NOT NULL;
+ALTER TABLE paytool.backfill_payment_queue ALTER COLUMN queued_at SET DEFAULT now();
