@@ -288,7 +288,7 @@ pub enum BackfillCommand {
 const BACKFILL_EXAMPLES: &str =
     "Steps, in order: items (price snapshot of each order item), orders (total = sum of
 subtotals), payments (one payments row per order). Each step reads only what is still pending
-(partial indexes built by migrate, and a queue of orders awaiting their payment), in batches
+(partial indexes its first complete pass builds, and a queue of orders awaiting their payment), in batches
 that are each their own short transaction: a killed run loses nothing, the next one takes what
 is left, and a catch-up costs the new rows, not the tables.
 
@@ -348,7 +348,8 @@ pub struct BackfillArgs {
     /// How many times in a row a failing batch (lock timeout, deadlock, lost connection) is retried.
     #[arg(long, default_value_t = 5)]
     pub max_retries: u32,
-    /// How long to wait for another paytool backfill on the same database to finish.
+    /// How long to wait for another paytool backfill on the same database to finish (and, for
+    /// the partial indexes a first complete pass builds, for a running paytool migrate).
     #[arg(long, default_value = "1m", value_parser = parse_duration)]
     pub wait: Duration,
 }

@@ -17,7 +17,7 @@ pub use batch::BatchPolicy;
 use crate::cli::{BackfillArgs, BackfillStep};
 use crate::db::{self, AdvisoryLock, DatabaseUrl, IdType, Key};
 use crate::exit;
-use crate::migrate;
+use crate::migrate::{self, steps::StepKind};
 use crate::progress::Progress;
 
 /// Serializes backfill runs on one database (their checkpoints would otherwise clash).
@@ -60,6 +60,9 @@ struct StepDef {
     writes: &'static str,
     /// The (table, column) the step walks by key.
     key: (&'static str, &'static str),
+    /// The migrate step that builds the partial index of the step's pending rows, after its
+    /// first complete pass.
+    pending_index: Option<i32>,
     /// Pending row count and largest pending key, when the step starts.
     extent_sql: &'static str,
     /// The next batch: (last key, rows) of the next $2 keys after $1, up to $3.
@@ -93,6 +96,7 @@ const STEPS: [StepDef; 3] = [
         name: "items",
         writes: "order_items",
         key: ("order_items", "id"),
+        pending_index: Some(27),
         extent_sql: "SELECT (SELECT count(*) FROM order_items WHERE label IS NULL),
             (SELECT id::TEXT FROM order_items WHERE label IS NULL ORDER BY id DESC LIMIT 1)",
         range_sql: ITEMS_RANGE_SQL,
@@ -104,6 +108,7 @@ const STEPS: [StepDef; 3] = [
         name: "orders",
         writes: "orders",
         key: ("orders", "id"),
+        pending_index: Some(28),
         extent_sql: "SELECT (SELECT count(*) FROM orders WHERE amount_total_cents = 0),
             (SELECT id::TEXT FROM orders WHERE amount_total_cents = 0 ORDER BY id DESC LIMIT 1)",
         range_sql: ORDERS_RANGE_SQL,
@@ -115,6 +120,7 @@ const STEPS: [StepDef; 3] = [
         name: "payments",
         writes: "payments",
         key: ("paytool.backfill_payment_queue", "order_id"),
+        pending_index: None,
         extent_sql: "SELECT (SELECT count(*) FROM paytool.backfill_payment_queue),
             (SELECT order_id::TEXT FROM paytool.backfill_payment_queue ORDER BY order_id DESC LIMIT 1)",
         range_sql: PAYMENTS_RANGE_SQL,
@@ -167,6 +173,12 @@ pub struct BackfillReport {
     /// Rounds run: 1, or with --follow as many as ran until interrupted.
     pub rounds: u64,
     pub steps: Vec<StepReport>,
+    /// Partial indexes of the pending rows this run built once its first complete pass was
+    /// done (migrate steps 027 and 028).
+    pub indexes_built: Vec<&'static str>,
+    /// Why those indexes could not be built this time (the migrate lock held by a long
+    /// migration, a lock never obtained): the backfill itself is done, the next run tries again.
+    pub indexes_not_built: Option<String>,
 }
 
 impl BackfillReport {
@@ -211,6 +223,8 @@ pub async fn run(
         strict: args.strict,
         rounds: 1,
         steps: Vec::new(),
+        indexes_built: Vec::new(),
+        indexes_not_built: None,
     };
     if args.dry_run {
         report.steps = dry_run(&mut conn, &steps).await?;
@@ -240,6 +254,7 @@ pub async fn run(
     loop {
         let round_started = Instant::now();
         let mut round = Vec::new();
+        let mut complete_passes = Vec::new();
         for step in &steps {
             let restart = args.restart || report.rounds > 0;
             round.push(
@@ -247,6 +262,21 @@ pub async fn run(
                     .run_step(&mut conn, step, restart, args.wait)
                     .await?,
             );
+            if !backfill.stop.load(Ordering::Relaxed) {
+                complete_passes.extend(step.pending_index);
+            }
+        }
+        match build_pending_indexes(&mut conn, &complete_passes, args.wait, &backfill.progress)
+            .await
+        {
+            Ok(built) => report.indexes_built.extend(built),
+            Err(err) => {
+                let reason = format!("{err:#}");
+                tracing::warn!(
+                    "the partial indexes of the pending rows were not built ({reason}); the next run tries again"
+                );
+                report.indexes_not_built = Some(reason);
+            }
         }
         report.rounds += 1;
         let line = round_line(
@@ -265,6 +295,34 @@ pub async fn run(
         }
     }
     Ok(report)
+}
+
+/// The partial indexes of the steps that just completed a pass, if not built yet: before the
+/// first complete pass they would make its updates ineligible for HOT (their predicates name
+/// the columns it writes), after it they let every later run read only the pending rows.
+async fn build_pending_indexes(
+    conn: &mut PgConnection,
+    versions: &[i32],
+    wait: Duration,
+    progress: &Progress,
+) -> anyhow::Result<Vec<&'static str>> {
+    if versions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let runs = migrate::apply_after_backfill(conn, versions, wait, progress).await?;
+    let built: Vec<&'static str> = runs
+        .iter()
+        .filter_map(|r| match r.kind {
+            StepKind::ConcurrentIndex { index } => Some(index),
+            _ => None,
+        })
+        .collect();
+    for index in &built {
+        progress.note(&format!(
+            "built {index}: later runs read only the pending rows"
+        ));
+    }
+    Ok(built)
 }
 
 /// Ctrl-C or SIGTERM sets `stop`; the run finishes its batch, reports and exits 0.

@@ -354,6 +354,14 @@ impl AdvisoryLock {
         }
     }
 
+    pub async fn release(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(self.key)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
     /// Fails when this session does not hold the lock, which happens when a pooler hands
     /// later statements to another server connection.
     pub async fn ensure_held(&self, conn: &mut PgConnection) -> anyhow::Result<()> {

@@ -119,7 +119,7 @@ pub async fn apply(
     report.preflight = preflight::run(conn, &versions, watch).await?;
     if !report.preflight.passed() {
         report.outcome = match phase {
-            Phase::Migrate => ApplyOutcome::RefusedDirtyData,
+            Phase::Migrate | Phase::AfterBackfill => ApplyOutcome::RefusedDirtyData,
             Phase::Cleanup => ApplyOutcome::RefusedInUse,
         };
         return Ok(finish(report, started));
@@ -148,6 +148,50 @@ pub async fn apply(
     bar.finish_and_clear();
     report.outcome = ApplyOutcome::Applied;
     Ok(finish(report, started))
+}
+
+/// The steps of [`Phase::AfterBackfill`] among `versions` that are not applied yet, run by
+/// `paytool backfill payments` once the steps they serve completed a full pass. Under the
+/// migrate lock (waiting up to `wait`), with paytool's default lock policy.
+pub async fn apply_after_backfill(
+    conn: &mut PgConnection,
+    versions: &[i32],
+    wait: Duration,
+    progress: &Progress,
+) -> anyhow::Result<Vec<StepRun>> {
+    let statuses = super::current_statuses(conn).await?;
+    let pending: Vec<&Step> = super::pending_steps(&statuses, Phase::AfterBackfill)
+        .filter(|s| versions.contains(&s.version))
+        .collect();
+    if pending.is_empty() {
+        return Ok(Vec::new());
+    }
+    let policy = LockPolicy {
+        wait,
+        ..LockPolicy::default()
+    };
+    MIGRATE_LOCK.acquire(conn, policy.wait).await?;
+    let mut runs = Vec::new();
+    for step in pending {
+        let run = run_step(conn, step, &policy, 0, progress).await;
+        match run {
+            Ok(run) => {
+                tracing::info!(
+                    "step {} {} applied in {} ms",
+                    step.version,
+                    step.name,
+                    run.duration_ms
+                );
+                runs.push(run);
+            }
+            Err(err) => {
+                MIGRATE_LOCK.release(conn).await?;
+                return Err(err);
+            }
+        }
+    }
+    MIGRATE_LOCK.release(conn).await?;
+    Ok(runs)
 }
 
 fn finish(mut report: ApplyReport, started: Instant) -> ApplyReport {

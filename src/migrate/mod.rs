@@ -16,7 +16,7 @@ use std::time::Duration;
 use sqlx::PgConnection;
 use thiserror::Error;
 
-pub use apply::{ApplyOutcome, ApplyReport, StepRun};
+pub use apply::{ApplyOutcome, ApplyReport, StepRun, apply_after_backfill};
 pub use down::DownReport;
 pub use history::{StepState, StepStatus};
 pub use plan::{MigratePlan, PlannedStep};
@@ -98,6 +98,18 @@ pub struct LockPolicy {
     pub lock_retries: u32,
     pub statement_timeout: Duration,
     pub wait: Duration,
+}
+
+/// The defaults of `paytool migrate`'s lock flags.
+impl Default for LockPolicy {
+    fn default() -> Self {
+        LockPolicy {
+            lock_timeout: Duration::from_millis(500),
+            lock_retries: 30,
+            statement_timeout: Duration::from_secs(15),
+            wait: Duration::from_secs(600),
+        }
+    }
 }
 
 impl From<&LockArgs> for LockPolicy {
@@ -188,6 +200,9 @@ pub struct StatusReport {
     /// Steps of `paytool migrate cleanup` not applied yet: normal until the legacy application
     /// is gone, so they do not fail the status.
     pub cleanup_pending: usize,
+    /// Partial indexes `paytool backfill payments` builds after its first complete pass: normal
+    /// until then, so they do not fail the status.
+    pub after_backfill_pending: usize,
     pub steps: Vec<StepStatus>,
 }
 
@@ -328,6 +343,10 @@ async fn status(conn: &mut PgConnection, database: String) -> anyhow::Result<Sta
             + count(StepState::Interrupted, Phase::Cleanup),
         drift: steps.iter().filter(|s| s.state == StepState::Drift).count(),
         cleanup_pending: count(StepState::Pending, Phase::Cleanup),
+        // An index build the backfill was killed in is redone by its next complete pass, not by
+        // `paytool migrate`: it is still the backfill's, and does not fail the status.
+        after_backfill_pending: count(StepState::Pending, Phase::AfterBackfill)
+            + count(StepState::Interrupted, Phase::AfterBackfill),
         steps,
     })
 }
@@ -348,6 +367,7 @@ async fn make_plan(
             .collect()
     };
     let pending = planned(Phase::Migrate);
+    let after_backfill = planned(Phase::AfterBackfill);
     let cleanup = planned(Phase::Cleanup);
     // The preflight of what runs next: the migration, or once it is done, the cleanup.
     let next = if pending.is_empty() {
@@ -361,8 +381,9 @@ async fn make_plan(
         database,
         id_type: IdType::of(conn, "orders", "id").await?,
         steps_total: STEPS.len(),
-        steps_applied: STEPS.len() - pending.len() - cleanup.len(),
+        steps_applied: STEPS.len() - pending.len() - after_backfill.len() - cleanup.len(),
         pending,
+        after_backfill,
         cleanup,
         preflight,
         show_sql,

@@ -39,6 +39,8 @@ pub struct MigratePlan {
     pub steps_applied: usize,
     /// Steps `paytool migrate` applies.
     pub pending: Vec<PlannedStep>,
+    /// Steps `paytool backfill payments` applies after its first complete pass.
+    pub after_backfill: Vec<PlannedStep>,
     /// Steps only `paytool migrate cleanup` applies, once the legacy application is gone.
     pub cleanup: Vec<PlannedStep>,
     /// The checks of what runs next: the migration, or once it is applied, the cleanup.

@@ -62,12 +62,14 @@ impl Lock {
     }
 }
 
-/// When a step runs: with `paytool migrate`, or only with `paytool migrate cleanup`, once the
-/// application no longer needs what it removes.
+/// When a step runs: with `paytool migrate`; with `paytool backfill payments` once its first
+/// full pass is done; or only with `paytool migrate cleanup`, once the application no longer
+/// needs what it removes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Migrate,
+    AfterBackfill,
     Cleanup,
 }
 
@@ -75,6 +77,7 @@ impl Phase {
     pub fn command(self) -> &'static str {
         match self {
             Phase::Migrate => "paytool migrate",
+            Phase::AfterBackfill => "paytool backfill payments",
             Phase::Cleanup => "paytool migrate cleanup",
         }
     }
@@ -400,6 +403,7 @@ pub const STEPS: &[Step] = &[
         Some("creates payments, payment_events and refunds (empty)")
     ),
     step!(
+        Phase::AfterBackfill,
         27,
         "027_order_items_pending_snapshot_index",
         ConcurrentIndex {
@@ -407,9 +411,14 @@ pub const STEPS: &[Step] = &[
         },
         "order_items",
         ShareUpdateExclusive,
-        Some("partial: only items without a snapshot, so the backfill reads what is pending")
+        Some(
+            "partial: only items without a snapshot, so later backfills read what is pending; \
+             built by the first complete backfill, because before it its predicate would make \
+             every backfill update of order_items ineligible for HOT"
+        )
     ),
     step!(
+        Phase::AfterBackfill,
         28,
         "028_orders_pending_total_index",
         ConcurrentIndex {
@@ -417,7 +426,7 @@ pub const STEPS: &[Step] = &[
         },
         "orders",
         ShareUpdateExclusive,
-        Some("partial: only orders not totalled yet")
+        Some("partial: only orders not totalled yet; built by the first complete backfill, as 027")
     ),
     step!(
         Phase::Cleanup,

@@ -166,7 +166,7 @@ pub fn migration_sql(with_legacy_schema: bool, id_type: IdType, pending_cleanup:
     }
     let steps = steps_for(id_type)
         .iter()
-        .filter(|s| s.phase == Phase::Migrate || !pending_cleanup.contains(&s.version));
+        .filter(|s| s.phase != Phase::Cleanup || !pending_cleanup.contains(&s.version));
     for step in steps {
         sql.push_str(&format!("\n-- ==== {} ====\n", step.name));
         sql.push_str(step_sql_for_new_database(step).trim_end());

@@ -78,6 +78,20 @@ impl Render for BackfillReport {
                 )?;
             }
         }
+        if !self.indexes_built.is_empty() {
+            writeln!(
+                out,
+                "Built the partial indexes of the pending rows: {} (later runs read only what is pending).",
+                self.indexes_built.join(", ")
+            )?;
+        }
+        if let Some(reason) = &self.indexes_not_built {
+            writeln!(
+                out,
+                "The partial indexes of the pending rows were not built ({reason}): the backfill is \
+                 complete, and the next run builds them."
+            )?;
+        }
         if self.strict && self.steps.iter().any(|s| s.unresolved > 0) {
             writeln!(
                 out,

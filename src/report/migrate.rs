@@ -56,10 +56,12 @@ impl Render for MigratePlan {
         writeln!(out, "Migration plan for {}", self.database)?;
         writeln!(
             out,
-            "{} of {} steps applied, {} pending for paytool migrate, {} for paytool migrate cleanup.\n",
+            "{} of {} steps applied, {} pending for paytool migrate, {} for paytool backfill payments, \
+             {} for paytool migrate cleanup.\n",
             self.steps_applied,
             self.steps_total,
             self.pending.len(),
+            self.after_backfill.len(),
             self.cleanup.len()
         )?;
         if self.id_type == IdType::Uuid {
@@ -68,13 +70,21 @@ impl Render for MigratePlan {
                 "The legacy ids are uuid (@db.Uuid): payments.order_id is created as uuid.\n"
             )?;
         }
-        if self.pending.is_empty() && self.cleanup.is_empty() {
+        if self.pending.is_empty() && self.after_backfill.is_empty() && self.cleanup.is_empty() {
             writeln!(out, "Nothing to do: the schema is up to date.")?;
             return Ok(());
         }
         if !self.pending.is_empty() {
             writeln!(out, "paytool migrate:")?;
             render_steps(&self.pending, self.show_sql, out)?;
+        }
+        if !self.after_backfill.is_empty() {
+            writeln!(
+                out,
+                "paytool backfill payments (once its first pass is complete; built earlier, these \
+                 indexes would make that pass's updates ineligible for HOT):"
+            )?;
+            render_steps(&self.after_backfill, self.show_sql, out)?;
         }
         if !self.cleanup.is_empty() {
             writeln!(
@@ -195,8 +205,10 @@ impl Render for StatusReport {
                 _ => step.checksum[..12].to_owned(),
             };
             let mut state = format!("{:?}", step.state).to_lowercase();
-            if step.phase == Phase::Cleanup {
-                state.push_str(" (cleanup)");
+            match step.phase {
+                Phase::Cleanup => state.push_str(" (cleanup)"),
+                Phase::AfterBackfill => state.push_str(" (by backfill)"),
+                Phase::Migrate => {}
             }
             t.add_row(vec![
                 step.name.to_owned(),
@@ -213,17 +225,33 @@ impl Render for StatusReport {
         writeln!(out, "{t}")?;
         writeln!(
             out,
-            "{} applied, {} pending, {} interrupted, {} drifted; {} cleanup step(s) pending.",
-            self.applied, self.pending, self.interrupted, self.drift, self.cleanup_pending
+            "{} applied, {} pending, {} interrupted, {} drifted; {} left to paytool backfill payments, \
+             {} cleanup step(s) pending.",
+            self.applied,
+            self.pending,
+            self.interrupted,
+            self.drift,
+            self.after_backfill_pending,
+            self.cleanup_pending
         )?;
         if self.pending + self.interrupted > 0 && self.drift == 0 {
             writeln!(out, "Run paytool migrate to apply the pending steps.")?;
-        } else if self.cleanup_pending > 0 && self.drift == 0 {
-            writeln!(
-                out,
-                "Migrated. paytool migrate cleanup removes the legacy enum type once the legacy \
-                 application is gone."
-            )?;
+        } else if self.drift == 0 {
+            if self.after_backfill_pending > 0 {
+                writeln!(
+                    out,
+                    "Migrated. paytool backfill payments builds the {} partial index(es) left once \
+                     its first pass is complete.",
+                    self.after_backfill_pending
+                )?;
+            }
+            if self.cleanup_pending > 0 {
+                writeln!(
+                    out,
+                    "Migrated. paytool migrate cleanup removes the legacy enum type once the legacy \
+                     application is gone."
+                )?;
+            }
         }
         if self.drift > 0 {
             writeln!(

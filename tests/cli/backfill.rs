@@ -617,3 +617,118 @@ async fn follow_keeps_catching_up_until_terminated() {
         "{stderr}"
     );
 }
+
+async fn index_exists(conn: &mut PgConnection, name: &str) -> bool {
+    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(name)
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_first_complete_pass_builds_the_pending_indexes_after_its_hot_updates() {
+    let db = migrated_db(3_000).await;
+    let mut conn = db.conn().await;
+    for index in [
+        "order_items_pending_snapshot_idx",
+        "orders_pending_total_idx",
+    ] {
+        assert!(
+            !index_exists(&mut conn, index).await,
+            "{index} before the backfill"
+        );
+    }
+    // verify does not count them missing before the backfill built them.
+    let (code, verify) =
+        crate::harness::run_json(&db, &["verify", "constraints", "--only", "schema"]);
+    assert_eq!(code, 0, "{verify:#}");
+
+    // A killed run builds nothing.
+    kill_during_the_items_step(&db, &mut conn).await;
+    assert!(!index_exists(&mut conn, "order_items_pending_snapshot_idx").await);
+
+    // The items step alone builds its own index.
+    let items = backfill_json(&db, &["--step", "items"]);
+    assert_eq!(
+        items["indexes_built"],
+        serde_json::json!(["order_items_pending_snapshot_idx"])
+    );
+    // Without the partial index, the snapshot updates could stay on their page (HOT): its
+    // predicate names the column they write.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sqlx::raw_sql("SELECT pg_stat_clear_snapshot()")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let hot = scalar(
+        &mut conn,
+        "SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'order_items'",
+    )
+    .await;
+    assert!(hot > 0, "no HOT update of order_items");
+
+    let all = backfill_json(&db, &[]);
+    assert_eq!(
+        all["indexes_built"],
+        serde_json::json!(["orders_pending_total_idx"])
+    );
+    assert_eq!(
+        backfill_json(&db, &[])["indexes_built"],
+        serde_json::json!([])
+    );
+    let (code, status) = crate::harness::run_json(&db, &["migrate", "status"]);
+    assert_eq!(
+        (code, status["after_backfill_pending"].as_i64()),
+        (0, Some(0))
+    );
+    // Once built, they are checked exactly.
+    sqlx::raw_sql(
+        "DROP INDEX orders_pending_total_idx;
+         CREATE INDEX orders_pending_total_idx ON orders (id) WHERE amount_total_cents < 0;",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let (code, verify) =
+        crate::harness::run_json(&db, &["verify", "constraints", "--only", "schema"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        crate::harness::verify_check(&verify, "schema.indexes")["sample"],
+        serde_json::json!(["orders_pending_total_idx"])
+    );
+}
+
+#[tokio::test]
+async fn a_complete_pass_whose_indexes_cannot_be_built_succeeds_and_the_next_run_builds_them() {
+    let db = migrated_db(500).await;
+    let mut conn = db.conn().await;
+    // A paytool migrate holds its lock (in another session) for longer than --wait.
+    let mut holder = db.conn().await;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(paytool::migrate::MIGRATE_LOCK.key)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let first = backfill_json(&db, &["--wait", "1s"]);
+    assert_eq!(first["indexes_built"], serde_json::json!([]));
+    assert!(
+        first["indexes_not_built"]
+            .as_str()
+            .is_some_and(|r| r.contains("migrate")),
+        "{first:#}"
+    );
+    assert!(!index_exists(&mut conn, "orders_pending_total_idx").await);
+    // The backfill itself is complete.
+    let payments = scalar(&mut conn, "SELECT count(*) FROM payments").await;
+    assert!(payments > 0);
+    assert_eq!(first["steps"][2]["changed"].as_i64(), Some(payments));
+    drop(holder);
+    let second = backfill_json(&db, &[]);
+    assert_eq!(
+        second["indexes_built"].as_array().map(Vec::len),
+        Some(2),
+        "{second:#}"
+    );
+    assert!(second["indexes_not_built"].is_null());
+}
