@@ -29,7 +29,8 @@ pub struct GlobalArgs {
     /// Output format of the report on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table, global = true)]
     pub format: OutputFormat,
-    /// More log output on stderr (-v info, -vv debug).
+    /// More log output on stderr: -v info, -vv debug, -vvv debug of the libraries too. Without
+    /// it, only warnings and errors.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     /// Only errors on stderr, no progress bars.
@@ -123,13 +124,13 @@ pub enum PrismaCommand {
     /// Print the upgraded schema.prisma models of the migrated database (status String, payments,
     /// payment_events, refunds, snapshot and total fields), native types read from the database.
     #[command(
-        after_help = "Examples:\n  paytool prisma schema > prisma/payment-models.prisma   # then merge into schema.prisma\n  paytool prisma schema --format json | jq -r .schema\n\nKeep your generator and datasource blocks; columns of your own are listed as comments.\nExit codes: 0 printed, 2 database not migrated or usage error, 3 runtime failure."
+        after_help = "Examples:\n  # then merge into schema.prisma\n  paytool prisma schema > prisma/payment-models.prisma\n  paytool prisma schema --format json | jq -r .schema\n\nKeep your generator and datasource blocks; columns of your own are listed as\ncomments.\n\nExit codes: 0 printed, 2 database not migrated or usage error, 3 runtime\nfailure."
     )]
     Schema,
     /// Write the payment system as a Prisma migration (DIR/<timestamp>_payment_system/migration.sql)
     /// and record it as applied in _prisma_migrations, as `prisma migrate resolve --applied` does.
     #[command(
-        after_help = "Examples:\n  paytool prisma baseline --migrations-dir prisma/migrations\n  npx prisma migrate status        # then: Database schema is up to date!\n\nRe-running it is safe: an identical migration already written and recorded is left as it is.\nExit codes: 0 written and recorded, 2 database not migrated or usage error, 3 runtime failure."
+        after_help = "Examples:\n  paytool prisma baseline --migrations-dir prisma/migrations\n  # then: Database schema is up to date!\n  npx prisma migrate status\n\nRe-running it is safe: an identical migration already written and recorded\nis left as it is.\n\nExit codes: 0 written and recorded, 2 database not migrated or usage error,\n3 runtime failure."
     )]
     Baseline(BaselineArgs),
 }
@@ -145,38 +146,56 @@ pub struct BaselineArgs {
 }
 
 const MIGRATE_EXAMPLES: &str = "Examples:
-  paytool migrate plan                      # every step, its SQL, lock, rows and hazards
-  paytool migrate                           # preflight, then apply the pending steps online
-  paytool migrate --lock-timeout 300ms      # give up a lock attempt sooner (then retry)
-  paytool migrate status --format json      # applied/pending steps, checksums, drift
+  # every step, its SQL, lock, rows and hazards
+  paytool migrate plan
+  # preflight, then apply the pending steps online
+  paytool migrate
+  # give up a lock attempt sooner (then retry)
+  paytool migrate --lock-timeout 300ms
+  # applied and pending steps, checksums, drift
+  paytool migrate status --format json
   paytool migrate down --i-understand-this-destroys-payment-data
 
-Exit codes: 0 success, 1 problems found (dirty data, drift), 2 usage or configuration error,
-3 runtime failure. migrate needs a direct session connection (not PgBouncer transaction
-pooling): it holds a session-level advisory lock for the whole run.";
+migrate needs a direct session connection (not PgBouncer transaction pooling):
+it holds a session-level advisory lock for the whole run.
+
+Exit codes: 0 success, 1 problems found (dirty data, drift), 2 usage or
+configuration error, 3 runtime failure.";
 
 const SEED_EXAMPLES: &str = "Examples:
-  createdb shop_test && paytool seed --database-url postgres://localhost/shop_test --orders 5000
-  paytool seed --orders 1000000 --no-stock-anomalies   # clean enough for migrate to pass
+  createdb shop_test
+  paytool seed --database-url postgres://localhost/shop_test --orders 5000
+  # clean enough for migrate to pass
+  paytool seed --orders 1000000 --no-stock-anomalies
 
-Exit codes: 0 success, 2 the database already has tables of the legacy schema, 3 runtime failure.";
+Exit codes: 0 success, 2 the database already has tables of the legacy schema,
+3 runtime failure.";
 
-const RECONCILE_EXAMPLES: &str = "Reads Stripe only (GET requests; a restricted key with read access to PaymentIntents,
-Charges and Refunds is enough), all of it before writing anything.
+const RECONCILE_EXAMPLES: &str =
+    "Reads Stripe only (GET requests; a restricted key with read access to
+PaymentIntents, Charges and Refunds is enough), all of it before writing
+anything.
 
 Examples:
-  paytool reconcile                                   # the last 30 days
-  paytool reconcile --since 2026-11-01 --until 2026-11-15 --format csv > findings.csv
-  paytool reconcile --order 8f0e2c1a-...              # one order
-  paytool reconcile --apply                           # link, sync statuses, mark PAID, record refunds (audited)
-  paytool reconcile --stripe-base-url http://localhost:12111/ --max-rps 50   # another server
+  # the last 30 days
+  paytool reconcile
+  # the 1st to the 15th of November (a plain --until date: the whole day)
+  paytool reconcile --since 2026-11-01 --until 2026-11-15 --format csv
+  # one order
+  paytool reconcile --order 8f0e2c1a-...
+  # link, sync statuses, mark PAID, record refunds (each audited)
+  paytool reconcile --apply
+  # another server, e.g. stripe-mock
+  paytool reconcile --stripe-base-url http://localhost:12111/ --max-rps 50
 
-Findings: missing_in_stripe, status_mismatch, amount_mismatch, currency_mismatch,
-unlinked_payment_intent, orphan_payment_intent, duplicate_payment_intents, refund_mismatch,
-payment_row_mismatch (docs/reconcile.md says what causes each and what to do).
+Findings: missing_in_stripe, status_mismatch, amount_mismatch,
+currency_mismatch, unlinked_payment_intent, orphan_payment_intent,
+duplicate_payment_intents, refund_mismatch, payment_row_mismatch
+(docs/reconcile.md says what causes each and what to do). Amounts are shown
+as money (26.66 EUR, 1,500 JPY); JSON and CSV carry integer minor units.
 
-Exit codes: 0 nothing found, 1 findings, 2 usage or configuration error, 3 could not complete
-(Stripe or the database unreachable; nothing was written).";
+Exit codes: 0 nothing found, 1 findings, 2 usage or configuration error,
+3 could not complete (Stripe or the database unreachable; nothing written).";
 
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
@@ -187,14 +206,16 @@ pub struct ReconcileArgs {
     #[arg(
         long,
         env = "STRIPE_BASE_URL",
+        hide_env_values = true,
         default_value = "https://api.stripe.com/"
     )]
     pub stripe_base_url: String,
     /// Start of the window (orders created at or after): RFC 3339 or YYYY-MM-DD. Default: 30 days before --until.
     #[arg(long, value_parser = parse_instant, conflicts_with = "order")]
     pub since: Option<chrono::DateTime<chrono::Utc>>,
-    /// End of the window (orders created at or before): RFC 3339 or YYYY-MM-DD. Default: now.
-    #[arg(long, value_parser = parse_instant, conflicts_with = "order")]
+    /// End of the window (orders created at or before): RFC 3339, or YYYY-MM-DD for the whole of
+    /// that day (UTC). Default: now.
+    #[arg(long, value_parser = parse_until, conflicts_with = "order")]
     pub until: Option<chrono::DateTime<chrono::Utc>>,
     /// Reconcile this one order only.
     #[arg(long)]
@@ -216,6 +237,18 @@ pub struct ReconcileArgs {
     pub max_retries: u32,
 }
 
+/// `--until 2026-11-15` takes in the 15th: the last microsecond of that day (timestamps in the
+/// database have microseconds), not its first.
+fn parse_until(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let end = day
+            .and_hms_micro_opt(23, 59, 59, 999_999)
+            .ok_or_else(|| format!("'{text}' is not a day"))?;
+        return Ok(end.and_utc());
+    }
+    parse_instant(text)
+}
+
 fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&chrono::Utc));
@@ -227,16 +260,21 @@ fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
         })
 }
 
-const DEMO_EXAMPLES: &str =
-    "Needs PostgreSQL installed (initdb on PATH or under /usr/lib/postgresql/*/bin; as root the
-server runs as the postgres user). Nothing to configure, no network.
+const DEMO_EXAMPLES: &str = "Needs PostgreSQL installed (initdb on PATH, in PG_BIN or under
+/usr/lib/postgresql/*/bin; as root the server runs as the postgres user).
+Nothing to configure, no network.
 
 Examples:
-  paytool demo                 # a few thousand orders, everything removed at the end
-  paytool demo --orders 500    # quicker
-  paytool demo --keep          # leave the database and the Stripe simulator up to try commands
+  # a few thousand orders, everything removed at the end
+  paytool demo
+  # quicker
+  paytool demo --orders 500
+  # leave the database and the Stripe simulator up to try commands
+  paytool demo --keep
 
-Exit codes: 0 every stage went as expected, 3 a stage did not (the cluster is removed).";
+Exit codes: 0 every stage went as expected, 2 PostgreSQL not found (or PG_BIN
+wrong, or a TMPDIR the postgres user cannot enter), 3 a stage did not go as
+expected (the cluster is removed).";
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -256,17 +294,22 @@ pub enum VerifyCommand {
 }
 
 const VERIFY_EXAMPLES: &str =
-    "Every check has a severity: error (fails the run) or warning (reported only). Read-only:
-one REPEATABLE READ READ ONLY transaction, so a role with SELECT on the tables is enough.
+    "Every check has a severity: error (fails the run) or warning (reported
+only). Read-only: one REPEATABLE READ READ ONLY transaction, so a role with
+SELECT on the tables is enough.
 
 Examples:
-  paytool verify constraints                           # every check, as a table
-  paytool verify constraints --only schema             # pg_catalog checks only (fast)
-  paytool verify constraints --format junit > verify.xml   # for CI test reports
-  paytool verify constraints --format json --sample 50 | jq '.checks[] | select(.count > 0)'
+  # every check, as a table
+  paytool verify constraints
+  # pg_catalog checks only (fast)
+  paytool verify constraints --only schema
+  # for CI test reports
+  paytool verify constraints --format junit > verify.xml
+  paytool verify constraints --format json --sample 50 \\
+    | jq '.checks[] | select(.count > 0)'
 
-Exit codes: 0 no error-severity check failed, 1 one did, 2 usage or configuration error,
-3 the checks could not run (database unreachable, query failed).";
+Exit codes: 0 no error-severity check failed, 1 one did, 2 usage or
+configuration error, 3 the checks could not run (database unreachable).";
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -286,21 +329,26 @@ pub enum BackfillCommand {
 }
 
 const BACKFILL_EXAMPLES: &str =
-    "Steps, in order: items (price snapshot of each order item), orders (total = sum of
-subtotals), payments (one payments row per order). Each step reads only what is still pending
-(partial indexes its first complete pass builds, and a queue of orders awaiting their payment), in batches
-that are each their own short transaction: a killed run loses nothing, the next one takes what
-is left, and a catch-up costs the new rows, not the tables.
+    "Steps, in order: items (price snapshot of each order item), orders (total =
+sum of subtotals), payments (one payments row per order). Each step reads only
+what is still pending (partial indexes its first complete pass builds, and a
+queue of orders awaiting their payment), in batches that are each their own
+short transaction: a killed run loses nothing, the next one takes what is
+left, and a catch-up costs the new rows, not the tables.
 
 Examples:
-  paytool backfill payments --dry-run              # what each step would change, changing nothing
-  paytool backfill payments                        # all three steps, batch size adapting to ~100 ms
+  # what each step would change, changing nothing
+  paytool backfill payments --dry-run
+  # all three steps, batch size adapting to ~100 ms
+  paytool backfill payments
   paytool backfill payments --step items --target-batch-ms 100 --pause-ms 50
-  paytool backfill payments --follow --interval 5s # keep catching up until Ctrl-C (until the new app ships)
-  paytool backfill payments --strict --format json # exit 1 if any row cannot be resolved
+  # keep catching up until Ctrl-C (until the new app ships)
+  paytool backfill payments --follow --interval 5s
+  # exit 1 if any row cannot be resolved
+  paytool backfill payments --strict --format json
 
-Exit codes: 0 done, 1 unresolved rows with --strict, 2 usage or configuration error (schema not
-migrated), 3 runtime failure (re-run to resume).";
+Exit codes: 0 done, 1 unresolved rows with --strict, 2 usage or configuration
+error (schema not migrated), 3 runtime failure (re-run to resume).";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -366,23 +414,23 @@ pub struct MigrateArgs {
 pub enum MigrateAction {
     /// Show every pending step: SQL, lock and table, estimated rows, hazards; change nothing.
     #[command(
-        after_help = "Examples:\n  paytool migrate plan                 # with the SQL of each step\n  paytool migrate plan --no-sql --format json\n\nExit codes: 0 plan shown (the preflight result is part of it), 2 usage or configuration error, 3 runtime failure."
+        after_help = "Examples:\n  # with the SQL of each step\n  paytool migrate plan\n  paytool migrate plan --no-sql --format json\n\nExit codes: 0 plan shown (the preflight result is part of it), 2 usage or\nconfiguration error, 3 runtime failure."
     )]
     Plan(PlanArgs),
     /// Show applied and pending steps with checksums; drift from the embedded SQL is an error.
     #[command(
-        after_help = "Examples:\n  paytool migrate status\n  paytool migrate status --format json | jq '.steps[] | select(.state != \"applied\")'\n  paytool migrate status -q && deploy-the-upgraded-app   # gate a deploy on it\n\nExit codes: 0 every migrate step applied and no drift (cleanup steps may be pending), 1 steps pending,\ninterrupted or drifted, 2 usage or configuration error, 3 runtime failure."
+        after_help = "Examples:\n  paytool migrate status\n  paytool migrate status --format json \\\n    | jq '.steps[] | select(.state != \"applied\")'\n  # gate a deploy on it\n  paytool migrate status -q && deploy-the-upgraded-app\n\nExit codes: 0 every migrate step applied and no drift (cleanup steps may be\npending), 1 steps pending, interrupted or drifted, 2 usage or configuration\nerror, 3 runtime failure."
     )]
     Status,
     /// Roll the payment system back to the legacy schema. DESTROYS payment data.
     #[command(
-        after_help = "Examples:\n  pg_dump -Fc shop > before-down.dump\n  paytool migrate down --i-understand-this-destroys-payment-data\n\nExit codes: 0 rolled back, 2 without the confirmation flag, 3 runtime failure (nothing changed)."
+        after_help = "Examples:\n  pg_dump -Fc shop > before-down.dump\n  paytool migrate down --i-understand-this-destroys-payment-data\n\nExit codes: 0 rolled back, 2 without the confirmation flag, 3 runtime failure\n(nothing changed)."
     )]
     Down(DownArgs),
     /// After the upgraded application is deployed: drop what only the legacy one needed (the
     /// enum type order_status and its comparison operators). Refuses while anything uses it.
     #[command(
-        after_help = "Examples:\n  paytool migrate plan --no-sql        # lists the cleanup steps and their checks\n  paytool migrate cleanup\n\nRun it only once every instance of the legacy application (status as an enum) is stopped:\nits enum filters fail from then on. paytool refuses while a session still uses the type.\n\nExit codes: 0 cleaned up (or nothing to do), 1 refused (the type is still in use), 2 migrate not finished or\nusage error, 3 runtime failure."
+        after_help = "Examples:\n  # lists the cleanup steps and their checks\n  paytool migrate plan --no-sql\n  paytool migrate cleanup\n\nRun it only once every instance of the legacy application (status as an\nenum) is stopped: its enum filters fail from then on. paytool refuses while a\nsession still uses the type.\n\nExit codes: 0 cleaned up (or nothing to do), 1 refused (the type is still in\nuse), 2 migrate not finished or usage error, 3 runtime failure."
     )]
     Cleanup(CleanupArgs),
 }
@@ -458,4 +506,22 @@ pub struct SeedArgs {
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 500ms, 2s, 5m)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_date_as_until_takes_in_the_whole_day() {
+        let end = parse_until("2026-11-15").unwrap();
+        assert_eq!(end.to_rfc3339(), "2026-11-15T23:59:59.999999+00:00");
+        let exact = parse_until("2026-11-15T12:00:00Z").unwrap();
+        assert_eq!(exact.to_rfc3339(), "2026-11-15T12:00:00+00:00");
+        assert_eq!(
+            parse_instant("2026-11-01").unwrap().to_rfc3339(),
+            "2026-11-01T00:00:00+00:00"
+        );
+        assert!(parse_until("15/11/2026").is_err());
+    }
 }

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod db;
 pub mod demo;
 pub mod exit;
+pub mod human;
 pub mod logging;
 pub mod migrate;
 pub mod prisma;
@@ -70,14 +71,18 @@ async fn run_command(cli: Cli) -> anyhow::Result<u8> {
         Command::Demo(args) => demo::run(args).await,
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(*shell, &mut command, "paytool", &mut stdout);
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut command, "paytool", &mut script);
+            write_out(&script, &mut stdout)?;
             Ok(exit::OK)
         }
         Command::Man => {
             let command = <Cli as clap::CommandFactory>::command();
+            let mut page = Vec::new();
             clap_mangen::Man::new(command)
-                .render(&mut stdout)
-                .context("cannot write the man page")?;
+                .render(&mut page)
+                .context("cannot render the man page")?;
+            write_out(&page, &mut stdout)?;
             Ok(exit::OK)
         }
         Command::Prisma(cli::PrismaCommand::Schema) => {
@@ -143,8 +148,18 @@ fn print<R: report::Render>(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let written = report::render(report, format, out).and_then(|()| out.flush());
+    reader_gone_is_fine(written).context("cannot write the report to stdout")
+}
+
+/// Writes generated text (man page, completions) the same way.
+fn write_out(bytes: &[u8], out: &mut dyn Write) -> anyhow::Result<()> {
+    let written = out.write_all(bytes).and_then(|()| out.flush());
+    reader_gone_is_fine(written).context("cannot write to stdout")
+}
+
+fn reader_gone_is_fine(written: std::io::Result<()>) -> std::io::Result<()> {
     match written {
         Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.context("cannot write the report to stdout"),
+        other => other,
     }
 }

@@ -5,12 +5,13 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::GlobalArgs;
 
 pub fn init(global: &GlobalArgs) {
-    // With bars on screen, info lines would tear them; the bars say the same.
+    // As --help says: warnings and errors by default, terminal or not (a CI log or a pipe gets
+    // the report, not a running commentary); -v adds info, -vv debug.
     let default = match (global.quiet, global.verbose) {
         (true, _) => "error",
-        (false, 0) if crate::progress::bars_enabled_for(global) => "warn",
-        (false, 0) => "info,sqlx=warn",
-        (false, 1) => "info,paytool=debug",
+        (false, 0) => "warn",
+        (false, 1) => "info,sqlx=warn",
+        (false, 2) => "info,paytool=debug,sqlx=warn",
         (false, _) => "debug",
     };
     let filter = EnvFilter::try_from_env("PAYTOOL_LOG").unwrap_or_else(|_| EnvFilter::new(default));

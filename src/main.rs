@@ -8,7 +8,7 @@ fn main() -> ExitCode {
     match paytool::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", paytool::exit::message(&err));
             ExitCode::from(paytool::exit::code_for(&err))
         }
     }

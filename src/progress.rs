@@ -1,9 +1,10 @@
 //! The one place that decides whether progress bars are shown, and makes them.
 
+use std::fmt;
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::cli::{GlobalArgs, OutputFormat};
 
@@ -67,6 +68,10 @@ impl Progress {
         }
         let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
         if let Ok(style) = ProgressStyle::with_template(template) {
+            // indicatif's own {per_sec} prints "2,246.8951/s".
+            let style = style.with_key("rate", |state: &ProgressState, w: &mut dyn fmt::Write| {
+                let _ = w.write_str(&crate::human::rate(state.per_sec(), "rows"));
+            });
             bar.set_style(style.progress_chars("=> "));
         }
         bar.enable_steady_tick(Duration::from_millis(200));
@@ -82,7 +87,7 @@ impl Progress {
     pub fn rows(&self, label: &str, total: u64) -> ProgressBar {
         let bar = self.bar(
             total,
-            "{msg} [{bar:30}] {human_pos}/{human_len} rows {per_sec} ETA {eta}",
+            "{msg} [{bar:30}] {human_pos}/{human_len} rows {rate} ETA {eta}",
         );
         bar.set_message(label.to_owned());
         bar

@@ -1,6 +1,8 @@
 -- What a backfill would do now, step by step, without changing anything: each item's
 -- subtotal as it is or as the items step would compute it, then the orders and payments
--- that the following steps would write from those.
+-- that the following steps would write from those. One row per step and outcome:
+-- ('items', 'would_change', n, {}) and ('orders', 'items_without_snapshot', n, sample ids), with
+-- the reasons of a real run (items_unresolved.sql and the others). $1 = sample size.
 WITH item AS (
     SELECT i.id, i.order_id, i.label IS NOT NULL AS taken,
            (i.label IS NULL AND p.id IS NOT NULL AND p.price >= 0 AND i.quantity >= 0
@@ -15,18 +17,25 @@ per_order AS (
            coalesce(sum(item.subtotal), 0) AS total
     FROM orders AS o LEFT JOIN item ON item.order_id = o.id
     GROUP BY o.id
+),
+outcome AS (
+    SELECT 'items' AS step, 'would_change' AS outcome, NULL::TEXT AS id
+    FROM item WHERE resolvable
+    UNION ALL
+    SELECT 'orders', 'would_change', NULL
+    FROM per_order WHERE complete AND amount_total_cents = 0 AND total BETWEEN 1 AND 2147483647
+    UNION ALL
+    SELECT 'orders', CASE WHEN NOT complete THEN 'items_without_snapshot' ELSE 'total_overflows_integer' END, id::TEXT
+    FROM per_order WHERE amount_total_cents = 0 AND (NOT complete OR total > 2147483647)
+    UNION ALL
+    SELECT 'payments', 'would_change', NULL
+    FROM per_order
+    WHERE NOT has_payment AND complete AND total <= 2147483647
+      AND (amount_total_cents = 0 OR amount_total_cents = total)
+    UNION ALL
+    SELECT 'payments', CASE WHEN NOT complete THEN 'items_without_snapshot' ELSE 'total_not_final' END, id::TEXT
+    FROM per_order WHERE NOT has_payment AND (NOT complete OR total > 2147483647)
 )
-SELECT 'items' AS step,
-       (SELECT count(*) FROM item WHERE resolvable) AS would_change,
-       (SELECT count(*) FROM item WHERE NOT taken AND NOT resolvable) AS unresolved
-UNION ALL
-SELECT 'orders',
-       count(*) FILTER (WHERE complete AND amount_total_cents = 0 AND total BETWEEN 1 AND 2147483647),
-       count(*) FILTER (WHERE amount_total_cents = 0 AND (NOT complete OR total > 2147483647))
-FROM per_order
-UNION ALL
-SELECT 'payments',
-       count(*) FILTER (WHERE NOT has_payment AND complete AND total <= 2147483647
-                        AND (amount_total_cents = 0 OR amount_total_cents = total)),
-       count(*) FILTER (WHERE NOT has_payment AND (NOT complete OR total > 2147483647))
-FROM per_order;
+SELECT step, outcome, count(*) AS rows,
+       coalesce((array_agg(id ORDER BY id) FILTER (WHERE id IS NOT NULL))[1:$1], '{}') AS sample
+FROM outcome GROUP BY step, outcome ORDER BY step, outcome;

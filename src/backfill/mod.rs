@@ -271,7 +271,7 @@ pub async fn run(
         {
             Ok(built) => report.indexes_built.extend(built),
             Err(err) => {
-                let reason = format!("{err:#}");
+                let reason = crate::exit::message(&err);
                 tracing::warn!(
                     "the partial indexes of the pending rows were not built ({reason}); the next run tries again"
                 );
@@ -317,10 +317,9 @@ async fn build_pending_indexes(
             _ => None,
         })
         .collect();
+    // The report says so; a log line for --follow, whose rounds print no report.
     for index in &built {
-        progress.note(&format!(
-            "built {index}: later runs read only the pending rows"
-        ));
+        tracing::info!("built {index}: later runs read only the pending rows");
     }
     Ok(built)
 }
@@ -486,8 +485,9 @@ impl Backfill<'_> {
                     };
                     report.retries += 1;
                     tracing::warn!(
-                        "step {}: batch failed ({err}); retry {failures_in_a_row} in {delay:?}",
-                        step.name
+                        "step {}: batch failed ({err}); retry {failures_in_a_row} in {}",
+                        step.name,
+                        crate::human::duration(delay)
                     );
                     tokio::time::sleep(delay).await;
                     if db::is_connection_lost(&err) {
@@ -662,15 +662,32 @@ async fn unresolved(
 
 async fn dry_run(conn: &mut PgConnection, steps: &[&StepDef]) -> anyhow::Result<Vec<StepReport>> {
     let started = Instant::now();
-    let projections: Vec<(String, i64, i64)> =
-        sqlx::query_as(DRY_RUN_SQL).fetch_all(&mut *conn).await?;
+    let outcomes: Vec<(String, String, i64, Vec<String>)> = sqlx::query_as(DRY_RUN_SQL)
+        .bind(SAMPLE_SIZE)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut reports = Vec::new();
     for step in steps {
-        let Some((_, would_change, unresolved)) =
-            projections.iter().find(|(name, _, _)| name == step.name)
-        else {
-            continue;
+        let of_step = || outcomes.iter().filter(|(name, ..)| name == step.name);
+        let would_change: i64 = of_step()
+            .filter(|(_, outcome, ..)| outcome == "would_change")
+            .map(|(_, _, rows, _)| rows)
+            .sum();
+        // Items are unresolved for a reason of their own (a deleted product...); orders and
+        // payments only because of their items or their total, as a real run would find.
+        let unresolved_by_reason = if step.step == BackfillStep::Items {
+            self::unresolved(conn, step).await?
+        } else {
+            of_step()
+                .filter(|(_, outcome, ..)| outcome != "would_change")
+                .map(|(_, reason, rows, sample)| Unresolved {
+                    reason: reason.clone(),
+                    rows: *rows,
+                    sample: sample.clone(),
+                })
+                .collect()
         };
+        let unresolved: i64 = unresolved_by_reason.iter().map(|u| u.rows).sum();
         // The payment queue does not exist before a first real run: what the payments step
         // would read is what it would write or leave unresolved.
         let scanned = if step.step == BackfillStep::Payments {
@@ -678,17 +695,12 @@ async fn dry_run(conn: &mut PgConnection, steps: &[&StepDef]) -> anyhow::Result<
         } else {
             extent(conn, step).await?.0
         };
-        let unresolved_by_reason = if step.step == BackfillStep::Items {
-            self::unresolved(conn, step).await?
-        } else {
-            Vec::new()
-        };
         reports.push(StepReport {
             step: step.name,
             scanned,
-            changed: *would_change,
+            changed: would_change,
             skipped: (scanned - would_change - unresolved).max(0),
-            unresolved: *unresolved,
+            unresolved,
             unresolved_by_reason,
             duration_ms: started.elapsed().as_millis() as u64,
             ..StepReport::default()

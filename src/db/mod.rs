@@ -280,7 +280,10 @@ pub async fn analyze_after_rewrite(conn: &mut PgConnection, table: &'static str)
     );
     let started = Instant::now();
     match sqlx::raw_sql(&sql).execute(&mut *conn).await {
-        Ok(_) => tracing::debug!("analyzed {table} in {:?}", started.elapsed()),
+        Ok(_) => tracing::debug!(
+            "analyzed {table} in {}",
+            crate::human::duration(started.elapsed())
+        ),
         Err(err) => {
             let _ = sqlx::raw_sql("RESET lock_timeout; RESET statement_timeout")
                 .execute(&mut *conn)

@@ -14,6 +14,24 @@ pub enum ClusterError {
          (Debian/Ubuntu: apt-get install postgresql; or set PG_BIN to its bin directory)"
     )]
     NotInstalled,
+    #[error(
+        "PG_BIN={} has no initdb{}",
+        .dir.display(),
+        match .found {
+            Some(found) => format!("; PostgreSQL is installed in {}: unset PG_BIN or set it to that", found.display()),
+            None => " and no PostgreSQL was found elsewhere (Debian/Ubuntu: apt-get install postgresql)".to_owned(),
+        }
+    )]
+    BadPgBin {
+        dir: PathBuf,
+        found: Option<PathBuf>,
+    },
+    #[error(
+        "the postgres user cannot enter {} (the server runs as postgres when paytool runs as root): \
+         set TMPDIR to a directory it can reach, e.g. TMPDIR=/tmp",
+        .0.display()
+    )]
+    Unreachable(PathBuf),
     #[error("cannot prepare the cluster directory: {0}")]
     Directory(#[from] std::io::Error),
     #[error("{program} failed: {output}")]
@@ -38,14 +56,22 @@ fn is_root() -> bool {
 
 /// PG_BIN, else `initdb` on PATH, else the newest /usr/lib/postgresql/*/bin.
 pub fn postgres_bin_dir() -> Result<PathBuf, ClusterError> {
-    if let Some(dir) = std::env::var_os("PG_BIN") {
+    if let Some(dir) = std::env::var_os("PG_BIN").filter(|d| !d.is_empty()) {
         let dir = PathBuf::from(dir);
         return if dir.join("initdb").is_file() {
             Ok(dir)
         } else {
-            Err(ClusterError::NotInstalled)
+            Err(ClusterError::BadPgBin {
+                dir,
+                found: installed_bin_dir().ok(),
+            })
         };
     }
+    installed_bin_dir()
+}
+
+/// `initdb` on PATH, else the newest /usr/lib/postgresql/*/bin.
+fn installed_bin_dir() -> Result<PathBuf, ClusterError> {
     let on_path = std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
@@ -93,10 +119,29 @@ impl TempCluster {
                 "chown",
                 Command::new("chown").arg("postgres:").arg(&cluster.dir),
             )?;
+            cluster.check_reachable_by_postgres()?;
         }
         cluster.initdb()?;
         cluster.start_server(settings)?;
         Ok(cluster)
+    }
+
+    /// A TMPDIR under a directory only root may enter (e.g. /root/tmp) would make initdb fail
+    /// with a bare "Permission denied": say what to do instead.
+    fn check_reachable_by_postgres(&self) -> Result<(), ClusterError> {
+        let reachable = Command::new("runuser")
+            .args(["-u", "postgres", "--", "test", "-w"])
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if reachable {
+            Ok(())
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+            Err(ClusterError::Unreachable(self.dir.clone()))
+        }
     }
 
     /// Runs a PostgreSQL program, as `postgres` when we are root.

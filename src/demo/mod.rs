@@ -213,6 +213,30 @@ impl Runner<'_> {
     }
 }
 
+/// How the user can run this very binary: `paytool` when that is what PATH finds, else its path
+/// (`./target/release/paytool` after `scripts/demo.sh`).
+fn paytool_command() -> String {
+    let Ok(me) = std::env::current_exe().and_then(std::fs::canonicalize) else {
+        return "paytool".to_owned();
+    };
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join("paytool"))
+        .find(|candidate| candidate.is_file())
+        .and_then(|found| std::fs::canonicalize(found).ok());
+    if on_path.as_deref() == Some(me.as_path()) {
+        return "paytool".to_owned();
+    }
+    match std::env::current_dir()
+        .ok()
+        .and_then(|cwd| me.strip_prefix(cwd).ok().map(|p| p.to_owned()))
+    {
+        Some(relative) => format!("./{}", relative.display()),
+        None => me.display().to_string(),
+    }
+}
+
 /// `--keep`: the cluster stays; the simulator lives as long as this process, so wait.
 async fn keep(cluster: &mut TempCluster, sim: &StripeSim) -> anyhow::Result<()> {
     cluster.keep();
@@ -226,7 +250,11 @@ async fn keep(cluster: &mut TempCluster, sim: &StripeSim) -> anyhow::Result<()> 
         stripe::DEMO_KEY,
         sim.base_url()
     );
-    println!("  paytool verify constraints; paytool reconcile");
+    let paytool = paytool_command();
+    println!("  {paytool} verify constraints; {paytool} reconcile");
+    if paytool != "paytool" {
+        println!("  (paytool is not on PATH: `cargo install --path .` puts it in ~/.cargo/bin)");
+    }
     println!("Press Ctrl-C to stop the simulator. The database keeps running; stop it with:");
     println!("  {}", cluster.stop_command());
     let _ = std::io::stdout().flush();

@@ -365,12 +365,12 @@ pub(super) async fn retry_transient(
                 };
                 retries += 1;
                 tracing::warn!(
-                    "step {}: {} on {} (attempt {}); retrying in {:?}",
+                    "step {}: {} on {} (attempt {}); retrying in {}",
                     name,
                     short_reason(&err),
                     table,
                     retries,
-                    delay
+                    crate::human::duration(delay)
                 );
                 tokio::time::sleep(delay).await;
             }

@@ -6,8 +6,8 @@
 
 mod apply;
 mod down;
-mod history;
-mod plan;
+pub(crate) mod history;
+pub(crate) mod plan;
 mod preflight;
 pub mod steps;
 
@@ -66,8 +66,12 @@ pub enum MigrateError {
     )]
     MigrationUnfinished { pending: usize },
     #[error(
-        "the payment schema is not in place ({pending} of {total} steps of paytool migrate not applied); \
-         run paytool migrate first"
+        "{}; run paytool migrate first",
+        if .pending == .total {
+            "this database is not migrated yet (none of the payment schema's steps is applied)".to_owned()
+        } else {
+            format!("the payment schema is only partly in place ({} of {} steps of paytool migrate are still to apply)", .pending, .total)
+        }
     )]
     NotMigrated { pending: usize, total: usize },
     #[error(

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 
+use crate::human::{Money, plural};
 use crate::stripe::{PaymentIntentView, RefundView};
 
 /// An order and its payment as the database has them.
@@ -116,6 +117,12 @@ pub struct Finding {
     pub ours: String,
     /// Stripe's value.
     pub stripe: String,
+    /// The amount `ours` speaks of, in minor units, for findings about money.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_amount: Option<Money>,
+    /// The amount `stripe` speaks of, in minor units.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stripe_amount: Option<Money>,
     /// What `--apply` does about it, if anything is safe.
     pub repairs: Vec<Repair>,
 }
@@ -188,8 +195,22 @@ fn finding(
         payment_intent_id: pi.map(str::to_owned),
         ours,
         stripe,
+        database_amount: None,
+        stripe_amount: None,
         repairs: Vec::new(),
     }
+}
+
+impl Finding {
+    fn with_amounts(mut self, database: Option<Money>, stripe: Option<Money>) -> Self {
+        self.database_amount = database;
+        self.stripe_amount = stripe;
+        self
+    }
+}
+
+fn order_total(order: &OrderRow) -> Money {
+    Money::new(order.amount_total_cents, &order.currency)
 }
 
 fn check_order<'a>(
@@ -225,13 +246,16 @@ fn check_order<'a>(
         .collect();
     if succeeded.len() > 1 {
         let ids: Vec<&str> = succeeded.iter().map(|pi| pi.id.as_str()).collect();
-        out.push(finding(
-            Kind::DuplicatePaymentIntents,
-            order,
-            linked.or(ids.first().copied()),
-            format!("one order of {} cents", order.amount_total_cents),
-            format!("{} succeeded PaymentIntents: {}", ids.len(), ids.join(", ")),
-        ));
+        out.push(
+            finding(
+                Kind::DuplicatePaymentIntents,
+                order,
+                linked.or(ids.first().copied()),
+                format!("one order of {}", order_total(order)),
+                format!("{} succeeded PaymentIntents: {}", ids.len(), ids.join(", ")),
+            )
+            .with_amounts(Some(order_total(order)), None),
+        );
     }
     let primary = match linked {
         Some(id) => intents.get(id).copied(),
@@ -311,13 +335,17 @@ fn compare_with_intent(order: &OrderRow, pi: &PaymentIntentView, duplicated: boo
         pi.amount
     };
     if stripe_amount != order.amount_total_cents {
-        out.push(finding(
-            Kind::AmountMismatch,
-            order,
-            Some(&pi.id),
-            format!("{} {}", order.amount_total_cents, order.currency),
-            format!("{stripe_amount} {}", pi.currency),
-        ));
+        let theirs = Money::new(stripe_amount, &pi.currency);
+        out.push(
+            finding(
+                Kind::AmountMismatch,
+                order,
+                Some(&pi.id),
+                order_total(order).to_string(),
+                theirs.to_string(),
+            )
+            .with_amounts(Some(order_total(order)), Some(theirs)),
+        );
     }
     if pi.currency != order.currency.to_uppercase() {
         out.push(finding(
@@ -408,20 +436,25 @@ fn compare_refunds(
     if stripe_total == payment.refunded_cents && missing.is_empty() {
         return None;
     }
+    let ours = Money::new(payment.refunded_cents, &order.currency);
+    let theirs = Money::new(stripe_total, &pi.currency);
     let mut f = finding(
         Kind::RefundMismatch,
         order,
         Some(&pi.id),
         format!(
-            "{} cents refunded ({} refunds)",
-            payment.refunded_cents,
-            payment.refund_ids.len()
+            "{ours} refunded ({})",
+            plural(payment.refund_ids.len(), "refund")
         ),
         format!(
-            "{stripe_total} cents refunded ({} refunds)",
-            refunds.iter().filter(|r| counts_as_refunded(r)).count()
+            "{theirs} refunded ({})",
+            plural(
+                refunds.iter().filter(|r| counts_as_refunded(r)).count(),
+                "refund"
+            )
         ),
-    );
+    )
+    .with_amounts(Some(ours), Some(theirs));
     f.repairs = missing
         .into_iter()
         .map(|refund| Repair::RecordRefund {
@@ -458,18 +491,19 @@ fn orphans(input: &Inputs<'_>, intents: &HashMap<&str, &PaymentIntentView>) -> V
         {
             continue;
         }
+        let amount = Money::new(pi.amount, &pi.currency);
         out.push(Finding {
             kind: Kind::OrphanPaymentIntent,
             order_id: None,
             payment_intent_id: Some(pi.id.clone()),
             ours: "no order".into(),
             stripe: format!(
-                "{} {} {}, metadata.order_id = {}",
+                "{} {amount}, metadata.order_id = {}",
                 pi.status,
-                pi.amount,
-                pi.currency,
                 pi.order_id.as_deref().unwrap_or("none")
             ),
+            database_amount: None,
+            stripe_amount: Some(amount),
             repairs: Vec::new(),
         });
     }
@@ -656,7 +690,15 @@ mod tests {
         pi.currency = "JPY".into();
         pi.amount = 1500;
         pi.amount_received = 1500;
-        assert_eq!(run(&[o], &[pi], &[]), vec![]);
+        assert_eq!(run(&[o.clone()], &[pi.clone()], &[]), vec![]);
+        pi.amount_received = 1200;
+        let found = run(&[o], &[pi], &[]);
+        assert_eq!(found[0].kind, Kind::AmountMismatch);
+        assert_eq!(
+            (found[0].ours.as_str(), found[0].stripe.as_str()),
+            ("1,500 JPY", "1,200 JPY")
+        );
+        assert_eq!(found[0].stripe_amount, Some(Money::new(1200, "JPY")));
     }
 
     #[test]

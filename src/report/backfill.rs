@@ -1,53 +1,18 @@
 use std::io::{self, Write};
 
-use super::{Render, millis, table};
+use super::{Grid, Render, Screen, millis, paragraph};
 use crate::backfill::BackfillReport;
+use crate::human::{count, grouped};
 
 /// Ids shown per reason in the table; JSON carries the whole sample.
 const TABLE_SAMPLE: usize = 3;
 
 impl Render for BackfillReport {
-    fn render_table(&self, out: &mut dyn Write) -> io::Result<()> {
+    fn render_table(&self, out: &mut dyn Write, screen: Screen) -> io::Result<()> {
         if self.dry_run {
             writeln!(out, "Dry run on {}: nothing was changed.", self.database)?;
         }
-        let changed = if self.dry_run {
-            "would change"
-        } else {
-            "changed"
-        };
-        let mut t = table(&[
-            "step",
-            "scanned",
-            changed,
-            "skipped",
-            "unresolved",
-            "took",
-            "rows/s",
-            "batches",
-            "batch p50 / p95 / max",
-            "retries",
-        ]);
-        for step in &self.steps {
-            t.add_row(vec![
-                step.step.to_owned(),
-                step.scanned.to_string(),
-                step.changed.to_string(),
-                step.skipped.to_string(),
-                step.unresolved.to_string(),
-                millis(step.duration_ms),
-                step.rows_per_second.to_string(),
-                step.batches.to_string(),
-                format!(
-                    "{} / {} / {}",
-                    millis(step.p50_batch_ms),
-                    millis(step.p95_batch_ms),
-                    millis(step.longest_batch_ms)
-                ),
-                step.retries.to_string(),
-            ]);
-        }
-        writeln!(out, "{t}")?;
+        writeln!(out, "{}", self.steps_grid().render(screen).with_hint())?;
         for step in &self.steps {
             if let Some(key) = &step.resumed_after {
                 writeln!(
@@ -57,39 +22,60 @@ impl Render for BackfillReport {
                 )?;
             }
             for unresolved in &step.unresolved_by_reason {
-                writeln!(
+                let shown: Vec<&str> = unresolved
+                    .sample
+                    .iter()
+                    .take(TABLE_SAMPLE)
+                    .map(String::as_str)
+                    .collect();
+                let more = if unresolved.rows > shown.len() as i64 {
+                    format!(
+                        ", … (--format json lists {})",
+                        if unresolved.rows > unresolved.sample.len() as i64 {
+                            format!("the first {}", unresolved.sample.len())
+                        } else {
+                            "them all".to_owned()
+                        }
+                    )
+                } else {
+                    String::new()
+                };
+                paragraph(
                     out,
-                    "{}: {} row(s) left untouched, {}: {}{}",
-                    step.step,
-                    unresolved.rows,
-                    unresolved.reason.replace('_', " "),
-                    unresolved
-                        .sample
-                        .iter()
-                        .take(TABLE_SAMPLE)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    if unresolved.rows > TABLE_SAMPLE as i64 {
-                        ", … (all ids: --format json, up to 10)"
-                    } else {
-                        ""
-                    }
+                    screen,
+                    &format!(
+                        "{}: {} row(s) {}, {}: {}{more}",
+                        step.step,
+                        count(unresolved.rows),
+                        if self.dry_run {
+                            "would be left untouched"
+                        } else {
+                            "left untouched"
+                        },
+                        unresolved.reason.replace('_', " "),
+                        shown.join(", "),
+                    ),
                 )?;
             }
         }
         if !self.indexes_built.is_empty() {
-            writeln!(
+            paragraph(
                 out,
-                "Built the partial indexes of the pending rows: {} (later runs read only what is pending).",
-                self.indexes_built.join(", ")
+                screen,
+                &format!(
+                    "Built the partial indexes of the pending rows: {} (later runs read only what is pending).",
+                    self.indexes_built.join(", ")
+                ),
             )?;
         }
         if let Some(reason) = &self.indexes_not_built {
-            writeln!(
+            paragraph(
                 out,
-                "The partial indexes of the pending rows were not built ({reason}): the backfill is \
-                 complete, and the next run builds them."
+                screen,
+                &format!(
+                    "The partial indexes of the pending rows were not built ({reason}): the backfill is \
+                     complete, and the next run builds them."
+                ),
             )?;
         }
         if self.strict && self.steps.iter().any(|s| s.unresolved > 0) {
@@ -99,5 +85,61 @@ impl Render for BackfillReport {
             )?;
         }
         Ok(())
+    }
+}
+
+impl BackfillReport {
+    /// One row per step; a dry run has no rates, batches or retries to show.
+    fn steps_grid(&self) -> Grid {
+        let header: &[&str] = if self.dry_run {
+            &[
+                "step",
+                "scanned",
+                "would change",
+                "skipped",
+                "unresolved",
+                "took",
+            ]
+        } else {
+            &[
+                "step",
+                "scanned",
+                "changed",
+                "skipped",
+                "unresolved",
+                "took",
+                "rows/s",
+                "batches",
+                "batch p50/p95/max",
+                "retries",
+            ]
+        };
+        // Nothing optional: on a narrow screen the three steps turn into three columns.
+        let mut grid = Grid::new(header);
+        for step in &self.steps {
+            let mut row = vec![
+                step.step.to_owned(),
+                count(step.scanned),
+                count(step.changed),
+                count(step.skipped),
+                count(step.unresolved),
+                millis(step.duration_ms),
+            ];
+            if !self.dry_run {
+                row.extend([
+                    grouped(step.rows_per_second),
+                    grouped(step.batches),
+                    format!(
+                        "{}/{}/{} ms",
+                        grouped(step.p50_batch_ms),
+                        grouped(step.p95_batch_ms),
+                        grouped(step.longest_batch_ms)
+                    ),
+                    step.retries.to_string(),
+                ]);
+            }
+            grid.add_row(row);
+        }
+        grid
     }
 }

@@ -1,6 +1,6 @@
 use std::io::{self, Write};
 
-use super::{Render, millis, table};
+use super::{Grid, Render, Screen, hanging, millis, paragraph};
 use crate::db::IdType;
 use crate::migrate::steps::{Phase, STEPS, StepKind};
 use crate::migrate::{
@@ -20,12 +20,12 @@ impl serde::Serialize for MigrateOutput {
 }
 
 impl Render for MigrateOutput {
-    fn render_table(&self, out: &mut dyn Write) -> io::Result<()> {
+    fn render_table(&self, out: &mut dyn Write, screen: Screen) -> io::Result<()> {
         match self {
-            MigrateOutput::Plan(r) => r.render_table(out),
-            MigrateOutput::Status(r) => r.render_table(out),
-            MigrateOutput::Apply(r) => r.render_table(out),
-            MigrateOutput::Down(r) => r.render_table(out),
+            MigrateOutput::Plan(r) => r.render_table(out, screen),
+            MigrateOutput::Status(r) => r.render_table(out, screen),
+            MigrateOutput::Apply(r) => r.render_table(out, screen),
+            MigrateOutput::Down(r) => r.render_table(out, screen),
         }
     }
 }
@@ -48,22 +48,26 @@ fn timeout_text(ms: Option<u64>) -> String {
 }
 
 fn rows_text(rows: Option<i64>) -> String {
-    rows.map_or_else(|| "unknown".to_owned(), |n| n.to_string())
+    rows.map_or_else(|| "unknown".to_owned(), crate::human::count)
 }
 
 impl Render for MigratePlan {
-    fn render_table(&self, out: &mut dyn Write) -> io::Result<()> {
+    fn render_table(&self, out: &mut dyn Write, screen: Screen) -> io::Result<()> {
         writeln!(out, "Migration plan for {}", self.database)?;
-        writeln!(
+        paragraph(
             out,
-            "{} of {} steps applied, {} pending for paytool migrate, {} for paytool backfill payments, \
-             {} for paytool migrate cleanup.\n",
-            self.steps_applied,
-            self.steps_total,
-            self.pending.len(),
-            self.after_backfill.len(),
-            self.cleanup.len()
+            screen,
+            &format!(
+                "{} of {} steps applied, {} pending for paytool migrate, {} for paytool backfill \
+                 payments, {} for paytool migrate cleanup.",
+                self.steps_applied,
+                self.steps_total,
+                self.pending.len(),
+                self.after_backfill.len(),
+                self.cleanup.len()
+            ),
         )?;
+        writeln!(out)?;
         if self.id_type == IdType::Uuid {
             writeln!(
                 out,
@@ -76,35 +80,56 @@ impl Render for MigratePlan {
         }
         if !self.pending.is_empty() {
             writeln!(out, "paytool migrate:")?;
-            render_steps(&self.pending, self.show_sql, out)?;
+            render_steps(&self.pending, self.show_sql, screen, out)?;
         }
         if !self.after_backfill.is_empty() {
-            writeln!(
+            paragraph(
                 out,
+                screen,
                 "paytool backfill payments (once its first pass is complete; built earlier, these \
-                 indexes would make that pass's updates ineligible for HOT):"
+                 indexes would make that pass's updates ineligible for HOT):",
             )?;
-            render_steps(&self.after_backfill, self.show_sql, out)?;
+            render_steps(&self.after_backfill, self.show_sql, screen, out)?;
         }
         if !self.cleanup.is_empty() {
-            writeln!(
+            paragraph(
                 out,
-                "paytool migrate cleanup (only once no instance of the legacy application runs):"
+                screen,
+                "paytool migrate cleanup (only once no instance of the legacy application runs):",
             )?;
-            render_steps(&self.cleanup, self.show_sql, out)?;
+            render_steps(&self.cleanup, self.show_sql, screen, out)?;
         }
-        render_preflight(&self.preflight, out)
+        render_preflight(&self.preflight, screen, out)
     }
 }
 
-fn render_steps(steps: &[PlannedStep], show_sql: bool, out: &mut dyn Write) -> io::Result<()> {
-    let mut t = table(&[
+fn render_steps(
+    steps: &[PlannedStep],
+    show_sql: bool,
+    screen: Screen,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let mut t = Grid::new(&[
         "step",
         "kind",
         "lock (table)",
         "blocks writes",
         "rows touched",
         "lock / statement timeout",
+    ])
+    .prose(&[
+        "kind",
+        "lock (table)",
+        "blocks writes",
+        "rows touched",
+        "lock / statement timeout",
+    ])
+    // The section of each step below names its kind, rows and timeouts again.
+    .optional(&[
+        "lock / statement timeout",
+        "rows touched",
+        "kind",
+        "blocks writes",
     ]);
     for step in steps {
         t.add_row(vec![
@@ -124,11 +149,11 @@ fn render_steps(steps: &[PlannedStep], show_sql: bool, out: &mut dyn Write) -> i
             ),
         ]);
     }
-    writeln!(out, "{t}")?;
+    writeln!(out, "{}", t.render(screen).with_hint())?;
     for step in steps {
         writeln!(out, "\n{} — {}", step.name, kind_name(step.kind))?;
         for hazard in &step.hazards {
-            writeln!(out, "  ! {hazard}")?;
+            hanging(out, screen, "  ! ", hazard)?;
         }
         if show_sql {
             for line in step.sql.trim_end().lines() {
@@ -139,7 +164,11 @@ fn render_steps(steps: &[PlannedStep], show_sql: bool, out: &mut dyn Write) -> i
     writeln!(out)
 }
 
-fn render_preflight(preflight: &PreflightReport, out: &mut dyn Write) -> io::Result<()> {
+fn render_preflight(
+    preflight: &PreflightReport,
+    screen: Screen,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     if preflight.passed() {
         writeln!(
             out,
@@ -169,10 +198,15 @@ fn render_preflight(preflight: &PreflightReport, out: &mut dyn Write) -> io::Res
         preflight.findings.len()
     )?;
     for finding in &preflight.findings {
-        writeln!(
+        writeln!(out)?;
+        hanging(
             out,
-            "\n  ✗ {} — {} {unit}: {}",
-            finding.check, finding.offending_rows, finding.problem
+            screen,
+            "  ✗ ",
+            &format!(
+                "{} — {} {unit}: {}",
+                finding.check, finding.offending_rows, finding.problem
+            ),
         )?;
         for sample in &finding.sample {
             writeln!(out, "      {sample}")?;
@@ -184,15 +218,17 @@ fn render_preflight(preflight: &PreflightReport, out: &mut dyn Write) -> io::Res
                 finding.offending_rows - finding.sample.len() as i64
             )?;
         }
-        writeln!(out, "    fix: {}", finding.fix)?;
+        hanging(out, screen, "    fix: ", finding.fix)?;
     }
     writeln!(out)
 }
 
 impl Render for StatusReport {
-    fn render_table(&self, out: &mut dyn Write) -> io::Result<()> {
+    fn render_table(&self, out: &mut dyn Write, screen: Screen) -> io::Result<()> {
         writeln!(out, "Migration status of {}", self.database)?;
-        let mut t = table(&["step", "state", "checksum", "applied at", "took"]);
+        let mut t = Grid::new(&["step", "state", "checksum", "applied at", "took"])
+            .prose(&["state", "applied at"])
+            .optional(&["took", "applied at", "checksum"]);
         for step in &self.steps {
             let checksum = match &step.applied_checksum {
                 Some(applied) if applied != &step.checksum => {
@@ -222,42 +258,50 @@ impl Render for StatusReport {
                     .unwrap_or_default(),
             ]);
         }
-        writeln!(out, "{t}")?;
-        writeln!(
+        writeln!(out, "{}", t.render(screen).with_hint())?;
+        paragraph(
             out,
-            "{} applied, {} pending, {} interrupted, {} drifted; {} left to paytool backfill payments, \
-             {} cleanup step(s) pending.",
-            self.applied,
-            self.pending,
-            self.interrupted,
-            self.drift,
-            self.after_backfill_pending,
-            self.cleanup_pending
+            screen,
+            &format!(
+                "{} applied, {} pending, {} interrupted, {} drifted; {} left to paytool backfill payments, \
+                 {} cleanup step(s) pending.",
+                self.applied,
+                self.pending,
+                self.interrupted,
+                self.drift,
+                self.after_backfill_pending,
+                self.cleanup_pending,
+            ),
         )?;
         if self.pending + self.interrupted > 0 && self.drift == 0 {
             writeln!(out, "Run paytool migrate to apply the pending steps.")?;
         } else if self.drift == 0 {
             if self.after_backfill_pending > 0 {
-                writeln!(
+                paragraph(
                     out,
-                    "Migrated. paytool backfill payments builds the {} partial index(es) left once \
-                     its first pass is complete.",
-                    self.after_backfill_pending
+                    screen,
+                    &format!(
+                        "Migrated. paytool backfill payments builds the {} partial index(es) left once \
+                         its first pass is complete.",
+                        self.after_backfill_pending,
+                    ),
                 )?;
             }
             if self.cleanup_pending > 0 {
-                writeln!(
+                paragraph(
                     out,
+                    screen,
                     "Migrated. paytool migrate cleanup removes the legacy enum type once the legacy \
-                     application is gone."
+                     application is gone.",
                 )?;
             }
         }
         if self.drift > 0 {
-            writeln!(
+            paragraph(
                 out,
+                screen,
                 "Drift: the SQL recorded for these steps differs from the SQL in this paytool; \
-                 find out who changed the schema or the migration files before going on."
+                 find out who changed the schema or the migration files before going on.",
             )?;
         }
         Ok(())
@@ -265,41 +309,49 @@ impl Render for StatusReport {
 }
 
 impl Render for ApplyReport {
-    fn render_table(&self, out: &mut dyn Write) -> io::Result<()> {
+    fn render_table(&self, out: &mut dyn Write, screen: Screen) -> io::Result<()> {
         if self.waited_for_other_run_ms > 1000 {
-            writeln!(
+            paragraph(
                 out,
-                "Waited {} for another paytool migrate to finish.",
-                millis(self.waited_for_other_run_ms)
+                screen,
+                &format!(
+                    "Waited {} for another paytool migrate to finish.",
+                    millis(self.waited_for_other_run_ms),
+                ),
             )?;
         }
         match self.outcome {
             ApplyOutcome::UpToDate => {
-                writeln!(
+                paragraph(
                     out,
-                    "Nothing to do: every step of {} is already applied to {}.",
-                    self.phase.command(),
-                    self.database
+                    screen,
+                    &format!(
+                        "Nothing to do: every step of {} is already applied to {}.",
+                        self.phase.command(),
+                        self.database,
+                    ),
                 )?;
-                self.render_next_step(out)
+                self.render_next_step(screen, out)
             }
             ApplyOutcome::RefusedInUse => {
-                render_preflight(&self.preflight, out)?;
-                writeln!(
+                render_preflight(&self.preflight, screen, out)?;
+                paragraph(
                     out,
+                    screen,
                     "Nothing was changed: the legacy enum type is still in use. Run paytool migrate \
-                     cleanup again once it is not."
+                     cleanup again once it is not.",
                 )
             }
             ApplyOutcome::RefusedDirtyData => {
-                render_preflight(&self.preflight, out)?;
-                writeln!(
+                render_preflight(&self.preflight, screen, out)?;
+                paragraph(
                     out,
-                    "Nothing was changed. Fix these rows, then run paytool migrate again."
+                    screen,
+                    "Nothing was changed. Fix these rows, then run paytool migrate again.",
                 )
             }
             ApplyOutcome::RefusedDrift => {
-                let mut t = table(&["step", "applied checksum", "embedded checksum"]);
+                let mut t = Grid::new(&["step", "applied checksum", "embedded checksum"]);
                 for step in &self.drift {
                     t.add_row(vec![
                         step.name.to_owned(),
@@ -307,15 +359,18 @@ impl Render for ApplyReport {
                         step.checksum.clone(),
                     ]);
                 }
-                writeln!(
+                paragraph(
                     out,
-                    "Refused: applied steps differ from the SQL embedded in this paytool (drift):"
+                    screen,
+                    "Refused: applied steps differ from the SQL embedded in this paytool (drift):",
                 )?;
-                writeln!(out, "{t}")?;
+                writeln!(out, "{}", t.render(screen).with_hint())?;
                 writeln!(out, "Nothing was changed.")
             }
             ApplyOutcome::Applied => {
-                let mut t = table(&["step", "kind", "took", "lock retries", "rows", "note"]);
+                let mut t = Grid::new(&["step", "kind", "took", "lock retries", "rows", "note"])
+                    .prose(&["kind", "note"])
+                    .optional(&["lock retries"]);
                 for step in &self.steps {
                     t.add_row(vec![
                         step.name.to_owned(),
@@ -326,15 +381,18 @@ impl Render for ApplyReport {
                         step.detail.clone().unwrap_or_default(),
                     ]);
                 }
-                writeln!(out, "{t}")?;
-                writeln!(
+                writeln!(out, "{}", t.render(screen).with_hint())?;
+                paragraph(
                     out,
-                    "Applied {} step(s) to {} in {}.",
-                    self.steps.len(),
-                    self.database,
-                    millis(self.duration_ms)
+                    screen,
+                    &format!(
+                        "Applied {} step(s) to {} in {}.",
+                        self.steps.len(),
+                        self.database,
+                        millis(self.duration_ms),
+                    ),
                 )?;
-                self.render_next_step(out)
+                self.render_next_step(screen, out)
             }
         }
     }
@@ -342,12 +400,13 @@ impl Render for ApplyReport {
 
 impl ApplyReport {
     /// What the operator does next, once `paytool migrate` is done.
-    fn render_next_step(&self, out: &mut dyn Write) -> io::Result<()> {
+    fn render_next_step(&self, screen: Screen, out: &mut dyn Write) -> io::Result<()> {
         if self.phase == Phase::Migrate {
-            writeln!(
+            paragraph(
                 out,
+                screen,
                 "Next: deploy the application built for the new schema (paytool prisma schema); once no \
-                 instance of the legacy one runs, paytool migrate cleanup drops the old enum type."
+                 instance of the legacy one runs, paytool migrate cleanup drops the old enum type.",
             )?;
         }
         Ok(())
@@ -355,12 +414,15 @@ impl ApplyReport {
 }
 
 impl Render for DownReport {
-    fn render_table(&self, out: &mut dyn Write) -> io::Result<()> {
-        writeln!(
+    fn render_table(&self, out: &mut dyn Write, screen: Screen) -> io::Result<()> {
+        paragraph(
             out,
-            "Rolled {} back to the legacy schema in {}.",
-            self.database,
-            millis(self.duration_ms)
+            screen,
+            &format!(
+                "Rolled {} back to the legacy schema in {}.",
+                self.database,
+                millis(self.duration_ms),
+            ),
         )?;
         for (table, rows) in &self.destroyed_rows {
             writeln!(out, "  destroyed {rows} row(s) of {table}")?;

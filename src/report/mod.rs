@@ -1,6 +1,7 @@
 //! Report rendering: every command's report is one serde value, printed as a table or JSON.
 
 mod backfill;
+mod grid;
 mod migrate;
 mod prisma;
 mod reconcile;
@@ -9,14 +10,16 @@ mod verify;
 
 use std::io::{self, Write};
 
-use comfy_table::{ContentArrangement, Table, presets};
 use serde::Serialize;
 
 use crate::cli::OutputFormat;
+pub use crate::human::millis;
+pub use grid::{Grid, Screen, hanging, paragraph, wrap};
 
 /// A report that can be printed for people.
 pub trait Render: Serialize {
-    fn render_table(&self, out: &mut dyn Write) -> io::Result<()>;
+    /// Tables and text for people, laid out for `screen` (see [`Grid`]).
+    fn render_table(&self, out: &mut dyn Write, screen: Screen) -> io::Result<()>;
 
     /// CSV, for the reports that have it (checked before the command runs).
     fn render_csv(&self, _out: &mut dyn Write) -> io::Result<()> {
@@ -35,9 +38,19 @@ pub trait Render: Serialize {
     }
 }
 
+/// Prints `report` in `format`, tables laid out for the screen stdout is on.
 pub fn render<R: Render>(report: &R, format: OutputFormat, out: &mut dyn Write) -> io::Result<()> {
+    render_on(report, format, Screen::detect(), out)
+}
+
+pub fn render_on<R: Render>(
+    report: &R,
+    format: OutputFormat,
+    screen: Screen,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     match format {
-        OutputFormat::Table => report.render_table(out),
+        OutputFormat::Table => report.render_table(out, screen),
         OutputFormat::Json => {
             serde_json::to_writer_pretty(&mut *out, report)?;
             writeln!(out)
@@ -46,24 +59,5 @@ pub fn render<R: Render>(report: &R, format: OutputFormat, out: &mut dyn Write) 
         OutputFormat::Csv => report.render_csv(out),
     }
 }
-
-/// A table with paytool's look: UTF-8 borders, wrapped to the terminal when there is one.
-pub(crate) fn table(header: &[&str]) -> Table {
-    let mut table = Table::new();
-    table
-        .load_style(presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic);
-    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-        table.set_width(140);
-    }
-    table.set_header(header.to_vec());
-    table
-}
-
-pub(crate) fn millis(ms: u64) -> String {
-    if ms >= 10_000 {
-        format!("{:.1} s", ms as f64 / 1000.0)
-    } else {
-        format!("{ms} ms")
-    }
-}
+#[cfg(test)]
+mod tests;

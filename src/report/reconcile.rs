@@ -1,11 +1,12 @@
 use std::io::{self, Write};
 
-use super::{Render, millis, table};
+use super::{Grid, Render, Screen, millis, paragraph};
+use crate::human::{Money, grouped};
 use crate::reconcile::ReconcileReport;
 use crate::reconcile::logic::{Finding, Repair};
 
 impl Render for ReconcileReport {
-    fn render_table(&self, out: &mut dyn Write) -> io::Result<()> {
+    fn render_table(&self, out: &mut dyn Write, screen: Screen) -> io::Result<()> {
         let scope = match &self.window.order {
             Some(order) => format!("order {order}"),
             None => format!(
@@ -14,35 +15,39 @@ impl Render for ReconcileReport {
                 self.window.until.format("%Y-%m-%d %H:%M")
             ),
         };
-        writeln!(
+        paragraph(
             out,
-            "Reconciled {} {scope} against {} PaymentIntents ({} listed, {} retrieved) and {} refunds from {} in {} ({} Stripe requests, {} retried).",
-            self.orders_checked,
-            self.payment_intents_listed + self.payment_intents_retrieved,
-            self.payment_intents_listed,
-            self.payment_intents_retrieved,
-            self.refunds_listed,
-            self.stripe,
-            millis(self.duration_ms),
-            self.stripe_requests,
-            self.stripe_retries,
+            screen,
+            &format!(
+                "Reconciled {} {scope} against {} PaymentIntents ({} listed, {} retrieved) and {} refunds from {} in {} ({} Stripe requests, {} retried).",
+                grouped(self.orders_checked as u64),
+                grouped((self.payment_intents_listed + self.payment_intents_retrieved) as u64),
+                grouped(self.payment_intents_listed as u64),
+                grouped(self.payment_intents_retrieved as u64),
+                grouped(self.refunds_listed as u64),
+                self.stripe,
+                millis(self.duration_ms),
+                self.stripe_requests,
+                self.stripe_retries,
+            ),
         )?;
-        let mut summary = table(&["finding", "count"]);
+        let mut summary = Grid::new(&["finding", "count"]);
         for (kind, count) in &self.summary {
             summary.add_row(vec![kind.to_string(), count.to_string()]);
         }
-        writeln!(out, "{summary}")?;
+        writeln!(out, "{}", summary.render(screen).with_hint())?;
         if self.findings.is_empty() {
             return writeln!(out, "Nothing to report: the database and Stripe agree.");
         }
-        let mut details = table(&[
+        let mut details = Grid::new(&[
             "finding",
             "order",
             "PaymentIntent",
             "database",
             "Stripe",
             "--apply",
-        ]);
+        ])
+        .prose(&["database", "Stripe", "--apply"]);
         for f in &self.findings {
             details.add_row(vec![
                 f.kind.name().to_owned(),
@@ -53,11 +58,10 @@ impl Render for ReconcileReport {
                 repairs_text(f),
             ]);
         }
-        writeln!(out, "{details}")?;
-        if self.apply {
+        writeln!(out, "{}\n", details.render(screen).with_hint())?;
+        let closing = if self.apply {
             let count = |outcome| self.applied.iter().filter(|a| a.outcome == outcome).count();
-            writeln!(
-                out,
+            format!(
                 "Applied {} repair(s) (run {}; audit: paytool.reconcile_audit); {} unchanged because the row had changed meanwhile; {} refused because another row already holds that Stripe id. The rest needs a person: see docs/reconcile.md.",
                 count("applied"),
                 self.run_id,
@@ -65,17 +69,14 @@ impl Render for ReconcileReport {
                 count("conflict"),
             )
         } else if self.repairs_pending > 0 {
-            writeln!(
-                out,
+            format!(
                 "{} repair(s) can be made safely on the database side: run again with --apply.",
                 self.repairs_pending
             )
         } else {
-            writeln!(
-                out,
-                "Nothing here can be repaired automatically: see docs/reconcile.md."
-            )
-        }
+            "Nothing here can be repaired automatically: see docs/reconcile.md.".to_owned()
+        };
+        paragraph(out, screen, &closing)
     }
 
     fn render_csv(&self, out: &mut dyn Write) -> io::Result<()> {
@@ -87,8 +88,14 @@ impl Render for ReconcileReport {
             "database",
             "stripe",
             "repair",
+            "database_minor_units",
+            "database_currency",
+            "stripe_minor_units",
+            "stripe_currency",
         ])?;
         for f in &self.findings {
+            let [database_units, database_currency] = money_fields(f.database_amount.as_ref());
+            let [stripe_units, stripe_currency] = money_fields(f.stripe_amount.as_ref());
             writer.write_record([
                 f.kind.name(),
                 f.order_id.as_deref().unwrap_or(""),
@@ -96,10 +103,22 @@ impl Render for ReconcileReport {
                 &f.ours,
                 &f.stripe,
                 &repairs_text(f),
+                &database_units,
+                &database_currency,
+                &stripe_units,
+                &stripe_currency,
             ])?;
         }
         writer.flush()
     }
+}
+
+/// An amount as two CSV fields, integer minor units and currency; empty when the finding is
+/// not about money.
+fn money_fields(amount: Option<&Money>) -> [String; 2] {
+    amount.map_or_else(Default::default, |m| {
+        [m.minor_units.to_string(), m.currency.clone()]
+    })
 }
 
 fn repairs_text(finding: &Finding) -> String {

@@ -1,25 +1,28 @@
 use std::io::{self, Write};
 
-use super::{Render, millis, table};
+use super::{Grid, Render, Screen, millis, paragraph};
 use crate::seed::SeedReport;
 
 impl Render for SeedReport {
-    fn render_table(&self, out: &mut dyn Write) -> io::Result<()> {
-        let mut t = table(&["table", "rows"]);
+    fn render_table(&self, out: &mut dyn Write, screen: Screen) -> io::Result<()> {
+        let mut t = Grid::new(&["table", "rows"]);
         for (name, rows) in &self.rows {
-            t.add_row(vec![name.clone(), rows.to_string()]);
+            t.add_row(vec![name.clone(), crate::human::count(*rows)]);
         }
-        writeln!(out, "{t}")?;
-        writeln!(
+        writeln!(out, "{}", t.render(screen).with_hint())?;
+        paragraph(
             out,
-            "Seeded the legacy schema into {} in {}{}.",
-            self.database,
-            millis(self.duration_ms),
-            if self.stock_anomalies {
-                ", with negative stock and duplicate machine slots"
-            } else {
-                ""
-            }
+            screen,
+            &format!(
+                "Seeded the legacy schema into {} in {}{}.",
+                self.database,
+                millis(self.duration_ms),
+                if self.stock_anomalies {
+                    ", with negative stock and duplicate machine slots"
+                } else {
+                    ""
+                }
+            ),
         )
     }
 }

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
-use super::{Render, millis, table};
+use super::{Grid, Render, Screen, millis, paragraph, wrap};
 use crate::db::IdType;
 use crate::verify::{Category, CheckResult, Status, VerifyReport};
 
@@ -11,37 +11,48 @@ use crate::verify::{Category, CheckResult, Status, VerifyReport};
 const TABLE_SAMPLE: usize = 3;
 
 impl Render for VerifyReport {
-    fn render_table(&self, out: &mut dyn Write) -> io::Result<()> {
-        let mut t = table(&[
-            "status",
-            "severity",
-            "check",
-            "count",
-            "what it means",
-            "took",
-        ]);
+    fn render_table(&self, out: &mut dyn Write, screen: Screen) -> io::Result<()> {
+        const MEANING: &str = "what it means";
+        let mut t = Grid::new(&["status", "severity", "check", "count", MEANING, "took"])
+            .prose(&[MEANING])
+            .optional(&["took", "severity", MEANING]);
         for check in &self.checks {
             t.add_row(vec![
                 status_label(check.status).to_owned(),
                 format!("{:?}", check.severity).to_lowercase(),
                 check.id.to_owned(),
-                check.count.to_string(),
+                count_text(check),
                 meaning_with_sample(check),
                 millis(check.duration_ms),
             ]);
         }
-        writeln!(out, "{t}")?;
+        let table = t.render(screen);
+        writeln!(out, "{}", table.text)?;
+        if table.dropped.iter().any(|c| c == MEANING) {
+            // Too narrow for the explanations beside every check: give them for the checks
+            // that found something, under the table.
+            for check in self.checks.iter().filter(|c| c.count > 0) {
+                let lines = wrap(&meaning_with_sample(check), screen.width.saturating_sub(4));
+                writeln!(out, "{} {}", status_label(check.status), check.id)?;
+                for line in lines {
+                    writeln!(out, "    {line}")?;
+                }
+            }
+        }
         let s = &self.summary;
-        writeln!(
+        paragraph(
             out,
-            "{} passed, {} failed, {} warnings, {} notes, {} skipped in {} on {}",
-            s.passed,
-            s.failed,
-            s.warnings,
-            s.notes,
-            s.skipped,
-            millis(self.duration_ms),
-            self.database
+            screen,
+            &format!(
+                "{} passed, {} failed, {} warnings, {} notes, {} skipped in {} on {}",
+                s.passed,
+                s.failed,
+                s.warnings,
+                s.notes,
+                s.skipped,
+                millis(self.duration_ms),
+                self.database
+            ),
         )?;
         if self.id_type == IdType::Uuid {
             writeln!(
@@ -50,9 +61,10 @@ impl Render for VerifyReport {
             )?;
         }
         if s.skipped > 0 {
-            writeln!(
+            paragraph(
                 out,
-                "Data checks were skipped: the tables or columns they read are not as expected (run paytool migrate)."
+                screen,
+                "Data checks were skipped: the tables or columns they read are not as expected (run paytool migrate).",
             )?;
         }
         Ok(())
@@ -82,6 +94,14 @@ fn status_label(status: Status) -> &'static str {
         Status::Warn => "warn",
         Status::Note => "note",
         Status::Skipped => "skipped",
+    }
+}
+
+/// A skipped check counted nothing: "—", not a reassuring 0.
+fn count_text(check: &CheckResult) -> String {
+    match check.status {
+        Status::Skipped => "—".to_owned(),
+        _ => crate::human::count(check.count),
     }
 }
 

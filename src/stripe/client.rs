@@ -156,7 +156,10 @@ impl StripeHttp {
                         return Err(failure);
                     };
                     self.inner.retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!("Stripe request failed ({failure}); retrying in {delay:?}");
+                    tracing::warn!(
+                        "Stripe request failed ({failure}); retrying in {}",
+                        crate::human::duration(delay)
+                    );
                     tokio::time::sleep(delay).await;
                 }
             }

@@ -76,6 +76,24 @@ impl VerifyReport {
 /// Data checks need the tables and columns they read.
 const DATA_PREREQUISITES: [&str; 2] = ["schema.tables", "schema.columns"];
 
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// `--only data` on a database without the payment model: every query would fail.
+    #[error(
+        "the data checks read tables and columns this database does not have ({missing} failed): \
+         run paytool migrate first (paytool verify constraints --only schema shows what is missing)"
+    )]
+    NotMigrated { missing: String },
+}
+
+impl VerifyError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            VerifyError::NotMigrated { .. } => exit::USAGE,
+        }
+    }
+}
+
 pub async fn run(
     args: &VerifyArgs,
     url: Option<&DatabaseUrl>,
@@ -95,6 +113,9 @@ pub async fn run(
         .execute(&mut *tx)
         .await?;
     let id_type = IdType::of(&mut tx, "orders", "id").await?;
+    if args.only == Some(Category::Data) {
+        require_data_prerequisites(&mut tx, id_type).await?;
+    }
     let mut results: Vec<CheckResult> = Vec::new();
     for check in selected {
         bar.set_message(check.id);
@@ -121,6 +142,27 @@ pub async fn run(
         summary: summarize(&results),
         checks: results,
     })
+}
+
+/// Runs the schema checks the data checks depend on, unreported, and refuses if one fails.
+async fn require_data_prerequisites(
+    conn: &mut PgConnection,
+    id_type: IdType,
+) -> anyhow::Result<()> {
+    let mut failed = Vec::new();
+    for check in CHECKS.iter().filter(|c| DATA_PREREQUISITES.contains(&c.id)) {
+        if run_check(conn, check, id_type, 0).await?.status == Status::Fail {
+            failed.push(check.id);
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(VerifyError::NotMigrated {
+            missing: failed.join(", "),
+        }
+        .into())
+    }
 }
 
 fn schema_broken(results: &[CheckResult]) -> bool {

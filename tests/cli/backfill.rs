@@ -227,7 +227,30 @@ async fn dry_run_counts_exactly_what_a_run_changes_and_changes_nothing() {
             step(&done, name)["unresolved"],
             "{name}"
         );
+        // Every step says why, with the ids, as the real run does.
+        assert_eq!(
+            step(&planned, name)["unresolved_by_reason"],
+            step(&done, name)["unresolved_by_reason"],
+            "{name}"
+        );
     }
+    assert!(
+        step(&planned, "orders")["unresolved"].as_i64().unwrap() > 0,
+        "the seed's deleted products leave orders without a total"
+    );
+    // The table leaves out what a dry run cannot know (rates, batches).
+    let table = db
+        .paytool()
+        .args(["backfill", "payments", "--dry-run"])
+        .env("COLUMNS", "200")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(table.stdout).unwrap();
+    assert!(!text.contains("rows/s") && !text.contains("p95"), "{text}");
+    assert!(
+        text.contains("orders: ") && text.contains("payments: "),
+        "{text}"
+    );
 }
 
 #[tokio::test]

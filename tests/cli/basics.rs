@@ -176,3 +176,34 @@ fn every_command_help_has_an_example() {
             .stdout(predicates::str::contains("Example"));
     }
 }
+
+/// In an 80-column terminal clap wraps what is wider, and a wrapped example comment reads like
+/// a command: every line of every help text (examples, exit codes) fits in 80 columns as
+/// written.
+#[test]
+fn every_help_text_fits_80_columns_as_written() {
+    fn texts(command: &clap::Command, path: &str, out: &mut Vec<(String, String)>) {
+        for text in [command.get_after_help(), command.get_after_long_help()]
+            .into_iter()
+            .flatten()
+        {
+            out.push((path.to_owned(), text.to_string()));
+        }
+        for sub in command.get_subcommands() {
+            texts(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+    let command = <paytool::cli::Cli as clap::CommandFactory>::command();
+    let mut all = Vec::new();
+    texts(&command, "paytool", &mut all);
+    assert!(all.len() >= 12);
+    let too_wide: Vec<String> = all
+        .iter()
+        .flat_map(|(path, text)| {
+            text.lines()
+                .filter(|line| line.chars().count() > 80)
+                .map(move |line| format!("{path} --help ({}): {line}", line.chars().count()))
+        })
+        .collect();
+    assert!(too_wide.is_empty(), "{}", too_wide.join("\n"));
+}

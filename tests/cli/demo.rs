@@ -131,13 +131,50 @@ fn ctrl_c_stops_the_demo_and_removes_its_cluster() {
 }
 
 #[test]
-fn without_postgresql_the_demo_says_so() {
-    paytool()
+fn a_wrong_pg_bin_is_named_with_the_postgresql_that_is_there() {
+    let out = paytool()
         .args(["demo"])
         .env("PG_BIN", "/nonexistent")
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("PostgreSQL is not installed"));
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("PG_BIN=/nonexistent has no initdb")
+            && stderr.contains("PostgreSQL is installed in")
+            && stderr.contains("unset PG_BIN"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "one message:\n{stderr}");
+}
+
+#[test]
+fn as_root_a_tmpdir_postgres_cannot_enter_is_refused_with_the_fix() {
+    if !nix::unistd::Uid::effective().is_root() {
+        return; // Without root the server runs as us: any TMPDIR we can write works.
+    }
+    let private = tempfile::Builder::new()
+        .prefix("paytool-root-only-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(
+        private.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let out = paytool()
+        .args(["demo", "--orders", "300"])
+        .env("TMPDIR", private.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the postgres user cannot enter") && stderr.contains("TMPDIR=/tmp"),
+        "{stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(private.path()).unwrap().collect();
+    assert!(left.is_empty(), "the demo left {left:?}");
 }
 
 #[test]
@@ -155,4 +192,30 @@ fn completions_and_man_page_come_from_the_cli_definition() {
         .assert()
         .success()
         .stdout(predicate::str::contains(".TH paytool"));
+}
+
+#[test]
+fn a_reader_that_goes_away_is_not_an_error() {
+    for args in [&["man"][..], &["completions", "zsh"][..]] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("paytool"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Like `| head -0`: the reader is gone before paytool writes (it is still starting).
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

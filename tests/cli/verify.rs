@@ -470,6 +470,25 @@ async fn bad_flags_and_unreachable_database() {
 }
 
 #[tokio::test]
+async fn data_checks_alone_on_an_unmigrated_database_say_to_migrate_first() {
+    let db = cluster().fresh_db().await;
+    db.seed(300, false).await;
+    let out = db
+        .paytool()
+        .args(["verify", "constraints", "--only", "data"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("run paytool migrate first"), "{stderr}");
+    assert!(
+        !stderr.contains("does not exist"),
+        "a raw SQL error: {stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[tokio::test]
 async fn a_missing_table_fails_schema_tables_and_skips_the_data_checks() {
     only_this_check_fails(
         "notable",
