@@ -12,4 +12,8 @@ cd "$(dirname "$0")/.."
 ensure_cargo
 ensure_postgres
 export PG_BIN
-exec cargo run --release --quiet -- demo "$@"
+if [ ! -x target/release/paytool ]; then
+    echo "==> building paytool (release; the first build takes about 5 minutes on 2 cores)" >&2
+fi
+cargo build --release
+exec ./target/release/paytool demo "$@"

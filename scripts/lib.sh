@@ -42,7 +42,7 @@ ensure_squawk() {
             DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-venv >/dev/null
             python3 -m venv "$venv"
         fi
-        "$venv/bin/pip" install --quiet squawk-cli
+        PIP_ROOT_USER_ACTION=ignore "$venv/bin/pip" install --quiet --disable-pip-version-check squawk-cli
     fi
     export PATH="$venv/bin:$PATH"
 }

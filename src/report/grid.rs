@@ -282,6 +282,18 @@ impl Grid {
     /// The first layout that fits: the whole table; fewer columns (optional ones left out, in
     /// their order); all columns with prose wrapped; fewer columns and prose wrapped; blocks.
     pub fn render(&self, screen: Screen) -> Rendered {
+        let whole: Vec<usize> = (0..self.columns.len()).collect();
+        if let Some(widths) = self.natural_widths(&whole, screen.width) {
+            return Rendered {
+                text: self.table(&whole, &widths),
+                dropped: Vec::new(),
+                screen,
+            };
+        }
+        // Too wide: columns with nothing in them go first, without a word.
+        if let Some(blank) = self.without_blank_columns() {
+            return blank.render(screen);
+        }
         if screen.width >= Screen::MIN_WIDTH {
             let candidates: Vec<(Vec<usize>, Vec<String>)> = (0..=self.drop_order.len())
                 .map(|k| {
@@ -335,6 +347,34 @@ impl Grid {
     }
 
     const TRANSPOSE_ROWS: usize = 4;
+
+    /// This grid without its columns whose every cell is blank; `None` if there are none.
+    fn without_blank_columns(&self) -> Option<Grid> {
+        let keep: Vec<usize> = (0..self.columns.len())
+            .filter(|&c| self.rows.iter().any(|row| !row[c].trim().is_empty()))
+            .collect();
+        if keep.len() == self.columns.len() || keep.is_empty() || self.rows.is_empty() {
+            return None;
+        }
+        let names: Vec<&str> = keep
+            .iter()
+            .map(|&c| self.columns[c].name.as_str())
+            .collect();
+        Some(Grid {
+            columns: keep.iter().map(|&c| self.columns[c].clone()).collect(),
+            rows: self
+                .rows
+                .iter()
+                .map(|row| keep.iter().map(|&c| row[c].clone()).collect())
+                .collect(),
+            drop_order: self
+                .drop_order
+                .iter()
+                .filter(|name| names.contains(&name.as_str()))
+                .cloned()
+                .collect(),
+        })
+    }
 
     /// Columns become rows: the first column's cells are the header.
     fn transposed(&self) -> Grid {

@@ -209,7 +209,7 @@ fn render_preflight(
             ),
         )?;
         for sample in &finding.sample {
-            writeln!(out, "      {sample}")?;
+            hanging(out, screen, "      ", sample)?;
         }
         if finding.offending_rows > finding.sample.len() as i64 {
             writeln!(

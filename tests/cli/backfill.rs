@@ -245,6 +245,12 @@ async fn dry_run_counts_exactly_what_a_run_changes_and_changes_nothing() {
         .env("COLUMNS", "200")
         .output()
         .unwrap();
+    // Not a terminal, no -v: warnings and errors only, and there are none.
+    assert!(
+        table.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
     let text = String::from_utf8(table.stdout).unwrap();
     assert!(!text.contains("rows/s") && !text.contains("p95"), "{text}");
     assert!(
