@@ -61,15 +61,6 @@ impl OutputFormat {
     }
 }
 
-/// A `--format` the command cannot produce, caught before anything runs.
-#[derive(Debug, thiserror::Error)]
-#[error("--format {format} is not available for {command} (it has: {available})")]
-pub struct UnsupportedFormat {
-    pub format: &'static str,
-    pub command: &'static str,
-    pub available: &'static str,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Apply the payment-system schema migration online (plan, status, apply, down).
@@ -315,10 +306,18 @@ configuration error, 3 the checks could not run (database unreachable).";
 pub struct VerifyArgs {
     /// Run only the schema checks or only the data checks.
     #[arg(long, value_enum)]
-    pub only: Option<crate::verify::Category>,
+    pub only: Option<CategoryArg>,
     /// How many offending ids each check lists.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i64).range(0..=10_000))]
     pub sample: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CategoryArg {
+    /// Tables, columns, constraints, indexes and the trigger, from pg_catalog.
+    Schema,
+    /// Invariants of the rows, one set-based query each.
+    Data,
 }
 
 #[derive(Debug, Subcommand)]
@@ -350,9 +349,8 @@ Examples:
 Exit codes: 0 done, 1 unresolved rows with --strict, 2 usage or configuration
 error (schema not migrated), 3 runtime failure (re-run to resume).";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BackfillStep {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StepArg {
     Items,
     Orders,
     Payments,
@@ -362,7 +360,7 @@ pub enum BackfillStep {
 pub struct BackfillArgs {
     /// Run only this step (default: all three, in order).
     #[arg(long, value_enum)]
-    pub step: Option<BackfillStep>,
+    pub step: Option<StepArg>,
     /// Count what each step would change; change nothing.
     #[arg(long)]
     pub dry_run: bool,

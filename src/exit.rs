@@ -1,9 +1,5 @@
-//! The documented exit codes, and the mapping from an error to its code.
-
-use crate::backfill::BackfillError;
-use crate::db::DbError;
-use crate::migrate::MigrateError;
-use crate::seed::SeedError;
+//! The documented exit codes and how an error is said. Imports nothing of paytool: every
+//! command uses these, and the mapping from an error to its code lives in the app layer.
 
 /// Success: the command did its job, or every check passed.
 pub const OK: u8 = 0;
@@ -32,49 +28,6 @@ pub fn message(err: &anyhow::Error) -> String {
         parts.push(text.to_owned());
     }
     parts.join(": ")
-}
-
-/// The exit code for an error: the first typed error in the chain decides, else a runtime failure.
-pub fn code_for(err: &anyhow::Error) -> u8 {
-    for cause in err.chain() {
-        if let Some(db) = cause.downcast_ref::<DbError>() {
-            return db.exit_code();
-        }
-        if let Some(key) = cause.downcast_ref::<crate::db::KeyError>() {
-            return key.exit_code();
-        }
-        if let Some(migrate) = cause.downcast_ref::<MigrateError>() {
-            return migrate.exit_code();
-        }
-        if let Some(backfill) = cause.downcast_ref::<BackfillError>() {
-            return backfill.exit_code();
-        }
-        if let Some(reconcile) = cause.downcast_ref::<crate::reconcile::ReconcileError>() {
-            return reconcile.exit_code();
-        }
-        if let Some(cluster) = cause.downcast_ref::<crate::demo::cluster::ClusterError>() {
-            use crate::demo::cluster::ClusterError;
-            return match cluster {
-                ClusterError::NotInstalled
-                | ClusterError::BadPgBin { .. }
-                | ClusterError::Unreachable(_) => USAGE,
-                _ => RUNTIME_FAILURE,
-            };
-        }
-        if cause.is::<crate::cli::UnsupportedFormat>() {
-            return USAGE;
-        }
-        if let Some(prisma) = cause.downcast_ref::<crate::prisma::PrismaError>() {
-            return prisma.exit_code();
-        }
-        if let Some(verify) = cause.downcast_ref::<crate::verify::VerifyError>() {
-            return verify.exit_code();
-        }
-        if let Some(seed) = cause.downcast_ref::<SeedError>() {
-            return seed.exit_code();
-        }
-    }
-    RUNTIME_FAILURE
 }
 
 #[cfg(test)]

@@ -2,12 +2,11 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::GlobalArgs;
-
-pub fn init(global: &GlobalArgs) {
+/// `quiet`: errors only; `verbose`: how many `-v`.
+pub fn init(quiet: bool, verbose: u8) {
     // As --help says: warnings and errors by default, terminal or not (a CI log or a pipe gets
     // the report, not a running commentary); -v adds info, -vv debug.
-    let default = match (global.quiet, global.verbose) {
+    let default = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
         (false, 1) => "info,sqlx=warn",

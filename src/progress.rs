@@ -6,25 +6,24 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
-use crate::cli::{GlobalArgs, OutputFormat};
-
 /// Bars only for a person watching a terminal: never in CI, with --quiet, or when the
-/// report is JSON (a machine is reading).
+/// report is for a machine (JSON, JUnit, CSV).
 pub fn bars_enabled(
     stderr_is_terminal: bool,
     in_ci: bool,
     quiet: bool,
-    format: OutputFormat,
+    report_for_people: bool,
 ) -> bool {
-    stderr_is_terminal && !in_ci && !quiet && format == OutputFormat::Table
+    stderr_is_terminal && !in_ci && !quiet && report_for_people
 }
 
-pub fn bars_enabled_for(global: &GlobalArgs) -> bool {
+/// [`bars_enabled`] for this process's stderr and environment.
+pub fn bars_enabled_here(quiet: bool, report_for_people: bool) -> bool {
     bars_enabled(
         std::io::stderr().is_terminal(),
         std::env::var_os("CI").is_some(),
-        global.quiet,
-        global.format,
+        quiet,
+        report_for_people,
     )
 }
 
@@ -100,10 +99,10 @@ mod tests {
 
     #[test]
     fn bars_only_for_a_person_at_a_terminal() {
-        assert!(bars_enabled(true, false, false, OutputFormat::Table));
-        assert!(!bars_enabled(false, false, false, OutputFormat::Table));
-        assert!(!bars_enabled(true, true, false, OutputFormat::Table));
-        assert!(!bars_enabled(true, false, true, OutputFormat::Table));
-        assert!(!bars_enabled(true, false, false, OutputFormat::Json));
+        assert!(bars_enabled(true, false, false, true));
+        assert!(!bars_enabled(false, false, false, true));
+        assert!(!bars_enabled(true, true, false, true));
+        assert!(!bars_enabled(true, false, true, true));
+        assert!(!bars_enabled(true, false, false, false));
     }
 }

@@ -14,11 +14,11 @@ use thiserror::Error;
 
 pub use batch::BatchPolicy;
 
-use crate::cli::{BackfillArgs, BackfillStep};
 use crate::db::{self, AdvisoryLock, DatabaseUrl, IdType, Key};
 use crate::exit;
 use crate::migrate::{self, steps::StepKind};
 use crate::progress::Progress;
+use crate::retry::Backoff;
 
 /// Serializes backfill runs on one database (their checkpoints would otherwise clash).
 pub const BACKFILL_LOCK: AdvisoryLock = AdvisoryLock {
@@ -27,6 +27,38 @@ pub const BACKFILL_LOCK: AdvisoryLock = AdvisoryLock {
 };
 
 /// How many unresolved ids a report names per reason.
+/// The three steps, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackfillStep {
+    Items,
+    Orders,
+    Payments,
+}
+
+/// What `paytool backfill payments` is asked to do, free of how it was asked.
+#[derive(Debug, Clone)]
+pub struct BackfillRequest {
+    /// Only this step; all three in order when `None`.
+    pub step: Option<BackfillStep>,
+    pub dry_run: bool,
+    /// Forget an interrupted run's checkpoint.
+    pub restart: bool,
+    /// Keep catching up, a round every `interval`, until interrupted.
+    pub follow: bool,
+    pub interval: Duration,
+    /// Unresolved rows make the run fail (exit 1).
+    pub strict: bool,
+    /// A pinned batch size instead of the adaptive one.
+    pub batch_size: Option<i64>,
+    pub target_batch_ms: u64,
+    pub pause_ms: u64,
+    pub lock_timeout: Duration,
+    pub max_retries: u32,
+    /// How long to wait for another backfill (or migrate, for the partial indexes).
+    pub wait: Duration,
+}
+
 const SAMPLE_SIZE: i64 = 10;
 const BATCH_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 const DRY_RUN_SQL: &str = include_str!("../../sql/backfill/dry_run.sql");
@@ -205,7 +237,7 @@ pub struct Backfill<'a> {
 }
 
 pub async fn run(
-    args: &BackfillArgs,
+    args: &BackfillRequest,
     url: Option<&DatabaseUrl>,
     progress: Progress,
 ) -> anyhow::Result<BackfillReport> {
@@ -439,7 +471,7 @@ impl Backfill<'_> {
             ..StepReport::default()
         };
         let mut size = self.batch.first_size();
-        let mut delays = db::retry_delays(self.max_retries);
+        let mut delays = Backoff::DATABASE.delays(self.max_retries);
         let mut failures_in_a_row = 0;
         let mut batch_ms: Vec<u64> = Vec::new();
         while let Some(end_key) = &end_key {
@@ -452,7 +484,7 @@ impl Backfill<'_> {
                 Ok((Some(key), scanned, changed)) => {
                     let elapsed = batch_started.elapsed();
                     failures_in_a_row = 0;
-                    delays = db::retry_delays(self.max_retries);
+                    delays = Backoff::DATABASE.delays(self.max_retries);
                     if elapsed > self.batch.target * 2 {
                         tracing::debug!(
                             "step {}: a batch of {size} rows after {last_id} took {elapsed:?}",
@@ -580,12 +612,12 @@ async fn run_batch(
 ) -> Result<BatchOutcome, sqlx::Error> {
     let mut tx = conn.begin().await?;
     db::set_batch_planner(&mut tx, true).await?;
-    sqlx::query(
-        "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)",
+    db::set_timeouts(
+        &mut tx,
+        db::Scope::Transaction,
+        lock_timeout,
+        BATCH_STATEMENT_TIMEOUT,
     )
-    .bind(format!("{}ms", lock_timeout.as_millis()))
-    .bind(format!("{}ms", BATCH_STATEMENT_TIMEOUT.as_millis()))
-    .execute(&mut *tx)
     .await?;
     // The range first, then the batch with both bounds as values: with the upper bound hidden
     // in a subquery the planner guessed a wide range and chose a plan 100× slower.

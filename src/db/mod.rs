@@ -219,17 +219,28 @@ pub fn is_connection_lost(err: &sqlx::Error) -> bool {
     }
 }
 
-/// Session-level `lock_timeout` and `statement_timeout`; zero means none.
+/// How long a session setting lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Until changed again on this connection.
+    Session,
+    /// Until the current transaction ends (`SET LOCAL`).
+    Transaction,
+}
+
+/// The one place paytool sets `lock_timeout` and `statement_timeout`; zero means none.
 pub async fn set_timeouts(
     conn: &mut PgConnection,
+    scope: Scope,
     lock_timeout: Duration,
     statement_timeout: Duration,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)",
+        "SELECT set_config('lock_timeout', $1, $3), set_config('statement_timeout', $2, $3)",
     )
     .bind(format!("{}ms", lock_timeout.as_millis()))
     .bind(format!("{}ms", statement_timeout.as_millis()))
+    .bind(scope == Scope::Transaction)
     .execute(conn)
     .await?;
     Ok(())
@@ -268,26 +279,35 @@ pub async fn reset_batch_planner(conn: &mut PgConnection) -> Result<(), sqlx::Er
     Ok(())
 }
 
+/// ANALYZE in a transaction of its own, so its short timeouts end with it.
+async fn analyze(conn: &mut PgConnection, table: &'static str) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    set_timeouts(
+        &mut tx,
+        Scope::Transaction,
+        Duration::from_secs(2),
+        Duration::from_secs(300),
+    )
+    .await?;
+    // The table name comes from paytool's constant step list, never from input.
+    sqlx::raw_sql(&format!("ANALYZE {table}"))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
+}
+
 /// Refreshes the planner statistics of a table a step has just rewritten, so what reads it next
 /// is planned on its real size and values. Never blocks the application (SHARE UPDATE
 /// EXCLUSIVE) and never waits long: when a VACUUM or index build holds the table, it is
 /// skipped with a warning, since the batch planner settings do not depend on the statistics.
 pub async fn analyze_after_rewrite(conn: &mut PgConnection, table: &'static str) {
-    // The table name comes from paytool's constant step list, never from input.
-    let sql = format!(
-        "SET lock_timeout = '2s'; SET statement_timeout = '5min'; ANALYZE {table}; \
-         RESET lock_timeout; RESET statement_timeout"
-    );
     let started = Instant::now();
-    match sqlx::raw_sql(&sql).execute(&mut *conn).await {
+    match analyze(conn, table).await {
         Ok(_) => tracing::debug!(
             "analyzed {table} in {}",
             crate::human::duration(started.elapsed())
         ),
         Err(err) => {
-            let _ = sqlx::raw_sql("RESET lock_timeout; RESET statement_timeout")
-                .execute(&mut *conn)
-                .await;
             tracing::warn!(
                 "could not refresh the statistics of {table} ({}): going on without",
                 err.as_database_error()
@@ -391,16 +411,4 @@ impl AdvisoryLock {
             .flatten()
             .unwrap_or_else(|| "holder unknown".to_owned())
     }
-}
-
-/// Delays between attempts after a transient failure: 200 ms doubling to 10 s, with jitter so
-/// that several clients do not retry in step, `retries` of them.
-pub fn retry_delays(retries: u32) -> impl Iterator<Item = Duration> {
-    use backon::{BackoffBuilder, ExponentialBuilder};
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(10))
-        .with_max_times(retries as usize)
-        .with_jitter()
-        .build()
 }

@@ -41,6 +41,19 @@ pub enum ClusterError {
     },
 }
 
+impl ClusterError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClusterError::NotInstalled
+            | ClusterError::BadPgBin { .. }
+            | ClusterError::Unreachable(_) => crate::exit::USAGE,
+            ClusterError::Directory(_) | ClusterError::Failed { .. } => {
+                crate::exit::RUNTIME_FAILURE
+            }
+        }
+    }
+}
+
 /// A running cluster. Dropping it stops the server and removes the directory, unless
 /// [`TempCluster::keep`] was called.
 pub struct TempCluster {

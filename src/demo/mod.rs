@@ -11,7 +11,6 @@ use anyhow::Context;
 use sqlx::{Connection, PgConnection};
 use thiserror::Error;
 
-use crate::cli::DemoArgs;
 use crate::exit;
 use crate::stripe_sim::StripeSim;
 use cluster::TempCluster;
@@ -45,7 +44,16 @@ fn stage(title: &'static str, args: &[&str], expected: i32) -> Stage {
     }
 }
 
-pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
+/// What `paytool demo` is asked to do.
+#[derive(Debug, Clone)]
+pub struct DemoRequest {
+    /// Orders in the demo shop.
+    pub orders: i64,
+    /// Leave the database and the simulator running.
+    pub keep: bool,
+}
+
+pub async fn run(args: &DemoRequest) -> anyhow::Result<u8> {
     let mut out = std::io::stdout();
     writeln!(
         out,
@@ -82,7 +90,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
     }
 }
 
-async fn walk(cluster: &TempCluster, sim: &StripeSim, args: &DemoArgs) -> anyhow::Result<()> {
+async fn walk(cluster: &TempCluster, sim: &StripeSim, args: &DemoRequest) -> anyhow::Result<()> {
     let admin_url = cluster.url("postgres", None, "postgres");
     let mut admin = PgConnection::connect(&admin_url).await?;
     sqlx::raw_sql("CREATE DATABASE shop")

@@ -238,7 +238,13 @@ async fn run_step(
         StepKind::ConcurrentDrop { .. } => {
             history::mark_running(conn, step).await?;
             let timeouts = policy.timeouts_for(step.kind);
-            db::set_timeouts(conn, timeouts.lock_timeout, timeouts.statement_timeout).await?;
+            db::set_timeouts(
+                conn,
+                db::Scope::Session,
+                timeouts.lock_timeout,
+                timeouts.statement_timeout,
+            )
+            .await?;
             let (_, retries) = retry_transient(
                 conn,
                 policy,
@@ -270,12 +276,12 @@ async fn transactional_attempt(
     started: Instant,
 ) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
-    sqlx::query(
-        "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)",
+    db::set_timeouts(
+        &mut tx,
+        db::Scope::Transaction,
+        timeouts.lock_timeout,
+        timeouts.statement_timeout,
     )
-    .bind(timeouts.lock_timeout_setting())
-    .bind(timeouts.statement_timeout_setting())
-    .execute(&mut *tx)
     .await?;
     sqlx::raw_sql(step.sql).execute(&mut *tx).await?;
     history::mark_applied(&mut tx, step, started.elapsed().as_millis() as i64).await?;
@@ -410,7 +416,13 @@ async fn build_index_concurrently(
     policy: &LockPolicy,
 ) -> anyhow::Result<(Option<String>, u32)> {
     let timeouts = policy.timeouts_for(step.kind);
-    db::set_timeouts(conn, timeouts.lock_timeout, timeouts.statement_timeout).await?;
+    db::set_timeouts(
+        conn,
+        db::Scope::Session,
+        timeouts.lock_timeout,
+        timeouts.statement_timeout,
+    )
+    .await?;
     let mut detail = None;
     let mut retries = 0;
     match db::index_state(conn, index).await? {
@@ -481,7 +493,13 @@ async fn run_batches(
     batch_size: i64,
     progress: &Progress,
 ) -> anyhow::Result<(i64, u32)> {
-    db::set_timeouts(conn, timeouts.lock_timeout, timeouts.statement_timeout).await?;
+    db::set_timeouts(
+        conn,
+        db::Scope::Session,
+        timeouts.lock_timeout,
+        timeouts.statement_timeout,
+    )
+    .await?;
     db::set_batch_planner(conn, false).await?;
     let remaining: i64 = sqlx::query_scalar(BATCH_PROGRESS_SQL)
         .fetch_one(&mut *conn)
@@ -516,11 +534,12 @@ async fn run_batches(
 
 async fn down_attempt(conn: &mut PgConnection, lock_timeout: Duration) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
-    sqlx::query(
-        "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', '0', true)",
+    db::set_timeouts(
+        &mut tx,
+        db::Scope::Transaction,
+        lock_timeout,
+        Duration::ZERO,
     )
-    .bind(format!("{}ms", lock_timeout.as_millis()))
-    .execute(&mut *tx)
     .await?;
     sqlx::raw_sql(super::steps::DOWN_SQL)
         .execute(&mut *tx)

@@ -22,7 +22,6 @@ pub use history::{StepState, StepStatus};
 pub use plan::{MigratePlan, PlannedStep};
 pub use preflight::{PreflightFinding, PreflightReport};
 
-use crate::cli::{LockArgs, MigrateAction, MigrateArgs};
 use crate::db::{self, AdvisoryLock, DatabaseUrl, IdType};
 use crate::exit;
 use crate::progress::Progress;
@@ -116,15 +115,32 @@ impl Default for LockPolicy {
     }
 }
 
-impl From<&LockArgs> for LockPolicy {
-    fn from(args: &LockArgs) -> Self {
-        LockPolicy {
-            lock_timeout: args.lock_timeout,
-            lock_retries: args.lock_retries,
-            statement_timeout: args.statement_timeout,
-            wait: args.wait,
-        }
-    }
+/// What `paytool migrate` is asked to do, free of how it was asked.
+#[derive(Debug, Clone)]
+pub enum MigrateRequest {
+    /// Show the plan; change nothing.
+    Plan {
+        policy: LockPolicy,
+        batch_size: i64,
+        show_sql: bool,
+    },
+    Status,
+    /// Preflight, then apply the pending steps of `paytool migrate`.
+    Apply {
+        policy: LockPolicy,
+        batch_size: i64,
+    },
+    /// Drop what only the legacy application needed, after watching the sessions for `watch`.
+    Cleanup {
+        policy: LockPolicy,
+        batch_size: i64,
+        watch: Duration,
+    },
+    /// Back to the legacy schema; refused unless `confirmed`.
+    Down {
+        policy: LockPolicy,
+        confirmed: bool,
+    },
 }
 
 /// The session timeouts one kind of step runs under; zero means none.
@@ -132,15 +148,6 @@ impl From<&LockArgs> for LockPolicy {
 pub struct Timeouts {
     pub lock_timeout: Duration,
     pub statement_timeout: Duration,
-}
-
-impl Timeouts {
-    fn lock_timeout_setting(&self) -> String {
-        format!("{}ms", self.lock_timeout.as_millis())
-    }
-    fn statement_timeout_setting(&self) -> String {
-        format!("{}ms", self.statement_timeout.as_millis())
-    }
 }
 
 impl LockPolicy {
@@ -164,9 +171,9 @@ impl LockPolicy {
         }
     }
 
-    /// Delays between lock attempts: 200 ms doubling to 10 s, with jitter, `lock_retries` of them.
+    /// Delays between lock attempts: the database backoff, `lock_retries` of them.
     pub fn backoff(&self) -> impl Iterator<Item = Duration> {
-        db::retry_delays(self.lock_retries)
+        crate::retry::Backoff::DATABASE.delays(self.lock_retries)
     }
 }
 
@@ -219,71 +226,58 @@ impl StatusReport {
 }
 
 pub async fn run(
-    args: &MigrateArgs,
+    request: &MigrateRequest,
     url: Option<&DatabaseUrl>,
     progress: &Progress,
 ) -> anyhow::Result<MigrateOutput> {
-    if let Some(MigrateAction::Down(down)) = &args.action
-        && !down.i_understand_this_destroys_payment_data
+    if let MigrateRequest::Down {
+        confirmed: false, ..
+    } = request
     {
         return Err(MigrateError::DownNotConfirmed.into());
     }
     let mut conn = db::connect(url).await?;
     let database = url.map(|u| u.redacted().to_owned()).unwrap_or_default();
-    match &args.action {
-        Some(MigrateAction::Plan(plan)) => Ok(MigrateOutput::Plan(
-            make_plan(
-                &mut conn,
-                database,
-                &LockPolicy::from(&args.apply.lock),
-                args.apply.batch_size,
-                !plan.no_sql,
-            )
-            .await?,
+    match request {
+        MigrateRequest::Plan {
+            policy,
+            batch_size,
+            show_sql,
+        } => Ok(MigrateOutput::Plan(
+            make_plan(&mut conn, database, policy, *batch_size, *show_sql).await?,
         )),
-        None if args.apply.dry_run => Ok(MigrateOutput::Plan(
-            make_plan(
-                &mut conn,
-                database,
-                &LockPolicy::from(&args.apply.lock),
-                args.apply.batch_size,
-                true,
-            )
-            .await?,
+        MigrateRequest::Status => Ok(MigrateOutput::Status(status(&mut conn, database).await?)),
+        MigrateRequest::Down { policy, .. } => Ok(MigrateOutput::Down(
+            down::down(&mut conn, database, policy).await?,
         )),
-        Some(MigrateAction::Status) => {
-            Ok(MigrateOutput::Status(status(&mut conn, database).await?))
-        }
-        Some(MigrateAction::Down(down)) => Ok(MigrateOutput::Down(
-            down::down(&mut conn, database, &LockPolicy::from(&down.lock)).await?,
-        )),
-        Some(MigrateAction::Cleanup(cleanup)) => Ok(MigrateOutput::Apply(
+        MigrateRequest::Cleanup {
+            policy,
+            batch_size,
+            watch,
+        } => Ok(MigrateOutput::Apply(
             apply::apply(
                 &mut conn,
                 database,
                 Phase::Cleanup,
-                &LockPolicy::from(&cleanup.lock),
-                args.apply.batch_size,
-                cleanup.watch,
+                policy,
+                *batch_size,
+                *watch,
                 progress,
             )
             .await?,
         )),
-        None => {
-            let policy = LockPolicy::from(&args.apply.lock);
-            Ok(MigrateOutput::Apply(
-                apply::apply(
-                    &mut conn,
-                    database,
-                    Phase::Migrate,
-                    &policy,
-                    args.apply.batch_size,
-                    Duration::ZERO,
-                    progress,
-                )
-                .await?,
-            ))
-        }
+        MigrateRequest::Apply { policy, batch_size } => Ok(MigrateOutput::Apply(
+            apply::apply(
+                &mut conn,
+                database,
+                Phase::Migrate,
+                policy,
+                *batch_size,
+                Duration::ZERO,
+                progress,
+            )
+            .await?,
+        )),
     }
 }
 

@@ -17,7 +17,6 @@ use thiserror::Error;
 pub use apply::AppliedRepair;
 use logic::{Finding, Inputs, OrderRow, PaymentRow};
 
-use crate::cli::ReconcileArgs;
 use crate::db::{self, DatabaseUrl, IdType, Key, Keys};
 use crate::exit;
 use crate::progress::Progress;
@@ -90,8 +89,27 @@ impl ReconcileReport {
     }
 }
 
+/// What `paytool reconcile` is asked to do.
+#[derive(Debug, Clone)]
+pub struct ReconcileRequest {
+    /// Stripe secret or restricted key (never printed).
+    pub stripe_key: Option<String>,
+    pub stripe_base_url: String,
+    /// Orders created at or after; default 30 days before `until`.
+    pub since: Option<DateTime<Utc>>,
+    /// Orders created at or before; default now.
+    pub until: Option<DateTime<Utc>>,
+    /// This one order only.
+    pub order: Option<String>,
+    pub apply: bool,
+    pub max_rps: u32,
+    pub concurrency: usize,
+    pub request_timeout: Duration,
+    pub max_retries: u32,
+}
+
 pub async fn run(
-    args: &ReconcileArgs,
+    args: &ReconcileRequest,
     url: Option<&DatabaseUrl>,
     progress: Progress,
 ) -> anyhow::Result<ReconcileReport> {
@@ -106,7 +124,7 @@ pub async fn run(
         key,
         base_url: base_url(&args.stripe_base_url),
         max_rps: args.max_rps,
-        concurrency: args.concurrency as usize,
+        concurrency: args.concurrency,
         timeout: args.request_timeout,
         max_retries: args.max_retries,
     })
@@ -123,7 +141,7 @@ pub async fn run(
     bar.inc(1);
     bar.set_message("retrieving PaymentIntents created outside the window");
     let (retrieved, unknown) =
-        retrieve_missing(&stripe, &orders, &listed, args.concurrency as usize).await?;
+        retrieve_missing(&stripe, &orders, &listed, args.concurrency).await?;
     bar.inc(1);
     bar.set_message("listing refunds");
     let refunds = stripe
@@ -212,7 +230,7 @@ fn base_url(url: &str) -> String {
     }
 }
 
-fn window_of(args: &ReconcileArgs) -> Result<Window, ReconcileError> {
+fn window_of(args: &ReconcileRequest) -> Result<Window, ReconcileError> {
     let until = args.until.unwrap_or_else(Utc::now);
     let since = args.since.unwrap_or(until - chrono::Duration::days(30));
     if since > until {

@@ -12,9 +12,32 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::cli::OutputFormat;
 pub use crate::human::millis;
 pub use grid::{Grid, Screen, hanging, paragraph, wrap};
+
+/// The forms a report is printed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Tables and sentences for people.
+    Table,
+    /// One JSON document with stable field names.
+    Json,
+    /// JUnit XML (verify).
+    Junit,
+    /// One row per finding (reconcile).
+    Csv,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Table => "table",
+            Format::Json => "json",
+            Format::Junit => "junit",
+            Format::Csv => "csv",
+        }
+    }
+}
 
 /// A report that can be printed for people.
 pub trait Render: Serialize {
@@ -39,24 +62,24 @@ pub trait Render: Serialize {
 }
 
 /// Prints `report` in `format`, tables laid out for the screen stdout is on.
-pub fn render<R: Render>(report: &R, format: OutputFormat, out: &mut dyn Write) -> io::Result<()> {
+pub fn render<R: Render>(report: &R, format: Format, out: &mut dyn Write) -> io::Result<()> {
     render_on(report, format, Screen::detect(), out)
 }
 
 pub fn render_on<R: Render>(
     report: &R,
-    format: OutputFormat,
+    format: Format,
     screen: Screen,
     out: &mut dyn Write,
 ) -> io::Result<()> {
     match format {
-        OutputFormat::Table => report.render_table(out, screen),
-        OutputFormat::Json => {
+        Format::Table => report.render_table(out, screen),
+        Format::Json => {
             serde_json::to_writer_pretty(&mut *out, report)?;
             writeln!(out)
         }
-        OutputFormat::Junit => report.render_junit(out),
-        OutputFormat::Csv => report.render_csv(out),
+        Format::Junit => report.render_junit(out),
+        Format::Csv => report.render_csv(out),
     }
 }
 #[cfg(test)]

@@ -146,7 +146,7 @@ impl StripeHttp {
             uri.push('?');
             uri.push_str(query);
         }
-        let mut delays = crate::db::retry_delays(self.inner.settings.max_retries).map(|d| d * 2);
+        let mut delays = crate::retry::Backoff::STRIPE.delays(self.inner.settings.max_retries);
         loop {
             match self.attempt(&uri).await {
                 Attempt::Done(bytes) => return Ok(bytes),

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::db::IdType;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     /// Tables, columns, constraints, indexes and the trigger, from pg_catalog.

@@ -10,7 +10,6 @@ use sqlx::{Connection, PgConnection};
 
 pub use checks::{CHECKS, Category, Check, Severity};
 
-use crate::cli::VerifyArgs;
 use crate::db::{self, DatabaseUrl, IdType};
 use crate::exit;
 use crate::progress::Progress;
@@ -73,6 +72,15 @@ impl VerifyReport {
     }
 }
 
+/// What `paytool verify constraints` is asked to run.
+#[derive(Debug, Clone)]
+pub struct VerifyRequest {
+    /// Only the schema checks or only the data checks; all when `None`.
+    pub only: Option<Category>,
+    /// How many offending ids each check lists.
+    pub sample: i64,
+}
+
 /// Data checks need the tables and columns they read.
 const DATA_PREREQUISITES: [&str; 2] = ["schema.tables", "schema.columns"];
 
@@ -95,7 +103,7 @@ impl VerifyError {
 }
 
 pub async fn run(
-    args: &VerifyArgs,
+    args: &VerifyRequest,
     url: Option<&DatabaseUrl>,
     progress: Progress,
 ) -> anyhow::Result<VerifyReport> {

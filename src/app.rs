@@ -1,0 +1,339 @@
+//! The app layer: the parsed command line becomes a plain request for one command, the
+//! database URL is resolved once, the command runs, its report is rendered, and an error
+//! becomes its exit code. The only module that knows both clap and the commands.
+
+use std::io::Write;
+
+use anyhow::Context;
+
+use crate::backfill::{self, BackfillRequest, BackfillStep};
+use crate::cli::{self, Cli, Command};
+use crate::db::{self, DatabaseUrl};
+use crate::demo::{self, DemoRequest};
+use crate::exit;
+use crate::migrate::{self, LockPolicy, MigrateRequest};
+use crate::progress::{self, Progress};
+use crate::reconcile::{self, ReconcileRequest};
+use crate::report::{self, Format};
+use crate::verify::{self, Category, VerifyRequest};
+use crate::{prisma, seed};
+
+/// A `--format` the command cannot produce, caught before anything runs.
+#[derive(Debug, thiserror::Error)]
+#[error("--format {format} is not available for {command} (it has: {available})")]
+pub struct UnsupportedFormat {
+    pub format: &'static str,
+    pub command: &'static str,
+    pub available: &'static str,
+}
+
+/// Sets up logging, runs one command and returns its exit code.
+pub fn run(cli: Cli) -> anyhow::Result<u8> {
+    crate::logging::init(cli.global.quiet, cli.global.verbose);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run_command(cli))
+}
+
+fn format_of(arg: cli::OutputFormat) -> Format {
+    match arg {
+        cli::OutputFormat::Table => Format::Table,
+        cli::OutputFormat::Json => Format::Json,
+        cli::OutputFormat::Junit => Format::Junit,
+        cli::OutputFormat::Csv => Format::Csv,
+    }
+}
+
+async fn run_command(cli: Cli) -> anyhow::Result<u8> {
+    let format = format_of(cli.global.format);
+    let for_people = format == Format::Table;
+    let progress = Progress::new(progress::bars_enabled_here(cli.global.quiet, for_people))
+        .with_notes(!cli.global.quiet);
+    let url = cli
+        .global
+        .database_url
+        .as_ref()
+        .map(db::DatabaseUrlArg::parse)
+        .transpose()?;
+    let url = url.as_ref();
+    check_format(&cli.command, format)?;
+    let mut stdout = std::io::stdout().lock();
+    match &cli.command {
+        Command::Migrate(args) => {
+            let output = migrate::run(&migrate_request(args), url, &progress).await?;
+            print(&output, format, &mut stdout)?;
+            Ok(output.exit_code())
+        }
+        Command::Backfill(cli::BackfillCommand::Payments(args)) => {
+            let report = backfill::run(&backfill_request(args), url, progress).await?;
+            print(&report, format, &mut stdout)?;
+            Ok(report.exit_code())
+        }
+        Command::Verify(cli::VerifyCommand::Constraints(args)) => {
+            let report = verify::run(&verify_request(args), url, progress).await?;
+            print(&report, format, &mut stdout)?;
+            Ok(report.exit_code())
+        }
+        Command::Reconcile(args) => {
+            let report = reconcile::run(&reconcile_request(args), url, progress).await?;
+            print(&report, format, &mut stdout)?;
+            Ok(report.exit_code())
+        }
+        Command::Demo(args) => {
+            let request = DemoRequest {
+                orders: args.orders,
+                keep: args.keep,
+            };
+            demo::run(&request).await
+        }
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut command, "paytool", &mut script);
+            write_out(&script, &mut stdout)?;
+            Ok(exit::OK)
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command)
+                .render(&mut page)
+                .context("cannot render the man page")?;
+            write_out(&page, &mut stdout)?;
+            Ok(exit::OK)
+        }
+        Command::Prisma(cli::PrismaCommand::Schema) => {
+            let mut conn = db::connect(url).await?;
+            let report = prisma::schema(&mut conn).await?;
+            print(&report, format, &mut stdout)?;
+            Ok(exit::OK)
+        }
+        Command::Prisma(cli::PrismaCommand::Baseline(args)) => {
+            let mut conn = db::connect(url).await?;
+            let request = prisma::BaselineRequest {
+                migrations_dir: args.migrations_dir.clone(),
+                name: args.name.clone(),
+            };
+            let report = prisma::baseline(&mut conn, &request).await?;
+            print(&report, format, &mut stdout)?;
+            Ok(exit::OK)
+        }
+        Command::Seed(args) => {
+            let mut conn = db::connect(url).await?;
+            let options = seed::SeedOptions {
+                orders: args.orders,
+                stock_anomalies: !args.no_stock_anomalies,
+            };
+            let report = seed::seed(&mut conn, database_name(url), options).await?;
+            print(&report, format, &mut stdout)?;
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// The URL as reports show it: no password.
+fn database_name(url: Option<&DatabaseUrl>) -> String {
+    url.map(|u| u.redacted().to_owned()).unwrap_or_default()
+}
+
+fn lock_policy(args: &cli::LockArgs) -> LockPolicy {
+    LockPolicy {
+        lock_timeout: args.lock_timeout,
+        lock_retries: args.lock_retries,
+        statement_timeout: args.statement_timeout,
+        wait: args.wait,
+    }
+}
+
+fn migrate_request(args: &cli::MigrateArgs) -> MigrateRequest {
+    let policy = lock_policy(&args.apply.lock);
+    let batch_size = args.apply.batch_size;
+    match &args.action {
+        Some(cli::MigrateAction::Plan(plan)) => MigrateRequest::Plan {
+            policy,
+            batch_size,
+            show_sql: !plan.no_sql,
+        },
+        None if args.apply.dry_run => MigrateRequest::Plan {
+            policy,
+            batch_size,
+            show_sql: true,
+        },
+        None => MigrateRequest::Apply { policy, batch_size },
+        Some(cli::MigrateAction::Status) => MigrateRequest::Status,
+        Some(cli::MigrateAction::Down(down)) => MigrateRequest::Down {
+            policy: lock_policy(&down.lock),
+            confirmed: down.i_understand_this_destroys_payment_data,
+        },
+        Some(cli::MigrateAction::Cleanup(cleanup)) => MigrateRequest::Cleanup {
+            policy: lock_policy(&cleanup.lock),
+            batch_size,
+            watch: cleanup.watch,
+        },
+    }
+}
+
+fn backfill_request(args: &cli::BackfillArgs) -> BackfillRequest {
+    BackfillRequest {
+        step: args.step.map(|step| match step {
+            cli::StepArg::Items => BackfillStep::Items,
+            cli::StepArg::Orders => BackfillStep::Orders,
+            cli::StepArg::Payments => BackfillStep::Payments,
+        }),
+        dry_run: args.dry_run,
+        restart: args.restart,
+        follow: args.follow,
+        interval: args.interval,
+        strict: args.strict,
+        batch_size: args.batch_size,
+        target_batch_ms: args.target_batch_ms,
+        pause_ms: args.pause_ms,
+        lock_timeout: args.lock_timeout,
+        max_retries: args.max_retries,
+        wait: args.wait,
+    }
+}
+
+fn verify_request(args: &cli::VerifyArgs) -> VerifyRequest {
+    VerifyRequest {
+        only: args.only.map(|only| match only {
+            cli::CategoryArg::Schema => Category::Schema,
+            cli::CategoryArg::Data => Category::Data,
+        }),
+        sample: args.sample,
+    }
+}
+
+fn reconcile_request(args: &cli::ReconcileArgs) -> ReconcileRequest {
+    ReconcileRequest {
+        stripe_key: args.stripe_key.clone(),
+        stripe_base_url: args.stripe_base_url.clone(),
+        since: args.since,
+        until: args.until,
+        order: args.order.clone(),
+        apply: args.apply,
+        max_rps: args.max_rps,
+        concurrency: args.concurrency as usize,
+        request_timeout: args.request_timeout,
+        max_retries: args.max_retries,
+    }
+}
+
+/// Refuses a `--format` the command cannot produce, before it does anything.
+fn check_format(command: &Command, format: Format) -> Result<(), UnsupportedFormat> {
+    let (name, available) = match command {
+        Command::Verify(_) if format != Format::Csv => return Ok(()),
+        Command::Verify(_) => ("verify constraints", "table, json, junit"),
+        Command::Reconcile(_) if format != Format::Junit => return Ok(()),
+        Command::Reconcile(_) => ("reconcile", "table, json, csv"),
+        Command::Migrate(_) => ("migrate", "table, json"),
+        Command::Backfill(_) => ("backfill payments", "table, json"),
+        Command::Seed(_) => ("seed", "table, json"),
+        Command::Prisma(_) => ("prisma", "table, json"),
+        Command::Demo(_) | Command::Completions { .. } | Command::Man => return Ok(()),
+    };
+    match format {
+        Format::Table | Format::Json => Ok(()),
+        other => Err(UnsupportedFormat {
+            format: other.name(),
+            command: name,
+            available,
+        }),
+    }
+}
+
+/// Prints the report; a reader that went away (`| head`) is not an error.
+fn print<R: report::Render>(report: &R, format: Format, out: &mut dyn Write) -> anyhow::Result<()> {
+    let written = report::render(report, format, out).and_then(|()| out.flush());
+    reader_gone_is_fine(written).context("cannot write the report to stdout")
+}
+
+/// Writes generated text (man page, completions) the same way.
+fn write_out(bytes: &[u8], out: &mut dyn Write) -> anyhow::Result<()> {
+    let written = out.write_all(bytes).and_then(|()| out.flush());
+    reader_gone_is_fine(written).context("cannot write to stdout")
+}
+
+fn reader_gone_is_fine(written: std::io::Result<()>) -> std::io::Result<()> {
+    match written {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// The exit code for an error: the first typed error in its chain decides (each command's
+/// error type maps its own variants, exhaustively), else a runtime failure.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    err.chain()
+        .find_map(typed_exit_code)
+        .unwrap_or(exit::RUNTIME_FAILURE)
+}
+
+fn typed_exit_code(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
+    if let Some(e) = cause.downcast_ref::<db::DbError>() {
+        return Some(e.exit_code());
+    }
+    if let Some(e) = cause.downcast_ref::<db::KeyError>() {
+        return Some(e.exit_code());
+    }
+    if let Some(e) = cause.downcast_ref::<migrate::MigrateError>() {
+        return Some(e.exit_code());
+    }
+    if let Some(e) = cause.downcast_ref::<backfill::BackfillError>() {
+        return Some(e.exit_code());
+    }
+    if let Some(e) = cause.downcast_ref::<reconcile::ReconcileError>() {
+        return Some(e.exit_code());
+    }
+    if let Some(e) = cause.downcast_ref::<verify::VerifyError>() {
+        return Some(e.exit_code());
+    }
+    if let Some(e) = cause.downcast_ref::<prisma::PrismaError>() {
+        return Some(e.exit_code());
+    }
+    if let Some(e) = cause.downcast_ref::<seed::SeedError>() {
+        return Some(e.exit_code());
+    }
+    if let Some(e) = cause.downcast_ref::<demo::cluster::ClusterError>() {
+        return Some(e.exit_code());
+    }
+    if cause.is::<UnsupportedFormat>() {
+        return Some(exit::USAGE);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn the_deepest_typed_error_is_not_needed_the_first_decides() {
+        let err = anyhow::Error::new(verify::VerifyError::NotMigrated {
+            missing: "schema.tables".into(),
+        })
+        .context("verify constraints");
+        assert_eq!(exit_code(&err), exit::USAGE);
+        assert_eq!(exit_code(&anyhow::anyhow!("plain")), exit::RUNTIME_FAILURE);
+    }
+
+    #[test]
+    fn lock_retries_of_the_default_flags_are_the_policys_defaults() {
+        let cli = <Cli as clap::Parser>::parse_from(["paytool", "migrate"]);
+        let Command::Migrate(args) = &cli.command else {
+            panic!("migrate parses as migrate");
+        };
+        let MigrateRequest::Apply { policy, .. } = migrate_request(args) else {
+            panic!("plain migrate applies");
+        };
+        let default = LockPolicy::default();
+        assert_eq!(policy.lock_timeout, default.lock_timeout);
+        assert_eq!(policy.lock_retries, default.lock_retries);
+        assert_eq!(policy.wait, Duration::from_secs(600));
+    }
+}
