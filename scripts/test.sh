@@ -16,6 +16,8 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
+echo "==> import graph (no module circle)"
+python3 scripts/import-graph.py src | tail -n 1
 echo "==> squawk sql/"
 squawk 'sql/**/*.sql'
 echo "==> cargo test"

@@ -5,6 +5,7 @@ pub mod backfill;
 pub mod cli;
 pub mod db;
 pub mod demo;
+pub mod domain;
 pub mod exit;
 pub mod human;
 pub mod logging;

@@ -1,9 +1,11 @@
 -- The orders to reconcile and their payment: created in [$1, $2], or the one order $3 (bound
 -- with the type of orders.id, text or uuid).
 -- Refunds are summarised per payment (pending and succeeded count as refunded).
-SELECT o.id::TEXT, o.status::TEXT, o.amount_total_cents::BIGINT, o.currency, o.stripe_payment_intent_id, o.paid_at,
-       p.id, p.status, p.amount_cents::BIGINT, p.stripe_payment_intent_id, p.succeeded_at, p.last_error_code,
-       coalesce(r.ids, '{}'), coalesce(r.refunded, 0)::BIGINT, o.created_at
+SELECT o.id::TEXT AS id, o.status::TEXT AS status, o.amount_total_cents::BIGINT AS amount_total_cents,
+       o.currency, o.stripe_payment_intent_id, o.paid_at, o.created_at,
+       p.id::TEXT AS payment_id, p.status AS payment_status, p.amount_cents::BIGINT AS payment_amount_cents,
+       p.stripe_payment_intent_id AS payment_intent_id, p.succeeded_at, p.last_error_code,
+       coalesce(r.ids, '{}') AS refund_ids, coalesce(r.refunded, 0)::BIGINT AS refunded_cents
 FROM orders AS o
 LEFT JOIN payments AS p ON p.order_id = o.id
 LEFT JOIN LATERAL (

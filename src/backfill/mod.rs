@@ -161,7 +161,7 @@ const STEPS: [StepDef; 3] = [
     },
 ];
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Unresolved {
     pub reason: String,
     pub rows: i64,
@@ -677,33 +677,39 @@ async fn unresolved(
 ) -> Result<Vec<Unresolved>, sqlx::Error> {
     let mut tx = conn.begin().await?;
     db::set_batch_planner(&mut tx, true).await?;
-    let rows: Vec<(String, i64, Vec<String>)> = sqlx::query_as(step.unresolved_sql)
+    let rows: Vec<Unresolved> = sqlx::query_as(step.unresolved_sql)
         .bind(SAMPLE_SIZE)
         .fetch_all(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(rows
-        .into_iter()
-        .map(|(reason, rows, sample)| Unresolved {
-            reason,
-            rows,
-            sample,
-        })
-        .collect())
+    Ok(rows)
 }
+
+/// One row of sql/backfill/dry_run.sql: a step, what would happen to some of its rows (changed,
+/// or left unresolved for a reason), how many, and the first ids.
+#[derive(sqlx::FromRow)]
+struct DryRunOutcome {
+    step: String,
+    outcome: String,
+    rows: i64,
+    sample: Vec<String>,
+}
+
+/// The outcome of dry_run.sql's rows that a run would write.
+const WOULD_CHANGE: &str = "would_change";
 
 async fn dry_run(conn: &mut PgConnection, steps: &[&StepDef]) -> anyhow::Result<Vec<StepReport>> {
     let started = Instant::now();
-    let outcomes: Vec<(String, String, i64, Vec<String>)> = sqlx::query_as(DRY_RUN_SQL)
+    let outcomes: Vec<DryRunOutcome> = sqlx::query_as(DRY_RUN_SQL)
         .bind(SAMPLE_SIZE)
         .fetch_all(&mut *conn)
         .await?;
     let mut reports = Vec::new();
     for step in steps {
-        let of_step = || outcomes.iter().filter(|(name, ..)| name == step.name);
+        let of_step = || outcomes.iter().filter(|o| o.step == step.name);
         let would_change: i64 = of_step()
-            .filter(|(_, outcome, ..)| outcome == "would_change")
-            .map(|(_, _, rows, _)| rows)
+            .filter(|o| o.outcome == WOULD_CHANGE)
+            .map(|o| o.rows)
             .sum();
         // Items are unresolved for a reason of their own (a deleted product...); orders and
         // payments only because of their items or their total, as a real run would find.
@@ -711,11 +717,11 @@ async fn dry_run(conn: &mut PgConnection, steps: &[&StepDef]) -> anyhow::Result<
             self::unresolved(conn, step).await?
         } else {
             of_step()
-                .filter(|(_, outcome, ..)| outcome != "would_change")
-                .map(|(_, reason, rows, sample)| Unresolved {
-                    reason: reason.clone(),
-                    rows: *rows,
-                    sample: sample.clone(),
+                .filter(|o| o.outcome != WOULD_CHANGE)
+                .map(|o| Unresolved {
+                    reason: o.outcome.clone(),
+                    rows: o.rows,
+                    sample: o.sample.clone(),
                 })
                 .collect()
         };

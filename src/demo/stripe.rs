@@ -3,6 +3,7 @@
 
 use sqlx::PgConnection;
 
+use crate::domain::{IntentStatus, OrderStatus};
 use crate::stripe_sim::{SimPaymentIntent, SimRefund, StripeSim};
 
 const STRIPE_HISTORY_SQL: &str = include_str!("../../sql/demo/stripe_history.sql");
@@ -11,7 +12,25 @@ const WINDOW_ORDERS_SQL: &str = include_str!("../../sql/demo/window_orders.sql")
 /// The key the demo gives paytool and the simulator expects.
 pub const DEMO_KEY: &str = "sk_test_paytool_demo";
 
-type WindowOrder = (String, String, i64, String, String, i64, Option<i64>, bool);
+/// An order of the demo's last 30 days with a PaymentIntent id (sql/demo/window_orders.sql).
+#[derive(sqlx::FromRow)]
+struct WindowOrder {
+    id: String,
+    status: String,
+    total: i64,
+    currency: String,
+    payment_intent_id: String,
+    /// Unix seconds, as Stripe's `created`.
+    created: i64,
+    paid_at: Option<i64>,
+    has_payment: bool,
+}
+
+impl WindowOrder {
+    fn status(&self) -> Option<OrderStatus> {
+        OrderStatus::try_from(self.status.clone()).ok()
+    }
+}
 
 /// What was planted, for the demo to tell.
 pub struct Planted {
@@ -41,7 +60,7 @@ pub async fn prepare(conn: &mut PgConnection, sim: &StripeSim) -> anyhow::Result
         .await?;
     let eligible: Vec<&WindowOrder> = orders
         .iter()
-        .filter(|o| o.1 == "PAID" && o.7 && o.2 > 0)
+        .filter(|o| o.status() == Some(OrderStatus::Paid) && o.has_payment && o.total > 0)
         .collect();
     if eligible.len() < 8 {
         anyhow::bail!(
@@ -50,7 +69,7 @@ pub async fn prepare(conn: &mut PgConnection, sim: &StripeSim) -> anyhow::Result
         );
     }
     // Eight distinct orders spread over the window.
-    let pick = |i: usize| eligible[i * eligible.len() / 8].0.clone();
+    let pick = |i: usize| eligible[i * eligible.len() / 8].id.clone();
     let (a, b, c, d, e, f, g, h) = (
         pick(0),
         pick(1),
@@ -145,30 +164,39 @@ async fn plant_in_database(conn: &mut PgConnection, t: &Targets) -> Result<(), s
     Ok(())
 }
 
-fn stripe_status(order_status: &str) -> &'static str {
+/// The PaymentIntent status Stripe has for an order in this status.
+fn stripe_status(order_status: Option<OrderStatus>) -> IntentStatus {
     match order_status {
-        "PAID" | "REFUNDED" => "succeeded",
-        "CANCELLED" => "canceled",
-        _ => "requires_payment_method",
+        Some(OrderStatus::Paid | OrderStatus::Refunded) => IntentStatus::Succeeded,
+        Some(OrderStatus::Cancelled) => IntentStatus::Canceled,
+        _ => IntentStatus::RequiresPaymentMethod,
     }
 }
 
 /// The order's PaymentIntent (and refund) as Stripe has it, with the planted differences.
 fn mirror(sim: &StripeSim, order: &WindowOrder, t: &Targets, planted: &mut Planted) {
-    let (id, status, total, currency, pi_id, created, paid_at, _) = order;
+    let WindowOrder {
+        id,
+        total,
+        currency,
+        payment_intent_id: pi_id,
+        created,
+        paid_at,
+        ..
+    } = order;
     if *id == t.missing {
         return;
     }
-    let status = stripe_status(status);
+    let status = stripe_status(order.status());
     let paid = paid_at.unwrap_or(created + 120);
     let mut pi = SimPaymentIntent {
         id: pi_id.clone(),
         amount: *total,
         currency: currency.to_lowercase(),
-        status: status.to_owned(),
+        status: status.to_string(),
         created: *created,
         order_id: Some(id.clone()),
-        charge: (status == "succeeded").then(|| (pi_id.replace("pi_", "ch_"), paid)),
+        charge: (status == IntentStatus::Succeeded).then(|| (pi_id.replace("pi_", "ch_"), paid)),
         last_error: None,
     };
     if *id == t.amount {
@@ -179,7 +207,7 @@ fn mirror(sim: &StripeSim, order: &WindowOrder, t: &Targets, planted: &mut Plant
     }
     sim.add_payment_intent(pi);
     planted.payment_intents += 1;
-    if order.1 == "REFUNDED" && *total > 0 && order.7 {
+    if order.status() == Some(OrderStatus::Refunded) && *total > 0 && order.has_payment {
         sim.add_refund(SimRefund {
             id: pi_id.replace("pi_demo_", "re_demo_"),
             payment_intent: pi_id.clone(),
@@ -207,20 +235,20 @@ fn mirror(sim: &StripeSim, order: &WindowOrder, t: &Targets, planted: &mut Plant
 
 /// PaymentIntents no order of ours made: a second charge, and one for a deleted order.
 fn add_strangers(sim: &StripeSim, orders: &[WindowOrder], t: &Targets, planted: &mut Planted) {
-    if let Some(order) = orders.iter().find(|o| o.0 == t.double_charge) {
+    if let Some(order) = orders.iter().find(|o| o.id == t.double_charge) {
         sim.add_payment_intent(SimPaymentIntent {
             id: "pi_demo_double_submit".into(),
-            amount: order.2,
-            currency: order.3.to_lowercase(),
-            status: "succeeded".into(),
-            created: order.5 + 30,
-            order_id: Some(order.0.clone()),
-            charge: Some(("ch_demo_double_submit".into(), order.5 + 40)),
+            amount: order.total,
+            currency: order.currency.to_lowercase(),
+            status: IntentStatus::Succeeded.to_string(),
+            created: order.created + 30,
+            order_id: Some(order.id.clone()),
+            charge: Some(("ch_demo_double_submit".into(), order.created + 40)),
             last_error: None,
         });
         planted.payment_intents += 1;
     }
-    let created = orders.last().map_or(0, |o| o.5);
+    let created = orders.last().map_or(0, |o| o.created);
     sim.add_payment_intent(SimPaymentIntent {
         id: "pi_demo_orphan".into(),
         amount: 1500,

@@ -7,7 +7,7 @@ use sqlx::PgConnection;
 use super::steps::{HISTORY_SQL, Phase, Step};
 use crate::db;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct HistoryRow {
     pub version: i32,
     pub name: String,
@@ -16,15 +16,6 @@ pub struct HistoryRow {
     pub finished_at: Option<DateTime<Utc>>,
     pub execution_ms: Option<i64>,
 }
-
-type HistoryTuple = (
-    i32,
-    String,
-    String,
-    String,
-    Option<DateTime<Utc>>,
-    Option<i64>,
-);
 
 const LOAD_SQL: &str = "
 SELECT version, name, checksum, state, finished_at, execution_ms
@@ -49,20 +40,7 @@ pub async fn load(conn: &mut PgConnection) -> Result<Vec<HistoryRow>, sqlx::Erro
     if !db::relation_exists(conn, "paytool.schema_history").await? {
         return Ok(Vec::new());
     }
-    let rows: Vec<HistoryTuple> = sqlx::query_as(LOAD_SQL).fetch_all(conn).await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(version, name, checksum, state, finished_at, execution_ms)| HistoryRow {
-                version,
-                name,
-                checksum,
-                state,
-                finished_at,
-                execution_ms,
-            },
-        )
-        .collect())
+    sqlx::query_as(LOAD_SQL).fetch_all(conn).await
 }
 
 pub async fn ensure_table(conn: &mut PgConnection) -> Result<(), sqlx::Error> {

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use sqlx::{Connection, PgConnection};
 
-use super::logic::{Finding, Repair};
+use super::logic::{Finding, Kind, Repair};
 use crate::db::{self, IdType, Key};
 
 const AUDIT_TABLE_SQL: &str = include_str!("../../sql/reconcile/audit.sql");
@@ -14,15 +14,35 @@ const MARK_PAID_SQL: &str = include_str!("../../sql/reconcile/mark_paid.sql");
 const SYNC_PAYMENT_SQL: &str = include_str!("../../sql/reconcile/sync_payment.sql");
 const RECORD_REFUND_SQL: &str = include_str!("../../sql/reconcile/record_refund.sql");
 
+/// What became of one repair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RepairOutcome {
+    /// Written and audited.
+    Applied,
+    /// The row had changed meanwhile and the guard held: nothing written.
+    Unchanged,
+    /// Another row already holds that Stripe id: nothing written, a person must look.
+    Conflict,
+}
+
+impl RepairOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepairOutcome::Applied => "applied",
+            RepairOutcome::Unchanged => "unchanged",
+            RepairOutcome::Conflict => "conflict",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct AppliedRepair {
-    pub finding: &'static str,
+    pub finding: Kind,
     pub order_id: Option<String>,
     pub payment_intent_id: Option<String>,
     pub action: &'static str,
-    /// `applied`; `unchanged` when the row had changed meanwhile and the guard held;
-    /// `conflict` when another row already holds that Stripe id (nothing written).
-    pub outcome: &'static str,
+    pub outcome: RepairOutcome,
 }
 
 type Change = (Option<serde_json::Value>, Option<serde_json::Value>);
@@ -84,12 +104,12 @@ async fn apply_one(
         // Another order or payment already holds this Stripe id: a person must look.
         Err(err) if db::sqlstate_of(&err).as_deref() == Some(db::sqlstate::UNIQUE_VIOLATION) => {
             tx.rollback().await?;
-            "conflict"
+            RepairOutcome::Conflict
         }
         Err(err) => return Err(err.into()),
         Ok((_, None)) => {
             tx.commit().await?;
-            "unchanged"
+            RepairOutcome::Unchanged
         }
         Ok((before, Some(after))) => {
             sqlx::query(INSERT_AUDIT_SQL)
@@ -103,17 +123,18 @@ async fn apply_one(
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
-            "applied"
+            RepairOutcome::Applied
         }
     };
     tracing::info!(
-        "{} {} for order {}: {outcome}",
+        "{} {} for order {}: {}",
         finding.kind.name(),
         action_name(repair),
-        finding.order_id.as_deref().unwrap_or("-")
+        finding.order_id.as_deref().unwrap_or("-"),
+        outcome.as_str()
     );
     Ok(AppliedRepair {
-        finding: finding.kind.name(),
+        finding: finding.kind,
         order_id: finding.order_id.clone(),
         payment_intent_id: finding.payment_intent_id.clone(),
         action: action_name(repair),
@@ -159,7 +180,7 @@ async fn change(
             sqlx::query_as(SYNC_PAYMENT_SQL)
                 .bind(payment_id)
                 .bind(payment_intent_id)
-                .bind(status)
+                .bind(status.as_str())
                 .bind(succeeded_at.map(|t| t.naive_utc()))
                 .bind(last_error_code)
                 .bind(last_error_message)
@@ -178,5 +199,41 @@ async fn change(
                 .fetch_one(conn)
                 .await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::IntentStatus;
+
+    #[test]
+    fn the_audited_action_is_the_json_action() {
+        let repairs = [
+            Repair::Link {
+                order_id: "o".into(),
+                payment_intent_id: "pi".into(),
+            },
+            Repair::MarkPaid {
+                order_id: "o".into(),
+                paid_at: None,
+            },
+            Repair::SyncPayment {
+                payment_id: "p".into(),
+                payment_intent_id: "pi".into(),
+                status: IntentStatus::Succeeded,
+                succeeded_at: None,
+                last_error_code: None,
+                last_error_message: None,
+            },
+        ];
+        for repair in &repairs {
+            let json = serde_json::to_value(repair).unwrap();
+            assert_eq!(json["action"], action_name(repair), "{json}");
+        }
+        assert_eq!(
+            serde_json::to_value(RepairOutcome::Unchanged).unwrap(),
+            RepairOutcome::Unchanged.as_str()
+        );
     }
 }

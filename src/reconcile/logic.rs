@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 
+use crate::domain::{IntentStatus, OrderStatus};
 use crate::human::{Money, plural};
 use crate::stripe::{PaymentIntentView, RefundView};
 
@@ -13,7 +14,7 @@ use crate::stripe::{PaymentIntentView, RefundView};
 #[derive(Debug, Clone, Default)]
 pub struct OrderRow {
     pub id: String,
-    pub status: String,
+    pub status: OrderStatus,
     pub amount_total_cents: i64,
     pub currency: String,
     pub payment_intent_id: Option<String>,
@@ -25,7 +26,7 @@ pub struct OrderRow {
 #[derive(Debug, Clone, Default)]
 pub struct PaymentRow {
     pub id: String,
-    pub status: String,
+    pub status: IntentStatus,
     pub amount_cents: i64,
     pub payment_intent_id: Option<String>,
     pub succeeded_at: Option<NaiveDateTime>,
@@ -36,8 +37,7 @@ pub struct PaymentRow {
     pub refunded_cents: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     MissingInStripe,
     StatusMismatch,
@@ -78,6 +78,19 @@ impl Kind {
     }
 }
 
+/// One name per kind: JSON, CSV, the audit table and the tables all say [`Kind::name`].
+impl Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A database-side repair that Stripe's data proves; never an amount, never a Stripe call.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
@@ -96,7 +109,7 @@ pub enum Repair {
     SyncPayment {
         payment_id: String,
         payment_intent_id: String,
-        status: String,
+        status: IntentStatus,
         succeeded_at: Option<DateTime<Utc>>,
         last_error_code: Option<String>,
         last_error_message: Option<String>,
@@ -242,7 +255,7 @@ fn check_order<'a>(
     candidates.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
     let succeeded: Vec<&&PaymentIntentView> = candidates
         .iter()
-        .filter(|pi| pi.status == "succeeded")
+        .filter(|pi| pi.status == IntentStatus::Succeeded)
         .collect();
     if succeeded.len() > 1 {
         let ids: Vec<&str> = succeeded.iter().map(|pi| pi.id.as_str()).collect();
@@ -266,7 +279,7 @@ fn check_order<'a>(
             .or(candidates.last().copied()),
     };
     let Some(pi) = primary else {
-        if order.status == "PAID" && linked.is_none() {
+        if order.status == OrderStatus::Paid && linked.is_none() {
             out.push(finding(
                 Kind::MissingInStripe,
                 order,
@@ -306,22 +319,21 @@ fn check_order<'a>(
     out
 }
 
-fn is_paid_status(status: &str) -> bool {
-    status == "PAID" || status == "REFUNDED"
-}
-
 fn compare_with_intent(order: &OrderRow, pi: &PaymentIntentView, duplicated: bool) -> Vec<Finding> {
     let mut out = Vec::new();
-    let pi_paid = pi.status == "succeeded";
-    if is_paid_status(&order.status) != pi_paid {
+    let pi_paid = pi.status == IntentStatus::Succeeded;
+    if order.status.is_paid() != pi_paid {
         let mut f = finding(
             Kind::StatusMismatch,
             order,
             Some(&pi.id),
-            order.status.clone(),
-            pi.status.clone(),
+            order.status.to_string(),
+            pi.status.to_string(),
         );
-        if pi_paid && !duplicated && (order.status == "PENDING" || order.status == "FAILED") {
+        if pi_paid
+            && !duplicated
+            && matches!(order.status, OrderStatus::Pending | OrderStatus::Failed)
+        {
             f.repairs.push(Repair::MarkPaid {
                 order_id: order.id.clone(),
                 paid_at: pi.paid_at,
@@ -369,7 +381,7 @@ fn compare_payment_row(
     payment: &PaymentRow,
     pi: &PaymentIntentView,
 ) -> Option<Finding> {
-    let stripe_succeeded_at = pi.paid_at.filter(|_| pi.status == "succeeded");
+    let stripe_succeeded_at = pi.paid_at.filter(|_| pi.status == IntentStatus::Succeeded);
     let mut differences = Vec::new();
     if payment.status != pi.status {
         differences.push(format!("status {} vs {}", payment.status, pi.status));
@@ -381,10 +393,10 @@ fn compare_payment_row(
             pi.id
         ));
     }
-    if pi.status == "succeeded" && payment.succeeded_at.is_none() {
+    if pi.status == IntentStatus::Succeeded && payment.succeeded_at.is_none() {
         differences.push("succeeded_at missing".into());
     }
-    if payment.last_error_code != pi.last_error_code && pi.status != "succeeded" {
+    if payment.last_error_code != pi.last_error_code && pi.status != IntentStatus::Succeeded {
         differences.push(format!(
             "last_error {} vs {}",
             payment.last_error_code.as_deref().unwrap_or("none"),
@@ -529,23 +541,23 @@ mod tests {
     }
 
     fn order(id: &str, status: &str, pi: Option<&str>) -> OrderRow {
+        let status = OrderStatus::try_from(status.to_owned()).unwrap();
         OrderRow {
             id: id.into(),
-            status: status.into(),
+            status,
             amount_total_cents: 1000,
             currency: "EUR".into(),
             payment_intent_id: pi.map(Into::into),
             payment: Some(PaymentRow {
                 id: format!("pay-{id}"),
-                status: if is_paid_status(status) {
-                    "succeeded"
+                status: if status.is_paid() {
+                    IntentStatus::Succeeded
                 } else {
-                    "requires_payment_method"
-                }
-                .into(),
+                    IntentStatus::RequiresPaymentMethod
+                },
                 amount_cents: 1000,
                 payment_intent_id: pi.map(Into::into),
-                succeeded_at: is_paid_status(status).then(|| at(10).naive_utc()),
+                succeeded_at: status.is_paid().then(|| at(10).naive_utc()),
                 ..PaymentRow::default()
             }),
             ..OrderRow::default()
@@ -558,7 +570,7 @@ mod tests {
             amount: 1000,
             amount_received: if status == "succeeded" { 1000 } else { 0 },
             currency: "EUR".into(),
-            status: status.into(),
+            status: IntentStatus::parse(status),
             created: at(0),
             order_id: order.map(Into::into),
             paid_at: (status == "succeeded").then(|| at(10)),
@@ -605,7 +617,7 @@ mod tests {
     #[test]
     fn a_missed_webhook_is_a_status_mismatch_repaired_by_marking_paid() {
         let mut o = order("o1", "PENDING", Some("pi_1"));
-        o.payment.as_mut().unwrap().status = "succeeded".into();
+        o.payment.as_mut().unwrap().status = IntentStatus::Succeeded;
         o.payment.as_mut().unwrap().succeeded_at = Some(at(10).naive_utc());
         let findings = run(&[o], &[intent("pi_1", Some("o1"), "succeeded")], &[]);
         assert_eq!(kinds(&findings), [Kind::StatusMismatch]);

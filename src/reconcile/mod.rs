@@ -14,10 +14,11 @@ use serde::Serialize;
 use sqlx::PgConnection;
 use thiserror::Error;
 
-pub use apply::AppliedRepair;
+pub use apply::{AppliedRepair, RepairOutcome};
 use logic::{Finding, Inputs, OrderRow, PaymentRow};
 
 use crate::db::{self, DatabaseUrl, IdType, Key, Keys};
+use crate::domain::{IntentStatus, OrderStatus, UnknownOrderStatus};
 use crate::exit;
 use crate::progress::Progress;
 use crate::stripe::{PaymentIntentView, StripeFailure, StripeHttp, StripeSettings, StripeSource};
@@ -262,23 +263,25 @@ fn stripe_window(window: &Window, orders: &[OrderRow]) -> (DateTime<Utc>, DateTi
     }
 }
 
-type OrderTuple = (
-    String,
-    String,
-    i64,
-    String,
-    Option<String>,
-    Option<NaiveDateTime>,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    Option<String>,
-    Option<NaiveDateTime>,
-    Option<String>,
-    Vec<String>,
-    i64,
-    NaiveDateTime,
-);
+/// One row of sql/reconcile/orders.sql: an order, its payment (if any) and its refunds.
+#[derive(sqlx::FromRow)]
+struct OrderRecord {
+    id: String,
+    status: String,
+    amount_total_cents: i64,
+    currency: String,
+    stripe_payment_intent_id: Option<String>,
+    paid_at: Option<NaiveDateTime>,
+    created_at: NaiveDateTime,
+    payment_id: Option<String>,
+    payment_status: Option<String>,
+    payment_amount_cents: Option<i64>,
+    payment_intent_id: Option<String>,
+    succeeded_at: Option<NaiveDateTime>,
+    last_error_code: Option<String>,
+    refund_ids: Vec<String>,
+    refunded_cents: i64,
+}
 
 async fn load_orders(
     conn: &mut PgConnection,
@@ -289,7 +292,7 @@ async fn load_orders(
         Some(id) => Key::parse(id_type, id).map_err(|_| ReconcileError::NoSuchOrder(id.clone()))?,
         None => Key::start(id_type),
     };
-    let rows: Vec<OrderTuple> = sqlx::query_as(ORDERS_SQL)
+    let rows: Vec<OrderRecord> = sqlx::query_as(ORDERS_SQL)
         .bind(window.since.naive_utc())
         .bind(window.until.naive_utc())
         .bind(&order)
@@ -300,47 +303,31 @@ async fn load_orders(
     {
         return Err(ReconcileError::NoSuchOrder(id.clone()).into());
     }
-    Ok(rows.into_iter().map(order_of).collect())
+    let orders = rows.into_iter().map(order_of).collect::<Result<_, _>>()?;
+    Ok(orders)
 }
 
-fn order_of(row: OrderTuple) -> OrderRow {
-    let (
+fn order_of(row: OrderRecord) -> Result<OrderRow, UnknownOrderStatus> {
+    let payment = row.payment_id.map(|id| PaymentRow {
         id,
-        status,
-        total,
-        currency,
-        pi,
-        paid_at,
-        pay_id,
-        pay_status,
-        pay_amount,
-        pay_pi,
-        succeeded_at,
-        error_code,
-        refund_ids,
-        refunded,
-        created_at,
-    ) = row;
-    let payment = pay_id.map(|pay_id| PaymentRow {
-        id: pay_id,
-        status: pay_status.unwrap_or_default(),
-        amount_cents: pay_amount.unwrap_or_default(),
-        payment_intent_id: pay_pi,
-        succeeded_at,
-        last_error_code: error_code,
-        refund_ids,
-        refunded_cents: refunded,
+        status: IntentStatus::parse(row.payment_status.as_deref().unwrap_or_default()),
+        amount_cents: row.payment_amount_cents.unwrap_or_default(),
+        payment_intent_id: row.payment_intent_id,
+        succeeded_at: row.succeeded_at,
+        last_error_code: row.last_error_code,
+        refund_ids: row.refund_ids,
+        refunded_cents: row.refunded_cents,
     });
-    OrderRow {
-        id,
-        status,
-        amount_total_cents: total,
-        currency,
-        payment_intent_id: pi,
-        paid_at,
-        created_at: Some(created_at),
+    Ok(OrderRow {
+        id: row.id,
+        status: OrderStatus::try_from(row.status)?,
+        amount_total_cents: row.amount_total_cents,
+        currency: row.currency,
+        payment_intent_id: row.stripe_payment_intent_id,
+        paid_at: row.paid_at,
+        created_at: Some(row.created_at),
         payment,
-    }
+    })
 }
 
 /// PaymentIntents linked from an order but not in the list (created outside the window),

@@ -2,8 +2,8 @@ use std::io::{self, Write};
 
 use super::{Grid, Render, Screen, millis, paragraph};
 use crate::human::{Money, grouped};
-use crate::reconcile::ReconcileReport;
 use crate::reconcile::logic::{Finding, Repair};
+use crate::reconcile::{ReconcileReport, RepairOutcome};
 
 impl Render for ReconcileReport {
     fn render_table(&self, out: &mut dyn Write, screen: Screen) -> io::Result<()> {
@@ -63,10 +63,10 @@ impl Render for ReconcileReport {
             let count = |outcome| self.applied.iter().filter(|a| a.outcome == outcome).count();
             format!(
                 "Applied {} repair(s) (run {}; audit: paytool.reconcile_audit); {} unchanged because the row had changed meanwhile; {} refused because another row already holds that Stripe id. The rest needs a person: see docs/reconcile.md.",
-                count("applied"),
+                count(RepairOutcome::Applied),
                 self.run_id,
-                count("unchanged"),
-                count("conflict"),
+                count(RepairOutcome::Unchanged),
+                count(RepairOutcome::Conflict),
             )
         } else if self.repairs_pending > 0 {
             format!(

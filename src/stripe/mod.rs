@@ -12,6 +12,7 @@ use stripe_core::payment_intent::{ListPaymentIntent, RetrievePaymentIntent};
 use stripe_core::refund::ListRefund;
 use stripe_types::{Expandable, RangeBoundsTs, RangeQueryTs};
 
+pub use crate::domain::IntentStatus;
 pub use client::{StripeFailure, StripeHttp, StripeSettings, is_retryable};
 
 /// Stripe's list page size maximum.
@@ -24,7 +25,7 @@ pub struct PaymentIntentView {
     pub amount_received: i64,
     /// Upper-cased (Stripe sends `eur`, paytool stores `EUR`).
     pub currency: String,
-    pub status: String,
+    pub status: IntentStatus,
     pub created: DateTime<Utc>,
     /// `metadata.order_id`, how the shop tags its PaymentIntents.
     pub order_id: Option<String>,
@@ -121,7 +122,7 @@ fn view_of_intent(pi: &stripe_shared::PaymentIntent) -> PaymentIntentView {
         amount: pi.amount,
         amount_received: pi.amount_received,
         currency: pi.currency.to_string().to_uppercase(),
-        status: pi.status.as_str().to_owned(),
+        status: IntentStatus::parse(pi.status.as_str()),
         created: timestamp(pi.created),
         order_id: metadata.get("order_id").cloned(),
         paid_at,
