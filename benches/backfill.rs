@@ -39,16 +39,7 @@ async fn main() {
         String::from_utf8_lossy(&migrate.stderr)
     );
     eprintln!("ready in {:.1} s", prepared.elapsed().as_secs_f64());
-    let set_based_name = format!("{}_set", batched_db.name);
-    let mut admin = cluster.admin().await;
-    sqlx::raw_sql(&format!(
-        "CREATE DATABASE {set_based_name} TEMPLATE {}",
-        batched_db.name
-    ))
-    .execute(&mut admin)
-    .await
-    .unwrap();
-    let set_based_url = cluster.url("postgres", None, &set_based_name);
+    let set_based_url = cluster.copy_of(&batched_db, "set").await.url;
     let items: i64 = sqlx::query_scalar("SELECT count(*) FROM order_items")
         .fetch_one(&mut batched_db.conn().await)
         .await

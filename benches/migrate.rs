@@ -27,16 +27,7 @@ async fn main() {
     let seeded = Instant::now();
     online_db.seed(orders, false).await;
     eprintln!("seeded in {:.1} s", seeded.elapsed().as_secs_f64());
-    let naive_name = format!("{}_naive", online_db.name);
-    let mut admin = cluster.admin().await;
-    sqlx::raw_sql(&format!(
-        "CREATE DATABASE {naive_name} TEMPLATE {}",
-        online_db.name
-    ))
-    .execute(&mut admin)
-    .await
-    .unwrap();
-    let naive_url = cluster.url("postgres", None, &naive_name);
+    let naive_url = cluster.copy_of(&online_db, "naive").await.url;
     let items: i64 = sqlx::query_scalar("SELECT count(*) FROM order_items")
         .fetch_one(&mut online_db.conn().await)
         .await

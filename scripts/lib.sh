@@ -1,4 +1,5 @@
-# Shared by the scripts: install what is missing, find PostgreSQL, run a throwaway cluster.
+# Shared by the scripts: install what is missing and find PostgreSQL. The throwaway cluster
+# of the demo, the tests and the benchmarks is paytool's own (src/demo/cluster.rs).
 # shellcheck shell=bash
 
 as_root() {
@@ -60,30 +61,4 @@ ensure_prisma_app() {
         (cd tests/app && npm ci --no-audit --no-fund --loglevel=error)
     fi
     (cd tests/app && ./generate.sh)
-}
-
-# Starts a throwaway cluster in a temp dir (as the postgres user when root) and sets
-# CLUSTER_DIR and CLUSTER_URL. stop_cluster removes it.
-start_cluster() {
-    CLUSTER_DIR=$(mktemp -d -t paytool-pg-XXXXXX)
-    local run=()
-    if [ "$(id -u)" -eq 0 ]; then
-        chown postgres: "$CLUSTER_DIR"
-        run=(runuser -u postgres --)
-    fi
-    local port
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    "${run[@]}" "$PG_BIN/initdb" -D "$CLUSTER_DIR/data" -U postgres --auth=trust -E UTF8 --no-sync >/dev/null
-    "${run[@]}" "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -w -l "$CLUSTER_DIR/log" \
-        -o "-p $port -k $CLUSTER_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off" \
-        start >/dev/null
-    CLUSTER_URL="postgres://postgres@127.0.0.1:$port"
-    CLUSTER_RUN=("${run[@]}")
-}
-
-stop_cluster() {
-    if [ -n "${CLUSTER_DIR:-}" ] && [ -d "$CLUSTER_DIR/data" ]; then
-        "${CLUSTER_RUN[@]}" "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -m fast stop >/dev/null 2>&1 || true
-        rm -rf "$CLUSTER_DIR"
-    fi
 }

@@ -82,6 +82,28 @@ impl Progress {
         self.bar(total, "{spinner} [{pos}/{len}] {wide_msg} {elapsed}")
     }
 
+    /// Stages of a command, with a live `counter` beside the stage (e.g. requests made so far).
+    pub fn stages_with_counter<F>(&self, total: u64, counter: F) -> ProgressBar
+    where
+        F: Fn() -> String + Send + Sync + Clone + 'static,
+    {
+        if !self.enabled {
+            return ProgressBar::hidden();
+        }
+        let bar = self.bar(total, "{spinner} [{pos}/{len}] {msg} ({counter}) {elapsed}");
+        if let Ok(style) =
+            ProgressStyle::with_template("{spinner} [{pos}/{len}] {msg} ({counter}) {elapsed}")
+        {
+            bar.set_style(style.with_key(
+                "counter",
+                move |_: &ProgressState, w: &mut dyn fmt::Write| {
+                    let _ = w.write_str(&counter());
+                },
+            ));
+        }
+        bar
+    }
+
     /// Rows of one long step, with rate and ETA.
     pub fn rows(&self, label: &str, total: u64) -> ProgressBar {
         let bar = self.bar(

@@ -437,6 +437,8 @@ impl Backfill<'_> {
 type BatchOutcome = (Option<Key>, i64, i64);
 
 impl Backfill<'_> {
+    /// One step: walk its pending rows in batches up to the largest key that exists now, then
+    /// report what it did and what is left unresolved.
     async fn run_step(
         &self,
         conn: &mut PgConnection,
@@ -445,8 +447,43 @@ impl Backfill<'_> {
         wait: Duration,
     ) -> anyhow::Result<StepReport> {
         let started = Instant::now();
-        // Every run walks the pending rows from the start: what a stopped run finished is no
-        // longer pending, and what the application wrote below its checkpoint meanwhile is.
+        let resumed_after = self.take_checkpoint(conn, step, restart).await?;
+        let key_type = IdType::of(conn, step.key.0, step.key.1).await?;
+        let (total, end_key) = extent(conn, step).await?;
+        let end_key = end_key.map(|k| Key::parse(key_type, &k)).transpose()?;
+        let bar = self.progress.rows(step.name, total as u64);
+        let mut tally = Tally::new(self.batch.first_size());
+        if let Some(end_key) = &end_key {
+            self.walk(conn, step, key_type, end_key, wait, &mut tally, &bar)
+                .await?;
+        }
+        bar.finish_and_clear();
+        checkpoint::finish(conn, step.name).await?;
+        if rewrote_a_good_part(conn, step.writes, tally.changed).await? {
+            db::analyze_after_rewrite(conn, step.writes).await;
+        }
+        let unresolved_by_reason = unresolved(conn, step).await?;
+        let report = tally.into_report(step.name, resumed_after, unresolved_by_reason, started);
+        tracing::info!(
+            "step {}: {} scanned, {} changed, {} unresolved in {} ms",
+            step.name,
+            report.scanned,
+            report.changed,
+            report.unresolved,
+            report.duration_ms
+        );
+        Ok(report)
+    }
+
+    /// Starts the step's checkpoint; returns where an interrupted earlier run had stopped.
+    /// Every run walks the pending rows from the start anyway: what a stopped run finished is
+    /// no longer pending, and what the application wrote below its checkpoint meanwhile is.
+    async fn take_checkpoint(
+        &self,
+        conn: &mut PgConnection,
+        step: &StepDef,
+        restart: bool,
+    ) -> anyhow::Result<Option<String>> {
         let resumed_after = if restart {
             None
         } else {
@@ -459,48 +496,45 @@ impl Backfill<'_> {
             );
         }
         checkpoint::start(conn, step.name).await?;
-        let key_type = IdType::of(conn, step.key.0, step.key.1).await?;
+        Ok(resumed_after)
+    }
+
+    /// The batch loop: a batch after the last key, its size adapted to its time; a transient
+    /// failure retried after a backoff from the checkpoint the server really has.
+    #[allow(clippy::too_many_arguments)]
+    async fn walk(
+        &self,
+        conn: &mut PgConnection,
+        step: &StepDef,
+        key_type: IdType,
+        end_key: &Key,
+        wait: Duration,
+        tally: &mut Tally,
+        bar: &indicatif::ProgressBar,
+    ) -> anyhow::Result<()> {
         let mut last_id = Key::start(key_type);
-        let (total, end_key) = extent(conn, step).await?;
-        let end_key = end_key.map(|k| Key::parse(key_type, &k)).transpose()?;
-        let bar = self.progress.rows(step.name, total as u64);
-        let mut report = StepReport {
-            step: step.name,
-            last_batch_size: self.batch.first_size(),
-            resumed_after,
-            ..StepReport::default()
-        };
         let mut size = self.batch.first_size();
         let mut delays = Backoff::DATABASE.delays(self.max_retries);
         let mut failures_in_a_row = 0;
-        let mut batch_ms: Vec<u64> = Vec::new();
-        while let Some(end_key) = &end_key {
-            if self.stop.load(Ordering::Relaxed) {
-                break;
-            }
+        while !self.stop.load(Ordering::Relaxed) {
             let batch_started = Instant::now();
             match run_batch(conn, step, &last_id, end_key, size, self.lock_timeout).await {
                 Ok((None, _, _)) => break,
                 Ok((Some(key), scanned, changed)) => {
                     let elapsed = batch_started.elapsed();
-                    failures_in_a_row = 0;
-                    delays = Backoff::DATABASE.delays(self.max_retries);
                     if elapsed > self.batch.target * 2 {
                         tracing::debug!(
-                            "step {}: a batch of {size} rows after {last_id} took {elapsed:?}",
-                            step.name
+                            "step {}: a batch of {size} rows after {last_id} took {}",
+                            step.name,
+                            crate::human::duration(elapsed)
                         );
                     }
-                    last_id = key;
-                    report.scanned += scanned;
-                    report.changed += changed;
-                    report.batches += 1;
-                    report.longest_batch_ms =
-                        report.longest_batch_ms.max(elapsed.as_millis() as u64);
-                    batch_ms.push(elapsed.as_millis() as u64);
-                    report.last_batch_size = size;
+                    tally.batch(scanned, changed, size, elapsed);
                     bar.inc(scanned as u64);
+                    last_id = key;
                     size = self.batch.next_size(size, elapsed);
+                    failures_in_a_row = 0;
+                    delays = Backoff::DATABASE.delays(self.max_retries);
                     if !self.pause.is_zero() {
                         tokio::time::sleep(self.pause).await;
                     }
@@ -515,7 +549,7 @@ impl Backfill<'_> {
                         }
                         .into());
                     };
-                    report.retries += 1;
+                    tally.retries += 1;
                     tracing::warn!(
                         "step {}: batch failed ({err}); retry {failures_in_a_row} in {}",
                         step.name,
@@ -537,27 +571,7 @@ impl Backfill<'_> {
                 }
             }
         }
-        bar.finish_and_clear();
-        report.p50_batch_ms = percentile(&mut batch_ms, 0.50);
-        report.p95_batch_ms = percentile(&mut batch_ms, 0.95);
-        checkpoint::finish(conn, step.name).await?;
-        if rewrote_a_good_part(conn, step.writes, report.changed).await? {
-            db::analyze_after_rewrite(conn, step.writes).await;
-        }
-        report.unresolved_by_reason = unresolved(conn, step).await?;
-        report.unresolved = report.unresolved_by_reason.iter().map(|u| u.rows).sum();
-        report.skipped = (report.scanned - report.changed - report.unresolved).max(0);
-        report.duration_ms = started.elapsed().as_millis() as u64;
-        report.rows_per_second = rate(report.scanned, started.elapsed());
-        tracing::info!(
-            "step {}: {} scanned, {} changed, {} unresolved in {} ms",
-            step.name,
-            report.scanned,
-            report.changed,
-            report.unresolved,
-            report.duration_ms
-        );
-        Ok(report)
+        Ok(())
     }
 
     async fn reconnect(&self, wait: Duration) -> anyhow::Result<PgConnection> {
@@ -581,6 +595,61 @@ async fn extent(
     let extent = sqlx::query_as(step.extent_sql).fetch_one(&mut *tx).await?;
     tx.commit().await?;
     Ok(extent)
+}
+
+/// What a step's batches did, as they go.
+struct Tally {
+    scanned: i64,
+    changed: i64,
+    retries: u32,
+    last_batch_size: i64,
+    batch_ms: Vec<u64>,
+}
+
+impl Tally {
+    fn new(first_size: i64) -> Self {
+        Tally {
+            scanned: 0,
+            changed: 0,
+            retries: 0,
+            last_batch_size: first_size,
+            batch_ms: Vec::new(),
+        }
+    }
+
+    fn batch(&mut self, scanned: i64, changed: i64, size: i64, elapsed: Duration) {
+        self.scanned += scanned;
+        self.changed += changed;
+        self.last_batch_size = size;
+        self.batch_ms.push(elapsed.as_millis() as u64);
+    }
+
+    fn into_report(
+        mut self,
+        step: &'static str,
+        resumed_after: Option<String>,
+        unresolved_by_reason: Vec<Unresolved>,
+        started: Instant,
+    ) -> StepReport {
+        let unresolved: i64 = unresolved_by_reason.iter().map(|u| u.rows).sum();
+        StepReport {
+            step,
+            scanned: self.scanned,
+            changed: self.changed,
+            skipped: (self.scanned - self.changed - unresolved).max(0),
+            unresolved,
+            unresolved_by_reason,
+            duration_ms: started.elapsed().as_millis() as u64,
+            rows_per_second: rate(self.scanned, started.elapsed()),
+            batches: self.batch_ms.len() as u64,
+            longest_batch_ms: self.batch_ms.iter().copied().max().unwrap_or(0),
+            p50_batch_ms: percentile(&mut self.batch_ms, 0.50),
+            p95_batch_ms: percentile(&mut self.batch_ms, 0.95),
+            last_batch_size: self.last_batch_size,
+            retries: self.retries,
+            resumed_after,
+        }
+    }
 }
 
 fn percentile(values: &mut [u64], p: f64) -> u64 {

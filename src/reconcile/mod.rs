@@ -132,19 +132,25 @@ pub async fn run(
     .map_err(ReconcileError::from)?;
     let orders = load_orders(&mut conn, &window, id_type).await?;
     let stripe_window = stripe_window(&window, &orders);
-    let bar = progress.steps(3);
-    bar.set_message("listing PaymentIntents");
-    let _ticker = tick_requests(bar.clone(), stripe.clone());
+    let counted = stripe.clone();
+    let bar = progress.stages_with_counter(3, move || {
+        format!(
+            "{} Stripe requests, {} retried",
+            counted.requests(),
+            counted.retries()
+        )
+    });
+    bar.set_message(Stage::ListingIntents.as_str());
     let listed = stripe
         .payment_intents(stripe_window.0, stripe_window.1)
         .await
         .map_err(ReconcileError::from)?;
     bar.inc(1);
-    bar.set_message("retrieving PaymentIntents created outside the window");
+    bar.set_message(Stage::RetrievingOutsideTheWindow.as_str());
     let (retrieved, unknown) =
         retrieve_missing(&stripe, &orders, &listed, args.concurrency).await?;
     bar.inc(1);
-    bar.set_message("listing refunds");
+    bar.set_message(Stage::ListingRefunds.as_str());
     let refunds = stripe
         .refunds(stripe_window.0)
         .await
@@ -195,32 +201,24 @@ pub async fn run(
     })
 }
 
-/// Stops the task it holds when dropped, on every way out of `run` (errors included).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+/// What reconcile is reading from Stripe, shown on the progress bar.
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    ListingIntents,
+    RetrievingOutsideTheWindow,
+    ListingRefunds,
 }
 
-/// Shows the Stripe requests made so far beside the stage, for long windows.
-fn tick_requests(bar: indicatif::ProgressBar, stripe: StripeHttp) -> AbortOnDrop {
-    AbortOnDrop(tokio::spawn(async move {
-        let stage = |bar: &indicatif::ProgressBar| {
-            let message = bar.message();
-            message.split(" (").next().unwrap_or_default().to_owned()
-        };
-        loop {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            bar.set_message(format!(
-                "{} ({} Stripe requests, {} retried)",
-                stage(&bar),
-                stripe.requests(),
-                stripe.retries()
-            ));
+impl Stage {
+    fn as_str(self) -> &'static str {
+        match self {
+            Stage::ListingIntents => "listing PaymentIntents",
+            Stage::RetrievingOutsideTheWindow => {
+                "retrieving PaymentIntents created outside the window"
+            }
+            Stage::ListingRefunds => "listing refunds",
         }
-    }))
+    }
 }
 
 fn base_url(url: &str) -> String {

@@ -370,14 +370,16 @@ impl Render for ApplyReport {
             ApplyOutcome::Applied => {
                 let mut t = Grid::new(&["step", "kind", "took", "lock retries", "rows", "note"])
                     .prose(&["kind", "note"])
-                    .optional(&["lock retries"]);
+                    .optional(&["lock retries", "kind"]);
                 for step in &self.steps {
                     t.add_row(vec![
                         step.name.to_owned(),
                         kind_name(step.kind).to_owned(),
                         millis(step.duration_ms),
                         step.retries.to_string(),
-                        step.rows_changed.map(|n| n.to_string()).unwrap_or_default(),
+                        step.rows_changed
+                            .map(crate::human::count)
+                            .unwrap_or_default(),
                         step.detail.clone().unwrap_or_default(),
                     ]);
                 }
@@ -425,7 +427,11 @@ impl Render for DownReport {
             ),
         )?;
         for (table, rows) in &self.destroyed_rows {
-            writeln!(out, "  destroyed {rows} row(s) of {table}")?;
+            writeln!(
+                out,
+                "  destroyed {} row(s) of {table}",
+                crate::human::count(*rows)
+            )?;
         }
         Ok(())
     }

@@ -351,3 +351,65 @@ fn seed() {
     };
     pin("seed", &report);
 }
+
+#[test]
+fn migrate_apply_refused_and_down() {
+    use crate::migrate::{
+        ApplyOutcome, ApplyReport, DownReport, MigrateOutput, PreflightFinding, StepRun,
+    };
+    let steps: Vec<StepRun> = STEPS
+        .iter()
+        .filter(|s| s.phase == Phase::Migrate)
+        .map(|s| StepRun {
+            version: s.version,
+            name: s.name,
+            kind: s.kind,
+            duration_ms: 12,
+            retries: u32::from(s.version == 22),
+            rows_changed: (s.version == 18).then_some(200_000),
+            detail: (s.version == 7)
+                .then(|| "rebuilt an INVALID index left by an interrupted run".to_owned()),
+        })
+        .collect();
+    let applied = ApplyReport {
+        database: "postgres://shop@db.internal:5432/shop".to_owned(),
+        phase: Phase::Migrate,
+        outcome: ApplyOutcome::Applied,
+        waited_for_other_run_ms: 0,
+        steps,
+        drift: Vec::new(),
+        preflight: PreflightReport::default(),
+        duration_ms: 4_210,
+    };
+    pin("migrate_apply", &MigrateOutput::Apply(applied));
+    let refused = ApplyReport {
+        database: "postgres://shop@db.internal:5432/shop".to_owned(),
+        phase: Phase::Migrate,
+        outcome: ApplyOutcome::RefusedDirtyData,
+        waited_for_other_run_ms: 0,
+        steps: Vec::new(),
+        drift: Vec::new(),
+        preflight: PreflightReport {
+            checks_run: vec!["stocks_negative_quantity"],
+            findings: vec![PreflightFinding {
+                check: "stocks_negative_quantity",
+                guards_step: 9,
+                problem: "stock quantities below zero break CHECK stocks_quantity_non_negative (quantity >= 0)",
+                offending_rows: 3,
+                sample: vec![format!(
+                    "stocks {ORDER_EUR} (machine {ORDER_JPY}, slot 4, quantity -2)"
+                )],
+                fix: "count the slots again and set the real quantity, e.g. UPDATE stocks SET quantity = 0 WHERE quantity < 0 AND id IN (...);",
+            }],
+        },
+        duration_ms: 80,
+    };
+    pin("migrate_refused", &MigrateOutput::Apply(refused));
+    let down = DownReport {
+        database: "postgres://shop@db.internal:5432/shop".to_owned(),
+        destroyed_rows: vec![("payments".to_owned(), 199_980), ("refunds".to_owned(), 14)],
+        retries: 0,
+        duration_ms: 310,
+    };
+    pin("migrate_down", &MigrateOutput::Down(down));
+}

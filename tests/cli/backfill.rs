@@ -12,9 +12,7 @@ use crate::harness::{TestDb, cluster, json, wait_for};
 /// A migrated database with `orders` orders, plus two items that cannot be snapshotted for
 /// overflow: one whose unit price is too big, one whose subtotal is.
 async fn migrated_db(orders: i64) -> TestDb {
-    let db = cluster().fresh_db().await;
-    db.seed(orders, false).await;
-    db.paytool().args(["migrate", "-q"]).assert().success();
+    let db = crate::harness::seeded_and_migrated(orders).await;
     let mut conn = db.conn().await;
     sqlx::raw_sql(
         "INSERT INTO products (id, name, price) VALUES ('huge-price', 'Distributeur complet', 99999999.99);

@@ -9,11 +9,7 @@ use crate::harness::{
 };
 
 async fn migrated(orders: i64) -> TestDb {
-    let db = cluster().fresh_db().await;
-    db.seed(orders, false).await;
-    let (code, report) = run_json(&db, &["migrate"]);
-    assert_eq!((code, report["outcome"].as_str()), (0, Some("applied")));
-    db
+    crate::harness::seeded_and_migrated(orders).await
 }
 
 /// The compat objects present: operators and functions by signature, and the enum type.

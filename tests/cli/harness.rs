@@ -73,6 +73,28 @@ impl Cluster {
     }
 }
 
+/// Seeded with `orders` orders (no stock anomalies) and migrated, once per size; every caller
+/// gets its own copy. The one "migrated legacy shop" fixture of the suite.
+pub async fn seeded_and_migrated(orders: i64) -> TestDb {
+    static TEMPLATES: tokio::sync::Mutex<Vec<(i64, TestDb)>> =
+        tokio::sync::Mutex::const_new(Vec::new());
+    static COPIES: AtomicUsize = AtomicUsize::new(0);
+    let mut templates = TEMPLATES.lock().await;
+    if !templates.iter().any(|(n, _)| *n == orders) {
+        let db = cluster().fresh_db().await;
+        db.seed(orders, false).await;
+        db.paytool().args(["migrate", "-q"]).assert().success();
+        templates.push((orders, db));
+    }
+    let template = &templates
+        .iter()
+        .find(|(n, _)| *n == orders)
+        .expect("just made")
+        .1;
+    let n = COPIES.fetch_add(1, Ordering::SeqCst);
+    cluster().copy_of(template, &format!("m{n}")).await
+}
+
 impl Cluster {
     /// A new database that starts as a copy of `template` (which must have no open connection).
     pub async fn copy_of(&self, template: &TestDb, suffix: &str) -> TestDb {

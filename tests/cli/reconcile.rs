@@ -15,9 +15,7 @@ const IN_WINDOW: i64 = 1_768_000_000; // 2026-01-09
 
 /// A migrated, backfilled database whose seeded orders are all older than the window.
 async fn reconcile_db() -> TestDb {
-    let db = cluster().fresh_db().await;
-    db.seed(40, false).await;
-    db.paytool().args(["migrate", "-q"]).assert().success();
+    let db = crate::harness::seeded_and_migrated(40).await;
     db.paytool()
         .args(["backfill", "payments", "-q"])
         .assert()
