@@ -85,6 +85,18 @@ pub enum StepState {
     Drift,
 }
 
+impl StepState {
+    /// The name JSON carries (serde's snake_case) and the tables show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepState::Pending => "pending",
+            StepState::Interrupted => "interrupted",
+            StepState::Applied => "applied",
+            StepState::Drift => "drift",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct StepStatus {
     pub version: i32,

@@ -36,9 +36,10 @@ pub const MIGRATE_LOCK: AdvisoryLock = AdvisoryLock {
 #[derive(Debug, Error)]
 pub enum MigrateError {
     #[error(
-        "step {step}: could not lock table {table} within lock_timeout {lock_timeout:?} after {attempts} attempts; \
+        "step {step}: could not lock table {table} within lock_timeout {} after {attempts} attempts; \
          sessions holding a lock on it: {holders}. Nothing of this step was applied; run paytool migrate again \
-         when they are done (or raise --lock-retries / --lock-timeout)"
+         when they are done (or raise --lock-retries / --lock-timeout)",
+        crate::human::duration(*.lock_timeout)
     )]
     LockRetriesExhausted {
         step: &'static str,

@@ -631,10 +631,13 @@ mod tests {
     }
 
     #[test]
-    fn lower_case_stripe_currency_is_the_same_currency() {
+    fn currency_case_does_not_make_a_mismatch() {
+        // Stripe's views are upper-cased when read (`eur` → `EUR`); a legacy row may hold `eur`.
+        let mut lower = order("o1", "PAID", Some("pi_1"));
+        lower.currency = "eur".into();
         let mut pi = intent("pi_1", Some("o1"), "succeeded");
         pi.currency = "EUR".into();
-        assert!(run(&[order("o1", "PAID", Some("pi_1"))], &[pi.clone()], &[]).is_empty());
+        assert!(run(&[lower], &[pi.clone()], &[]).is_empty());
         pi.currency = "USD".into();
         assert_eq!(
             kinds(&run(&[order("o1", "PAID", Some("pi_1"))], &[pi], &[])),

@@ -240,7 +240,7 @@ impl Render for StatusReport {
                 }
                 _ => step.checksum[..12].to_owned(),
             };
-            let mut state = format!("{:?}", step.state).to_lowercase();
+            let mut state = step.state.as_str().to_owned();
             match step.phase {
                 Phase::Cleanup => state.push_str(" (cleanup)"),
                 Phase::AfterBackfill => state.push_str(" (by backfill)"),

@@ -413,3 +413,37 @@ fn migrate_apply_refused_and_down() {
     };
     pin("migrate_down", &MigrateOutput::Down(down));
 }
+
+/// What a table shows is what JSON carries: one name per value.
+#[test]
+fn table_names_are_json_names() {
+    use crate::migrate::StepState;
+    use crate::reconcile::RepairOutcome;
+    use crate::verify::Severity;
+    let json = |v: serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    for s in [
+        StepState::Pending,
+        StepState::Interrupted,
+        StepState::Applied,
+        StepState::Drift,
+    ] {
+        assert_eq!(json(serde_json::to_value(s).unwrap()), s.as_str());
+    }
+    for c in [Category::Schema, Category::Data] {
+        assert_eq!(json(serde_json::to_value(c).unwrap()), c.as_str());
+    }
+    for s in [Severity::Error, Severity::Warning, Severity::Note] {
+        assert_eq!(json(serde_json::to_value(s).unwrap()), s.as_str());
+    }
+    for k in Kind::ALL {
+        assert_eq!(json(serde_json::to_value(k).unwrap()), k.name());
+        assert_eq!(k.to_string(), k.name());
+    }
+    for o in [
+        RepairOutcome::Applied,
+        RepairOutcome::Unchanged,
+        RepairOutcome::Conflict,
+    ] {
+        assert_eq!(json(serde_json::to_value(o).unwrap()), o.as_str());
+    }
+}

@@ -19,7 +19,7 @@ impl Render for VerifyReport {
         for check in &self.checks {
             t.add_row(vec![
                 status_label(check.status).to_owned(),
-                format!("{:?}", check.severity).to_lowercase(),
+                check.severity.as_str().to_owned(),
                 check.id.to_owned(),
                 count_text(check),
                 meaning_with_sample(check),
@@ -74,7 +74,7 @@ impl Render for VerifyReport {
         let mut report = Report::new("paytool verify constraints");
         report.set_time(Duration::from_millis(self.duration_ms));
         for category in [Category::Schema, Category::Data] {
-            let mut suite = TestSuite::new(format!("{category:?}").to_lowercase());
+            let mut suite = TestSuite::new(category.as_str());
             for check in self.checks.iter().filter(|c| c.category == category) {
                 suite.add_test_case(test_case(check));
             }

@@ -42,7 +42,7 @@ pub enum StripeFailure {
     },
     #[error("Stripe could not be reached at {base}: {reason}")]
     Network { base: String, reason: String },
-    #[error("Stripe did not answer within {0:?}")]
+    #[error("Stripe did not answer within {}", crate::human::duration(*.0))]
     Timeout(Duration),
     #[error("unexpected answer from Stripe: {0}")]
     Decode(String),

@@ -14,6 +14,27 @@ pub enum Category {
     Data,
 }
 
+impl Category {
+    /// The name JSON carries and JUnit's suites are called.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Schema => "schema",
+            Category::Data => "data",
+        }
+    }
+}
+
+impl Severity {
+    /// The name JSON carries and the table shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Note => "note",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {

@@ -588,7 +588,7 @@ async fn a_slow_stripe_times_out_per_request() {
         .args(["--request-timeout", "200ms", "--max-retries", "1"])
         .assert()
         .code(3)
-        .stderr(predicate::str::contains("did not answer within 200ms"));
+        .stderr(predicate::str::contains("did not answer within 200 ms"));
 }
 
 #[tokio::test]
