@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use crate::backfill::{self, BackfillRequest, BackfillStep};
 use crate::cli::{self, Cli, Command};
-use crate::db::{self, DatabaseUrl};
+use crate::db;
 use crate::demo::{self, DemoRequest};
 use crate::exit;
 use crate::migrate::{self, LockPolicy, MigrateRequest};
@@ -127,16 +127,11 @@ async fn run_command(cli: Cli) -> anyhow::Result<u8> {
                 orders: args.orders,
                 stock_anomalies: !args.no_stock_anomalies,
             };
-            let report = seed::seed(&mut conn, database_name(url), options).await?;
+            let report = seed::seed(&mut conn, db::display_name(url), options).await?;
             print(&report, format, &mut stdout)?;
             Ok(exit::OK)
         }
     }
-}
-
-/// The URL as reports show it: no password.
-fn database_name(url: Option<&DatabaseUrl>) -> String {
-    url.map(|u| u.redacted().to_owned()).unwrap_or_default()
 }
 
 fn lock_policy(args: &cli::LockArgs) -> LockPolicy {
@@ -264,46 +259,78 @@ fn reader_gone_is_fine(written: std::io::Result<()>) -> std::io::Result<()> {
     }
 }
 
-/// The exit code for an error: the first typed error in its chain decides (each command's
-/// error type maps its own variants, exhaustively), else a runtime failure.
-pub fn exit_code(err: &anyhow::Error) -> u8 {
-    err.chain()
-        .find_map(typed_exit_code)
-        .unwrap_or(exit::RUNTIME_FAILURE)
+/// Every error paytool expects, by its owner: the one place an error becomes an exit code
+/// (nextest's `ExpectedError` is the model). Commands raise their own typed errors inside
+/// `anyhow` chains; the first one in the chain is the one that counts.
+pub enum Expected<'a> {
+    Database(&'a db::DbError),
+    Key(&'a db::KeyError),
+    Migrate(&'a migrate::MigrateError),
+    Backfill(&'a backfill::BackfillError),
+    Reconcile(&'a reconcile::ReconcileError),
+    Verify(&'a verify::VerifyError),
+    Prisma(&'a prisma::PrismaError),
+    Seed(&'a seed::SeedError),
+    Cluster(&'a demo::cluster::ClusterError),
+    Format(&'a UnsupportedFormat),
 }
 
-fn typed_exit_code(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
-    if let Some(e) = cause.downcast_ref::<db::DbError>() {
-        return Some(e.exit_code());
+impl<'a> Expected<'a> {
+    /// The first expected error of the chain, if any.
+    pub fn of(err: &'a anyhow::Error) -> Option<Expected<'a>> {
+        err.chain().find_map(Expected::from_cause)
     }
-    if let Some(e) = cause.downcast_ref::<db::KeyError>() {
-        return Some(e.exit_code());
+
+    fn from_cause(cause: &'a (dyn std::error::Error + 'static)) -> Option<Expected<'a>> {
+        if let Some(e) = cause.downcast_ref() {
+            return Some(Expected::Database(e));
+        }
+        if let Some(e) = cause.downcast_ref() {
+            return Some(Expected::Key(e));
+        }
+        if let Some(e) = cause.downcast_ref() {
+            return Some(Expected::Migrate(e));
+        }
+        if let Some(e) = cause.downcast_ref() {
+            return Some(Expected::Backfill(e));
+        }
+        if let Some(e) = cause.downcast_ref() {
+            return Some(Expected::Reconcile(e));
+        }
+        if let Some(e) = cause.downcast_ref() {
+            return Some(Expected::Verify(e));
+        }
+        if let Some(e) = cause.downcast_ref() {
+            return Some(Expected::Prisma(e));
+        }
+        if let Some(e) = cause.downcast_ref() {
+            return Some(Expected::Seed(e));
+        }
+        if let Some(e) = cause.downcast_ref() {
+            return Some(Expected::Cluster(e));
+        }
+        cause.downcast_ref().map(Expected::Format)
     }
-    if let Some(e) = cause.downcast_ref::<migrate::MigrateError>() {
-        return Some(e.exit_code());
+
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Expected::Database(e) => e.exit_code(),
+            Expected::Key(e) => e.exit_code(),
+            Expected::Migrate(e) => e.exit_code(),
+            Expected::Backfill(e) => e.exit_code(),
+            Expected::Reconcile(e) => e.exit_code(),
+            Expected::Verify(e) => e.exit_code(),
+            Expected::Prisma(e) => e.exit_code(),
+            Expected::Seed(e) => e.exit_code(),
+            Expected::Cluster(e) => e.exit_code(),
+            Expected::Format(_) => exit::USAGE,
+        }
     }
-    if let Some(e) = cause.downcast_ref::<backfill::BackfillError>() {
-        return Some(e.exit_code());
-    }
-    if let Some(e) = cause.downcast_ref::<reconcile::ReconcileError>() {
-        return Some(e.exit_code());
-    }
-    if let Some(e) = cause.downcast_ref::<verify::VerifyError>() {
-        return Some(e.exit_code());
-    }
-    if let Some(e) = cause.downcast_ref::<prisma::PrismaError>() {
-        return Some(e.exit_code());
-    }
-    if let Some(e) = cause.downcast_ref::<seed::SeedError>() {
-        return Some(e.exit_code());
-    }
-    if let Some(e) = cause.downcast_ref::<demo::cluster::ClusterError>() {
-        return Some(e.exit_code());
-    }
-    if cause.is::<UnsupportedFormat>() {
-        return Some(exit::USAGE);
-    }
-    None
+}
+
+/// The exit code for an error: its first expected error's, else a runtime failure.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    Expected::of(err).map_or(exit::RUNTIME_FAILURE, |e| e.exit_code())
 }
 
 #[cfg(test)]

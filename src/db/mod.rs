@@ -83,6 +83,11 @@ impl DbError {
 
 /// Opens one session connection (not a pool: migrate needs session state such as advisory
 /// locks), tagged `application_name = paytool` so operators can see it in pg_stat_activity.
+/// The database as reports name it: the URL without its password ("" when there is none).
+pub fn display_name(url: Option<&DatabaseUrl>) -> String {
+    url.map(|u| u.redacted().to_owned()).unwrap_or_default()
+}
+
 pub async fn connect(url: Option<&DatabaseUrl>) -> Result<PgConnection, DbError> {
     let url = url.ok_or(DbError::NoUrl)?;
     let options = url

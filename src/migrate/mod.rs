@@ -238,7 +238,7 @@ pub async fn run(
         return Err(MigrateError::DownNotConfirmed.into());
     }
     let mut conn = db::connect(url).await?;
-    let database = url.map(|u| u.redacted().to_owned()).unwrap_or_default();
+    let database = db::display_name(url);
     match request {
         MigrateRequest::Plan {
             policy,

@@ -183,7 +183,7 @@ pub async fn run(
     };
     Ok(ReconcileReport {
         run_id,
-        database: url.map(|u| u.redacted().to_owned()).unwrap_or_default(),
+        database: db::display_name(url),
         stripe: base_url(&args.stripe_base_url),
         window,
         apply: args.apply,

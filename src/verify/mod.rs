@@ -108,7 +108,7 @@ pub async fn run(
     progress: Progress,
 ) -> anyhow::Result<VerifyReport> {
     let mut conn = db::connect(url).await?;
-    let database = url.map(|u| u.redacted().to_owned()).unwrap_or_default();
+    let database = db::display_name(url);
     let started = Instant::now();
     let selected: Vec<&Check> = CHECKS
         .iter()
