@@ -5,9 +5,10 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
-/// `orders.status` (SPEC §2; the enum type `order_status` of the legacy schema, VARCHAR with a
-/// CHECK after the migration).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// `orders.status` (SPEC §2): the enum type `order_status` of the legacy schema, a plain
+/// VARCHAR after the migration — so the upgraded application may write a value of its own,
+/// kept as [`OrderStatus::Other`] rather than refused.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub enum OrderStatus {
     #[default]
     Pending,
@@ -15,6 +16,8 @@ pub enum OrderStatus {
     Failed,
     Cancelled,
     Refunded,
+    /// A value outside SPEC §2's five, as the database has it.
+    Other(String),
 }
 
 impl OrderStatus {
@@ -26,35 +29,28 @@ impl OrderStatus {
         OrderStatus::Refunded,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &str {
         match self {
             OrderStatus::Pending => "PENDING",
             OrderStatus::Paid => "PAID",
             OrderStatus::Failed => "FAILED",
             OrderStatus::Cancelled => "CANCELLED",
             OrderStatus::Refunded => "REFUNDED",
+            OrderStatus::Other(text) => text,
         }
     }
 
-    /// The customer paid (and may have been refunded since).
-    pub fn is_paid(self) -> bool {
-        matches!(self, OrderStatus::Paid | OrderStatus::Refunded)
-    }
-}
-
-/// A status the schema's CHECK constraint does not allow.
-#[derive(Debug, thiserror::Error)]
-#[error("{0:?} is not an order status (PENDING, PAID, FAILED, CANCELLED, REFUNDED)")]
-pub struct UnknownOrderStatus(pub String);
-
-impl TryFrom<String> for OrderStatus {
-    type Error = UnknownOrderStatus;
-
-    fn try_from(text: String) -> Result<Self, Self::Error> {
+    /// The database's text; never fails (see [`OrderStatus::Other`]).
+    pub fn parse(text: &str) -> OrderStatus {
         OrderStatus::ALL
             .into_iter()
             .find(|s| s.as_str() == text)
-            .ok_or(UnknownOrderStatus(text))
+            .unwrap_or_else(|| OrderStatus::Other(text.to_owned()))
+    }
+
+    /// The customer paid (and may have been refunded since).
+    pub fn is_paid(&self) -> bool {
+        matches!(self, OrderStatus::Paid | OrderStatus::Refunded)
     }
 }
 
@@ -137,12 +133,16 @@ mod tests {
     #[test]
     fn each_status_has_one_name_everywhere() {
         for status in OrderStatus::ALL {
-            let name = status.as_str();
+            let name = status.as_str().to_owned();
             assert_eq!(status.to_string(), name);
-            assert_eq!(serde_json::to_value(status).unwrap(), name);
-            assert_eq!(OrderStatus::try_from(name.to_owned()).unwrap(), status);
+            assert_eq!(serde_json::to_value(&status).unwrap(), name.as_str());
+            assert_eq!(OrderStatus::parse(&name), status);
         }
-        assert!(OrderStatus::try_from("paid".to_owned()).is_err());
+        // After the migration orders.status is VARCHAR: another value is kept, not refused.
+        let shipped = OrderStatus::parse("SHIPPED");
+        assert_eq!(shipped, OrderStatus::Other("SHIPPED".into()));
+        assert_eq!(shipped.to_string(), "SHIPPED");
+        assert!(!shipped.is_paid() && !OrderStatus::parse("paid").is_paid());
         for status in IntentStatus::KNOWN {
             let name = status.as_str().to_owned();
             assert_eq!(IntentStatus::parse(&name), status);

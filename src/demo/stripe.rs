@@ -27,8 +27,8 @@ struct WindowOrder {
 }
 
 impl WindowOrder {
-    fn status(&self) -> Option<OrderStatus> {
-        OrderStatus::try_from(self.status.clone()).ok()
+    fn status(&self) -> OrderStatus {
+        OrderStatus::parse(&self.status)
     }
 }
 
@@ -60,7 +60,7 @@ pub async fn prepare(conn: &mut PgConnection, sim: &StripeSim) -> anyhow::Result
         .await?;
     let eligible: Vec<&WindowOrder> = orders
         .iter()
-        .filter(|o| o.status() == Some(OrderStatus::Paid) && o.has_payment && o.total > 0)
+        .filter(|o| o.status() == OrderStatus::Paid && o.has_payment && o.total > 0)
         .collect();
     if eligible.len() < 8 {
         anyhow::bail!(
@@ -165,10 +165,10 @@ async fn plant_in_database(conn: &mut PgConnection, t: &Targets) -> Result<(), s
 }
 
 /// The PaymentIntent status Stripe has for an order in this status.
-fn stripe_status(order_status: Option<OrderStatus>) -> IntentStatus {
+fn stripe_status(order_status: OrderStatus) -> IntentStatus {
     match order_status {
-        Some(OrderStatus::Paid | OrderStatus::Refunded) => IntentStatus::Succeeded,
-        Some(OrderStatus::Cancelled) => IntentStatus::Canceled,
+        OrderStatus::Paid | OrderStatus::Refunded => IntentStatus::Succeeded,
+        OrderStatus::Cancelled => IntentStatus::Canceled,
         _ => IntentStatus::RequiresPaymentMethod,
     }
 }
@@ -207,7 +207,7 @@ fn mirror(sim: &StripeSim, order: &WindowOrder, t: &Targets, planted: &mut Plant
     }
     sim.add_payment_intent(pi);
     planted.payment_intents += 1;
-    if order.status() == Some(OrderStatus::Refunded) && *total > 0 && order.has_payment {
+    if order.status() == OrderStatus::Refunded && *total > 0 && order.has_payment {
         sim.add_refund(SimRefund {
             id: pi_id.replace("pi_demo_", "re_demo_"),
             payment_intent: pi_id.clone(),

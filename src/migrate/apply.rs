@@ -238,13 +238,7 @@ async fn run_step(
         StepKind::ConcurrentDrop { .. } => {
             history::mark_running(conn, step).await?;
             let timeouts = policy.timeouts_for(step.kind);
-            db::set_timeouts(
-                conn,
-                db::Scope::Session,
-                timeouts.lock_timeout,
-                timeouts.statement_timeout,
-            )
-            .await?;
+            timeouts.set(conn, db::Scope::Session).await?;
             let (_, retries) = retry_transient(
                 conn,
                 policy,
@@ -276,13 +270,7 @@ async fn transactional_attempt(
     started: Instant,
 ) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
-    db::set_timeouts(
-        &mut tx,
-        db::Scope::Transaction,
-        timeouts.lock_timeout,
-        timeouts.statement_timeout,
-    )
-    .await?;
+    timeouts.set(&mut tx, db::Scope::Transaction).await?;
     sqlx::raw_sql(step.sql).execute(&mut *tx).await?;
     history::mark_applied(&mut tx, step, started.elapsed().as_millis() as i64).await?;
     tx.commit().await
@@ -416,13 +404,7 @@ async fn build_index_concurrently(
     policy: &LockPolicy,
 ) -> anyhow::Result<(Option<String>, u32)> {
     let timeouts = policy.timeouts_for(step.kind);
-    db::set_timeouts(
-        conn,
-        db::Scope::Session,
-        timeouts.lock_timeout,
-        timeouts.statement_timeout,
-    )
-    .await?;
+    timeouts.set(conn, db::Scope::Session).await?;
     let mut detail = None;
     let mut retries = 0;
     match db::index_state(conn, index).await? {
@@ -493,13 +475,7 @@ async fn run_batches(
     batch_size: i64,
     progress: &Progress,
 ) -> anyhow::Result<(i64, u32)> {
-    db::set_timeouts(
-        conn,
-        db::Scope::Session,
-        timeouts.lock_timeout,
-        timeouts.statement_timeout,
-    )
-    .await?;
+    timeouts.set(conn, db::Scope::Session).await?;
     db::set_batch_planner(conn, false).await?;
     let remaining: i64 = sqlx::query_scalar(BATCH_PROGRESS_SQL)
         .fetch_one(&mut *conn)

@@ -151,6 +151,13 @@ pub struct Timeouts {
     pub statement_timeout: Duration,
 }
 
+impl Timeouts {
+    /// Sets both on the connection, for the session or the current transaction.
+    pub async fn set(&self, conn: &mut PgConnection, scope: db::Scope) -> Result<(), sqlx::Error> {
+        db::set_timeouts(conn, scope, self.lock_timeout, self.statement_timeout).await
+    }
+}
+
 impl LockPolicy {
     pub fn timeouts_for(&self, kind: StepKind) -> Timeouts {
         match kind {

@@ -541,7 +541,8 @@ mod tests {
     }
 
     fn order(id: &str, status: &str, pi: Option<&str>) -> OrderRow {
-        let status = OrderStatus::try_from(status.to_owned()).unwrap();
+        let status = OrderStatus::parse(status);
+        let paid = status.is_paid();
         OrderRow {
             id: id.into(),
             status,
@@ -550,14 +551,14 @@ mod tests {
             payment_intent_id: pi.map(Into::into),
             payment: Some(PaymentRow {
                 id: format!("pay-{id}"),
-                status: if status.is_paid() {
+                status: if paid {
                     IntentStatus::Succeeded
                 } else {
                     IntentStatus::RequiresPaymentMethod
                 },
                 amount_cents: 1000,
                 payment_intent_id: pi.map(Into::into),
-                succeeded_at: status.is_paid().then(|| at(10).naive_utc()),
+                succeeded_at: paid.then(|| at(10).naive_utc()),
                 ..PaymentRow::default()
             }),
             ..OrderRow::default()

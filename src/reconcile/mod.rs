@@ -18,7 +18,7 @@ pub use apply::{AppliedRepair, RepairOutcome};
 use logic::{Finding, Inputs, OrderRow, PaymentRow};
 
 use crate::db::{self, DatabaseUrl, IdType, Key, Keys};
-use crate::domain::{IntentStatus, OrderStatus, UnknownOrderStatus};
+use crate::domain::{IntentStatus, OrderStatus};
 use crate::exit;
 use crate::progress::Progress;
 use crate::stripe::{PaymentIntentView, StripeFailure, StripeHttp, StripeSettings, StripeSource};
@@ -301,11 +301,10 @@ async fn load_orders(
     {
         return Err(ReconcileError::NoSuchOrder(id.clone()).into());
     }
-    let orders = rows.into_iter().map(order_of).collect::<Result<_, _>>()?;
-    Ok(orders)
+    Ok(rows.into_iter().map(order_of).collect())
 }
 
-fn order_of(row: OrderRecord) -> Result<OrderRow, UnknownOrderStatus> {
+fn order_of(row: OrderRecord) -> OrderRow {
     let payment = row.payment_id.map(|id| PaymentRow {
         id,
         status: IntentStatus::parse(row.payment_status.as_deref().unwrap_or_default()),
@@ -316,16 +315,16 @@ fn order_of(row: OrderRecord) -> Result<OrderRow, UnknownOrderStatus> {
         refund_ids: row.refund_ids,
         refunded_cents: row.refunded_cents,
     });
-    Ok(OrderRow {
+    OrderRow {
         id: row.id,
-        status: OrderStatus::try_from(row.status)?,
+        status: OrderStatus::parse(&row.status),
         amount_total_cents: row.amount_total_cents,
         currency: row.currency,
         payment_intent_id: row.stripe_payment_intent_id,
         paid_at: row.paid_at,
         created_at: Some(row.created_at),
         payment,
-    })
+    }
 }
 
 /// PaymentIntents linked from an order but not in the list (created outside the window),

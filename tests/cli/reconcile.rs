@@ -892,3 +892,33 @@ async fn uuid_order_ids_are_reconciled_and_repaired() {
         .code(2)
         .stderr(predicate::str::contains("order o-1 does not exist"));
 }
+
+/// After the migration orders.status is VARCHAR: the upgraded application may write a status of
+/// its own. Reconcile reads it as it is, compares, and repairs nothing it does not know.
+#[tokio::test]
+async fn a_status_outside_the_five_is_reconciled_not_refused() {
+    let db = reconcile_db().await;
+    let sim = StripeSim::start(KEY).unwrap();
+    let mut conn = db.conn().await;
+    order(
+        &mut conn,
+        "o-shipped",
+        "SHIPPED",
+        1000,
+        Some("pi_shipped"),
+        Some("succeeded"),
+    )
+    .await;
+    sim.add_payment_intent(intent("pi_shipped", Some("o-shipped"), 1000, "succeeded"));
+    let (code, report) = reconcile(&db, &sim, &[]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(kinds(&report), ["status_mismatch"]);
+    let finding = &report["findings"][0];
+    assert_eq!(finding["ours"], "SHIPPED");
+    assert_eq!(finding["stripe"], "succeeded");
+    assert_eq!(
+        finding["repairs"],
+        serde_json::json!([]),
+        "no repair of an unknown status"
+    );
+}
