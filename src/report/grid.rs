@@ -199,8 +199,11 @@ impl Grid {
         self
     }
 
-    pub fn add_row(&mut self, cells: Vec<String>) {
+    /// A row of cells, one per column; a short row is padded with blanks rather than left to
+    /// panic later, a long one cut to the columns.
+    pub fn add_row(&mut self, mut cells: Vec<String>) {
         debug_assert_eq!(cells.len(), self.columns.len());
+        cells.resize(self.columns.len(), String::new());
         self.rows.push(cells);
     }
 
