@@ -10,11 +10,13 @@ use crate::backfill::{self, BackfillRequest, BackfillStep};
 use crate::cli::{self, Cli, Command};
 use crate::db;
 use crate::demo::{self, DemoRequest};
+use crate::events::{self, EventsRequest};
 use crate::exit;
 use crate::migrate::{self, LockPolicy, MigrateRequest};
 use crate::progress::{self, Progress};
 use crate::reconcile::{self, ReconcileRequest};
 use crate::report::{self, Format};
+use crate::stripe::StripeAccess;
 use crate::verify::{self, Category, VerifyRequest};
 use crate::{prisma, seed};
 
@@ -69,6 +71,11 @@ async fn run_command(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Backfill(cli::BackfillCommand::Payments(args)) => {
             let report = backfill::run(&backfill_request(args), url, progress).await?;
+            print(&report, format, &mut stdout)?;
+            Ok(report.exit_code())
+        }
+        Command::Backfill(cli::BackfillCommand::Events(args)) => {
+            let report = events::run(&events_request(args), url, progress).await?;
             print(&report, format, &mut stdout)?;
             Ok(report.exit_code())
         }
@@ -202,18 +209,51 @@ fn verify_request(args: &cli::VerifyArgs) -> VerifyRequest {
     }
 }
 
-fn reconcile_request(args: &cli::ReconcileArgs) -> ReconcileRequest {
-    ReconcileRequest {
-        stripe_key: args.stripe_key.clone(),
-        stripe_base_url: args.stripe_base_url.clone(),
-        since: args.since,
-        until: args.until,
-        order: args.order.clone(),
-        apply: args.apply,
+fn stripe_access(args: &cli::StripeArgs) -> StripeAccess {
+    StripeAccess {
+        key: args.stripe_key.clone(),
+        base_url: args.stripe_base_url.clone(),
         max_rps: args.max_rps,
         concurrency: args.concurrency as usize,
         request_timeout: args.request_timeout,
         max_retries: args.max_retries,
+    }
+}
+
+/// A duration from the command line as chrono's; clap's parser bounds it far below overflow.
+fn days_of(duration: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
+}
+
+fn reconcile_request(args: &cli::ReconcileArgs) -> ReconcileRequest {
+    ReconcileRequest {
+        stripe: stripe_access(&args.stripe),
+        since: args.since,
+        until: args.until,
+        order: args.order.clone(),
+        apply: args.apply,
+        stale_after: reconcile::StaleAfter {
+            capture: days_of(args.stale_capture_after),
+            processing: days_of(args.stale_processing_after),
+        },
+        baseline: args.baseline.clone(),
+        write_baseline: args
+            .write_baseline
+            .as_ref()
+            .map(|path| reconcile::Acceptance {
+                path: path.clone(),
+                by: args.accepted_by.clone(),
+                reason: args.reason.clone().unwrap_or_default(),
+            }),
+    }
+}
+
+fn events_request(args: &cli::EventsArgs) -> EventsRequest {
+    EventsRequest {
+        stripe: stripe_access(&args.stripe),
+        since: args.since,
+        until: args.until,
+        restart: args.restart,
     }
 }
 
@@ -225,7 +265,10 @@ fn check_format(command: &Command, format: Format) -> Result<(), UnsupportedForm
         Command::Reconcile(_) if format != Format::Junit => return Ok(()),
         Command::Reconcile(_) => ("reconcile", "table, json, csv"),
         Command::Migrate(_) => ("migrate", "table, json"),
-        Command::Backfill(_) => ("backfill payments", "table, json"),
+        Command::Backfill(cli::BackfillCommand::Payments(_)) => {
+            ("backfill payments", "table, json")
+        }
+        Command::Backfill(cli::BackfillCommand::Events(_)) => ("backfill events", "table, json"),
         Command::Seed(_) => ("seed", "table, json"),
         Command::Prisma(_) => ("prisma", "table, json"),
         Command::Demo(_) | Command::Completions { .. } | Command::Man => return Ok(()),
@@ -268,6 +311,8 @@ pub enum Expected<'a> {
     Migrate(&'a migrate::MigrateError),
     Backfill(&'a backfill::BackfillError),
     Reconcile(&'a reconcile::ReconcileError),
+    Baseline(&'a reconcile::BaselineError),
+    Events(&'a events::EventsError),
     Verify(&'a verify::VerifyError),
     Prisma(&'a prisma::PrismaError),
     Seed(&'a seed::SeedError),
@@ -298,6 +343,12 @@ impl<'a> Expected<'a> {
             return Some(Expected::Reconcile(e));
         }
         if let Some(e) = cause.downcast_ref() {
+            return Some(Expected::Baseline(e));
+        }
+        if let Some(e) = cause.downcast_ref() {
+            return Some(Expected::Events(e));
+        }
+        if let Some(e) = cause.downcast_ref() {
             return Some(Expected::Verify(e));
         }
         if let Some(e) = cause.downcast_ref() {
@@ -319,6 +370,8 @@ impl<'a> Expected<'a> {
             Expected::Migrate(e) => e.exit_code(),
             Expected::Backfill(e) => e.exit_code(),
             Expected::Reconcile(e) => e.exit_code(),
+            Expected::Baseline(e) => e.exit_code(),
+            Expected::Events(e) => e.exit_code(),
             Expected::Verify(e) => e.exit_code(),
             Expected::Prisma(e) => e.exit_code(),
             Expected::Seed(e) => e.exit_code(),

@@ -164,8 +164,8 @@ Exit codes: 0 success, 2 the database already has tables of the legacy schema,
 
 const RECONCILE_EXAMPLES: &str =
     "Reads Stripe only (GET requests; a restricted key with read access to
-PaymentIntents, Charges and Refunds is enough), all of it before writing
-anything.
+PaymentIntents, Charges, Refunds, Disputes and Events is enough), all of it
+before writing anything.
 
 Examples:
   # the last 30 days
@@ -179,17 +179,25 @@ Examples:
   # another server, e.g. stripe-mock
   paytool reconcile --stripe-base-url http://localhost:12111/ --max-rps 50
 
+  # nightly: alert only on findings nobody has accepted yet
+  paytool reconcile --write-baseline accepted.json --reason \"known, INC-42\"
+  paytool reconcile --baseline accepted.json
+
 Findings: missing_in_stripe, status_mismatch, amount_mismatch,
 currency_mismatch, unlinked_payment_intent, orphan_payment_intent,
-duplicate_payment_intents, refund_mismatch, payment_row_mismatch
+duplicate_payment_intents, refund_mismatch, payment_row_mismatch,
+disputed_payment, stale_payment_intent, failed_webhook_delivery
 (docs/reconcile.md says what causes each and what to do). Amounts are shown
 as money (26.66 EUR, 1,500 JPY); JSON and CSV carry integer minor units.
 
-Exit codes: 0 nothing found, 1 findings, 2 usage or configuration error,
-3 could not complete (Stripe or the database unreachable; nothing written).";
+Exit codes: 0 nothing found (or only findings the baseline holds), 1 findings,
+2 usage or configuration error, 3 could not complete (Stripe or the database
+unreachable; nothing written).";
 
+/// How paytool reaches Stripe: read-only, rate-limited, retried. Shared by every command that
+/// reads Stripe.
 #[derive(Debug, Args)]
-pub struct ReconcileArgs {
+pub struct StripeArgs {
     /// Stripe secret or restricted key. Never printed.
     #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
     pub stripe_key: Option<String>,
@@ -201,6 +209,24 @@ pub struct ReconcileArgs {
         default_value = "https://api.stripe.com/"
     )]
     pub stripe_base_url: String,
+    /// Client-side rate limit, requests per second (Stripe allows 25/s in test mode).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_rps: u32,
+    /// Stripe requests in flight at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub concurrency: u64,
+    /// Timeout of one Stripe request.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Retries of one Stripe request after 429, 5xx, timeouts or network errors.
+    #[arg(long, default_value_t = 6)]
+    pub max_retries: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    #[command(flatten)]
+    pub stripe: StripeArgs,
     /// Start of the window (orders created at or after): RFC 3339 or YYYY-MM-DD. Default: 30 days before --until.
     #[arg(long, value_parser = parse_instant, conflicts_with = "order")]
     pub since: Option<chrono::DateTime<chrono::Utc>>,
@@ -214,18 +240,27 @@ pub struct ReconcileArgs {
     /// Make the safe database-side repairs, each audited in paytool.reconcile_audit.
     #[arg(long)]
     pub apply: bool,
-    /// Client-side rate limit, requests per second (Stripe allows 25/s in test mode).
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub max_rps: u32,
-    /// Stripe requests in flight at once.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
-    pub concurrency: u64,
-    /// Timeout of one Stripe request.
-    #[arg(long, default_value = "20s", value_parser = parse_duration)]
-    pub request_timeout: Duration,
-    /// Retries of one Stripe request after 429, 5xx, timeouts or network errors.
-    #[arg(long, default_value_t = 6)]
-    pub max_retries: u32,
+    /// A requires_capture PaymentIntent older than this is stale_payment_intent (Stripe lets an
+    /// uncaptured authorization expire after about 7 days).
+    #[arg(long, default_value = "5d", value_parser = parse_duration)]
+    pub stale_capture_after: Duration,
+    /// A processing PaymentIntent older than this is stale_payment_intent.
+    #[arg(long, default_value = "7d", value_parser = parse_duration)]
+    pub stale_processing_after: Duration,
+    /// Accepted findings (a file --write-baseline made): they are reported as known and only
+    /// the others make the run exit 1.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<std::path::PathBuf>,
+    /// Accept every finding of this run into FILE (created, or added to: entries already there
+    /// keep who accepted them and why). Needs --reason.
+    #[arg(long, value_name = "FILE", requires = "reason")]
+    pub write_baseline: Option<std::path::PathBuf>,
+    /// Why the findings --write-baseline accepts are accepted (kept in the file).
+    #[arg(long, requires = "write_baseline")]
+    pub reason: Option<String>,
+    /// Who accepts them (kept in the file). Default: $USER.
+    #[arg(long, env = "USER", hide_env_values = true, default_value = "unknown")]
+    pub accepted_by: String,
 }
 
 /// `--until 2026-11-15` takes in the 15th: the last microsecond of that day (timestamps in the
@@ -325,6 +360,42 @@ pub enum BackfillCommand {
     /// Fill item snapshots, order totals and payment rows: batched, idempotent, resumable.
     #[command(after_help = BACKFILL_EXAMPLES)]
     Payments(BackfillArgs),
+    /// Fill payment_events from Stripe's events (the last 30 days at most): idempotent, resumable.
+    #[command(after_help = EVENTS_EXAMPLES)]
+    Events(EventsArgs),
+}
+
+const EVENTS_EXAMPLES: &str =
+    "Reads GET /v1/events (payment_intent.*, charge.* with refunds and disputes,
+refund.*), 100 per page, through reconcile's read-only client. Each page is
+stored in one transaction with the checkpoint: a killed run resumes at the
+next page. An event already stored is left as it is; each is linked to its
+payments row through the PaymentIntent id.
+
+Examples:
+  # everything Stripe still keeps (30 days)
+  paytool backfill events
+  paytool backfill events --since 2026-11-20 --format json
+  # start over instead of resuming an interrupted run
+  paytool backfill events --restart
+
+Exit codes: 0 done, 2 usage or configuration error (schema not migrated,
+window beyond Stripe's 30 days), 3 runtime failure (re-run to resume).";
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    pub stripe: StripeArgs,
+    /// Events created at or after: RFC 3339 or YYYY-MM-DD. Default and limit: 30 days ago
+    /// (Stripe keeps events 30 days).
+    #[arg(long, value_parser = parse_instant)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Events created at or before: RFC 3339, or YYYY-MM-DD for the whole day. Default: now.
+    #[arg(long, value_parser = parse_until)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Forget an interrupted run's checkpoint and start from the newest event.
+    #[arg(long)]
+    pub restart: bool,
 }
 
 const BACKFILL_EXAMPLES: &str =

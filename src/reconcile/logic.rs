@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::domain::{IntentStatus, OrderStatus};
 use crate::human::{Money, plural};
-use crate::stripe::{PaymentIntentView, RefundView};
+use crate::stripe::{DisputeView, EventView, PaymentIntentView, RefundView};
 
 /// An order and its payment as the database has them.
 #[derive(Debug, Clone, Default)]
@@ -48,10 +48,13 @@ pub enum Kind {
     DuplicatePaymentIntents,
     RefundMismatch,
     PaymentRowMismatch,
+    DisputedPayment,
+    StalePaymentIntent,
+    FailedWebhookDelivery,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 12] = [
         Kind::MissingInStripe,
         Kind::StatusMismatch,
         Kind::AmountMismatch,
@@ -61,6 +64,9 @@ impl Kind {
         Kind::DuplicatePaymentIntents,
         Kind::RefundMismatch,
         Kind::PaymentRowMismatch,
+        Kind::DisputedPayment,
+        Kind::StalePaymentIntent,
+        Kind::FailedWebhookDelivery,
     ];
 
     pub fn name(self) -> &'static str {
@@ -74,6 +80,9 @@ impl Kind {
             Kind::DuplicatePaymentIntents => "duplicate_payment_intents",
             Kind::RefundMismatch => "refund_mismatch",
             Kind::PaymentRowMismatch => "payment_row_mismatch",
+            Kind::DisputedPayment => "disputed_payment",
+            Kind::StalePaymentIntent => "stale_payment_intent",
+            Kind::FailedWebhookDelivery => "failed_webhook_delivery",
         }
     }
 }
@@ -136,8 +145,53 @@ pub struct Finding {
     /// The amount `stripe` speaks of, in minor units.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stripe_amount: Option<Money>,
+    /// The Stripe object the finding is about when it is neither the order nor the
+    /// PaymentIntent: a dispute (`dp_…`) or an event (`evt_…`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stripe_object_id: Option<String>,
+    /// For `failed_webhook_delivery`: whether the database lacks what the event says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effect_missing: Option<bool>,
     /// What `--apply` does about it, if anything is safe.
     pub repairs: Vec<Repair>,
+}
+
+impl Finding {
+    /// What identifies a finding from one run to the next (a baseline's key): its kind and
+    /// the ids it is about, not its values, except a dispute's status, so that a dispute
+    /// accepted while under review alerts again when it is lost.
+    pub fn fingerprint(&self) -> String {
+        let mut key = format!(
+            "{}|{}|{}|{}",
+            self.kind,
+            self.order_id.as_deref().unwrap_or("-"),
+            self.payment_intent_id.as_deref().unwrap_or("-"),
+            self.stripe_object_id.as_deref().unwrap_or("-"),
+        );
+        if self.kind == Kind::DisputedPayment {
+            key.push('|');
+            key.push_str(self.stripe.split(' ').next().unwrap_or("-"));
+        }
+        key
+    }
+}
+
+/// When a PaymentIntent that is neither paid nor failed has waited too long.
+#[derive(Debug, Clone, Copy)]
+pub struct StaleAfter {
+    /// `requires_capture`: Stripe cancels an uncaptured card authorization after about 7 days.
+    pub capture: chrono::Duration,
+    /// `processing`: bank debits take days, not weeks.
+    pub processing: chrono::Duration,
+}
+
+impl Default for StaleAfter {
+    fn default() -> Self {
+        StaleAfter {
+            capture: chrono::Duration::days(5),
+            processing: chrono::Duration::days(7),
+        }
+    }
 }
 
 /// Everything reconcile compares.
@@ -158,6 +212,12 @@ pub struct Inputs<'a> {
     /// Ids that Stripe answered 404 for.
     pub unknown_to_stripe: &'a HashSet<String>,
     pub refunds: &'a [RefundView],
+    pub disputes: &'a [DisputeView],
+    /// Payment events of the window whose webhooks failed.
+    pub failed_events: &'a [EventView],
+    /// The run's clock, for `stale_payment_intent`.
+    pub now: DateTime<Utc>,
+    pub stale_after: StaleAfter,
 }
 
 pub fn reconcile(input: &Inputs<'_>) -> Vec<Finding> {
@@ -185,6 +245,11 @@ pub fn reconcile(input: &Inputs<'_>) -> Vec<Finding> {
         findings.extend(check_order(order, &intents, candidates, input, &refunds_of));
     }
     findings.extend(orphans(input, &intents));
+    let order_of = orders_by_intent(input, &intents);
+    findings.extend(disputes(input, &order_of));
+    findings.extend(stale_intents(input, &intents, &order_of));
+    let failed = failed_deliveries(input, &order_of, &findings);
+    findings.extend(failed);
     findings.sort_by(|a, b| {
         (a.kind, &a.order_id, &a.payment_intent_id).cmp(&(
             b.kind,
@@ -210,6 +275,8 @@ fn finding(
         stripe,
         database_amount: None,
         stripe_amount: None,
+        stripe_object_id: None,
+        effect_missing: None,
         repairs: Vec::new(),
     }
 }
@@ -516,8 +583,203 @@ fn orphans(input: &Inputs<'_>, intents: &HashMap<&str, &PaymentIntentView>) -> V
             ),
             database_amount: None,
             stripe_amount: Some(amount),
+            stripe_object_id: None,
+            effect_missing: None,
             repairs: Vec::new(),
         });
+    }
+    out
+}
+
+/// The order each PaymentIntent belongs to: the order linking it, else the one its metadata
+/// names, among the orders checked.
+fn orders_by_intent<'a>(
+    input: &Inputs<'a>,
+    intents: &HashMap<&str, &PaymentIntentView>,
+) -> HashMap<String, &'a OrderRow> {
+    let by_id: HashMap<&str, &OrderRow> = input.orders.iter().map(|o| (o.id.as_str(), o)).collect();
+    let mut out: HashMap<String, &OrderRow> = HashMap::new();
+    for pi in intents.values() {
+        if let Some(order) = pi.order_id.as_deref().and_then(|id| by_id.get(id)) {
+            out.insert(pi.id.clone(), order);
+        }
+    }
+    for order in input.orders {
+        if let Some(pi) = &order.payment_intent_id {
+            out.insert(pi.clone(), order);
+        }
+    }
+    out
+}
+
+fn about(
+    kind: Kind,
+    order: Option<&OrderRow>,
+    pi: Option<&str>,
+    ours: String,
+    stripe: String,
+) -> Finding {
+    Finding {
+        kind,
+        order_id: order.map(|o| o.id.clone()),
+        payment_intent_id: pi.map(str::to_owned),
+        ours,
+        stripe,
+        database_amount: None,
+        stripe_amount: None,
+        stripe_object_id: None,
+        effect_missing: None,
+        repairs: Vec::new(),
+    }
+}
+
+/// Every dispute listed: money Stripe is taking back (or took, or gave back). With `--order`,
+/// only that order's.
+fn disputes(input: &Inputs<'_>, order_of: &HashMap<String, &OrderRow>) -> Vec<Finding> {
+    let one_order = input.orphan_window.is_none();
+    let mut out = Vec::new();
+    for dispute in input.disputes {
+        let order = dispute
+            .payment_intent_id
+            .as_deref()
+            .and_then(|pi| order_of.get(pi).copied());
+        if one_order && order.is_none() {
+            continue;
+        }
+        let amount = Money::new(dispute.amount, &dispute.currency);
+        let due = match dispute.evidence_due_by {
+            Some(due) if dispute.is_open() => format!(", evidence due {}", due.format("%Y-%m-%d")),
+            _ => String::new(),
+        };
+        let ours = match order {
+            Some(o) => format!("order {} of {}", o.status, order_total(o)),
+            None => "no order in the window".into(),
+        };
+        let mut f = about(
+            Kind::DisputedPayment,
+            order,
+            dispute.payment_intent_id.as_deref(),
+            ours,
+            format!(
+                "{} dispute {} of {amount}, reason {}{due}",
+                dispute.status, dispute.id, dispute.reason
+            ),
+        )
+        .with_amounts(order.map(order_total), Some(amount));
+        f.stripe_object_id = Some(dispute.id.clone());
+        out.push(f);
+    }
+    out
+}
+
+/// PaymentIntents authorised and never captured, or processing, for longer than they should.
+fn stale_intents(
+    input: &Inputs<'_>,
+    intents: &HashMap<&str, &PaymentIntentView>,
+    order_of: &HashMap<String, &OrderRow>,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for pi in intents.values() {
+        let (limit, advice) = match pi.status {
+            IntentStatus::RequiresCapture => (
+                input.stale_after.capture,
+                "capture it or cancel it before Stripe lets the authorization expire (~7 days)",
+            ),
+            IntentStatus::Processing => (
+                input.stale_after.processing,
+                "ask the customer's bank or Stripe support; the money has not arrived",
+            ),
+            _ => continue,
+        };
+        let age = input.now - pi.created;
+        let order = order_of.get(&pi.id).copied();
+        if age <= limit || input.orphan_window.is_none() && order.is_none() {
+            continue;
+        }
+        let amount = Money::new(pi.amount, &pi.currency);
+        let ours = match order {
+            Some(o) => format!("order {}", o.status),
+            None => "no order".into(),
+        };
+        out.push(
+            about(
+                Kind::StalePaymentIntent,
+                order,
+                Some(&pi.id),
+                ours,
+                format!(
+                    "{} {amount} for {} days: {advice}",
+                    pi.status,
+                    age.num_days()
+                ),
+            )
+            .with_amounts(order.map(order_total), Some(amount)),
+        );
+    }
+    out
+}
+
+/// The findings that say the database lacks an event's effect.
+const EFFECT_KINDS: [Kind; 6] = [
+    Kind::MissingInStripe,
+    Kind::StatusMismatch,
+    Kind::PaymentRowMismatch,
+    Kind::RefundMismatch,
+    Kind::UnlinkedPaymentIntent,
+    Kind::OrphanPaymentIntent,
+];
+
+/// Events whose webhooks failed, each with whether its effect is missing here: another finding
+/// of this run on the same PaymentIntent says the database disagrees with Stripe about it.
+fn failed_deliveries(
+    input: &Inputs<'_>,
+    order_of: &HashMap<String, &OrderRow>,
+    found: &[Finding],
+) -> Vec<Finding> {
+    let one_order = input.orphan_window.is_none();
+    let mut out = Vec::new();
+    for event in input.failed_events {
+        let pi = event.payment_intent_id.as_deref();
+        let order = pi.and_then(|pi| order_of.get(pi).copied());
+        if one_order && order.is_none() {
+            continue;
+        }
+        let disagreements: Vec<&str> = found
+            .iter()
+            .filter(|f| {
+                EFFECT_KINDS.contains(&f.kind)
+                    && f.payment_intent_id.as_deref() == pi
+                    && pi.is_some()
+            })
+            .map(|f| f.kind.name())
+            .collect();
+        let is_dispute = event.type_.starts_with("charge.dispute.");
+        let ours = if is_dispute {
+            "disputes have no table here: see disputed_payment".to_owned()
+        } else if disagreements.is_empty() {
+            "effect present: the database agrees with Stripe".to_owned()
+        } else {
+            format!(
+                "effect missing ({}): replay the event or run --apply",
+                disagreements.join(", ")
+            )
+        };
+        let mut f = about(
+            Kind::FailedWebhookDelivery,
+            order,
+            pi,
+            ours,
+            format!(
+                "{} {} at {}, {} undelivered",
+                event.type_,
+                event.id,
+                event.created.format("%Y-%m-%d %H:%M"),
+                plural(event.pending_webhooks.max(1) as usize, "webhook")
+            ),
+        );
+        f.stripe_object_id = Some(event.id.clone());
+        f.effect_missing = Some(!is_dispute && !disagreements.is_empty());
+        out.push(f);
     }
     out
 }
@@ -595,6 +857,10 @@ mod tests {
             retrieved: &[],
             unknown_to_stripe: &none,
             refunds,
+            disputes: &[],
+            failed_events: &[],
+            now: at(3_600),
+            stale_after: StaleAfter::default(),
         })
     }
 
@@ -717,8 +983,125 @@ mod tests {
         assert_eq!(found[0].stripe_amount, Some(Money::new(1200, "JPY")));
     }
 
+    fn with_stripe_side(
+        orders: &[OrderRow],
+        listed: &[PaymentIntentView],
+        disputes: &[DisputeView],
+        failed_events: &[EventView],
+        now: DateTime<Utc>,
+    ) -> Vec<Finding> {
+        let none = HashSet::new();
+        reconcile(&Inputs {
+            orders,
+            other_known_orders: &none,
+            linked_elsewhere: &none,
+            orphan_window: Some((at(-86_400), at(86_400))),
+            listed,
+            retrieved: &[],
+            unknown_to_stripe: &none,
+            refunds: &[],
+            disputes,
+            failed_events,
+            now,
+            stale_after: StaleAfter::default(),
+        })
+    }
+
+    #[test]
+    fn a_dispute_is_reported_with_its_status_amount_and_due_date_and_repairs_nothing() {
+        let dispute = DisputeView {
+            id: "dp_1".into(),
+            payment_intent_id: Some("pi_1".into()),
+            amount: 1000,
+            currency: "EUR".into(),
+            status: "needs_response".into(),
+            reason: "fraudulent".into(),
+            evidence_due_by: Some(at(7 * 86_400)),
+            created: at(100),
+        };
+        let found = with_stripe_side(
+            &[order("o1", "PAID", Some("pi_1"))],
+            &[intent("pi_1", Some("o1"), "succeeded")],
+            std::slice::from_ref(&dispute),
+            &[],
+            at(3_600),
+        );
+        assert_eq!(kinds(&found), [Kind::DisputedPayment]);
+        assert_eq!(found[0].order_id.as_deref(), Some("o1"));
+        assert_eq!(found[0].stripe_object_id.as_deref(), Some("dp_1"));
+        assert!(
+            found[0]
+                .stripe
+                .starts_with("needs_response dispute dp_1 of 10.00 EUR"),
+            "{}",
+            found[0].stripe
+        );
+        assert!(
+            found[0].stripe.contains("evidence due 2023-11-21"),
+            "{}",
+            found[0].stripe
+        );
+        assert!(found[0].repairs.is_empty());
+        // A status change is a new finding for a baseline; a new amount text is not.
+        let mut lost = found[0].clone();
+        lost.stripe = lost.stripe.replace("needs_response", "lost");
+        assert_ne!(lost.fingerprint(), found[0].fingerprint());
+    }
+
+    #[test]
+    fn an_authorization_uncaptured_for_six_days_is_stale_and_one_of_four_is_not() {
+        let mut o = order("o1", "PENDING", Some("pi_1"));
+        o.payment.as_mut().unwrap().status = IntentStatus::RequiresCapture;
+        let pi = intent("pi_1", Some("o1"), "requires_capture");
+        let fresh = with_stripe_side(&[o.clone()], &[pi.clone()], &[], &[], at(4 * 86_400));
+        assert_eq!(fresh, vec![]);
+        let stale = with_stripe_side(&[o], &[pi], &[], &[], at(6 * 86_400));
+        assert_eq!(kinds(&stale), [Kind::StalePaymentIntent]);
+        assert!(
+            stale[0]
+                .stripe
+                .starts_with("requires_capture 10.00 EUR for 6 days")
+        );
+    }
+
+    fn failed_event(id: &str, type_: &str, pi: &str) -> EventView {
+        EventView::of(serde_json::json!({
+            "id": id, "type": type_, "created": 1_700_000_100, "pending_webhooks": 1,
+            "data": {"object": {"id": pi, "object": "payment_intent"}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_failed_delivery_says_whether_its_effect_is_missing() {
+        // pi_1's success reached the database anyway; pi_2's did not (order still PENDING).
+        let mut missed = order("o2", "PENDING", Some("pi_2"));
+        missed.payment.as_mut().unwrap().status = IntentStatus::Succeeded;
+        missed.payment.as_mut().unwrap().succeeded_at = Some(at(10).naive_utc());
+        let found = with_stripe_side(
+            &[order("o1", "PAID", Some("pi_1")), missed],
+            &[
+                intent("pi_1", Some("o1"), "succeeded"),
+                intent("pi_2", Some("o2"), "succeeded"),
+            ],
+            &[],
+            &[
+                failed_event("evt_1", "payment_intent.succeeded", "pi_1"),
+                failed_event("evt_2", "payment_intent.succeeded", "pi_2"),
+            ],
+            at(3_600),
+        );
+        let failed: Vec<(&str, Option<bool>)> = found
+            .iter()
+            .filter(|f| f.kind == Kind::FailedWebhookDelivery)
+            .map(|f| (f.stripe_object_id.as_deref().unwrap(), f.effect_missing))
+            .collect();
+        assert_eq!(failed, [("evt_1", Some(false)), ("evt_2", Some(true))]);
+        assert!(kinds(&found).contains(&Kind::StatusMismatch));
+    }
+
     #[test]
     fn summary_lists_every_kind() {
-        assert_eq!(summarize(&[]).len(), 9);
+        assert_eq!(summarize(&[]).len(), 12);
     }
 }

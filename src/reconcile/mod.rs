@@ -3,10 +3,12 @@
 //! Stripe failure leaves nothing half-done.
 
 mod apply;
+pub mod baseline;
 pub mod logic;
 
 use std::collections::{BTreeMap, HashSet};
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use futures_util::{StreamExt, TryStreamExt};
@@ -15,13 +17,15 @@ use sqlx::PgConnection;
 use thiserror::Error;
 
 pub use apply::{AppliedRepair, RepairOutcome};
+pub use baseline::{Acceptance, BaselineError, BaselineSummary};
+pub use logic::StaleAfter;
 use logic::{Finding, Inputs, OrderRow, PaymentRow};
 
 use crate::db::{self, DatabaseUrl, IdType, Key, Keys};
 use crate::domain::{IntentStatus, OrderStatus};
 use crate::exit;
 use crate::progress::Progress;
-use crate::stripe::{PaymentIntentView, StripeFailure, StripeHttp, StripeSettings, StripeSource};
+use crate::stripe::{PaymentIntentView, StripeAccess, StripeFailure, StripeHttp, StripeSource};
 
 const ORDERS_SQL: &str = include_str!("../../sql/reconcile/orders.sql");
 const KNOWN_ORDERS_SQL: &str = include_str!("../../sql/reconcile/known_orders.sql");
@@ -69,12 +73,20 @@ pub struct ReconcileReport {
     pub payment_intents_listed: usize,
     pub payment_intents_retrieved: usize,
     pub refunds_listed: usize,
+    pub disputes_listed: usize,
+    /// Payment events of the window whose webhooks failed.
+    pub failed_deliveries_listed: usize,
     pub stripe_requests: u64,
     pub stripe_retries: u64,
     pub duration_ms: u64,
-    /// Findings per kind, every kind listed.
+    /// New findings per kind, every kind listed.
     pub summary: BTreeMap<&'static str, usize>,
+    /// Findings the baseline does not hold (all of them without `--baseline`).
     pub findings: Vec<Finding>,
+    /// Findings the baseline holds: accepted, not alerted on.
+    pub known_findings: Vec<Finding>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineSummary>,
     /// Repairs `--apply` would make (without it) or made.
     pub repairs_pending: usize,
     pub applied: Vec<AppliedRepair>,
@@ -93,9 +105,7 @@ impl ReconcileReport {
 /// What `paytool reconcile` is asked to do.
 #[derive(Debug, Clone)]
 pub struct ReconcileRequest {
-    /// Stripe secret or restricted key (never printed).
-    pub stripe_key: Option<String>,
-    pub stripe_base_url: String,
+    pub stripe: StripeAccess,
     /// Orders created at or after; default 30 days before `until`.
     pub since: Option<DateTime<Utc>>,
     /// Orders created at or before; default now.
@@ -103,10 +113,11 @@ pub struct ReconcileRequest {
     /// This one order only.
     pub order: Option<String>,
     pub apply: bool,
-    pub max_rps: u32,
-    pub concurrency: usize,
-    pub request_timeout: Duration,
-    pub max_retries: u32,
+    pub stale_after: StaleAfter,
+    /// Accepted findings: only the others make the run exit 1.
+    pub baseline: Option<PathBuf>,
+    /// Accept every finding of this run into this file.
+    pub write_baseline: Option<Acceptance>,
 }
 
 pub async fn run(
@@ -115,25 +126,19 @@ pub async fn run(
     progress: Progress,
 ) -> anyhow::Result<ReconcileReport> {
     let started = Instant::now();
-    let key = args.stripe_key.clone().ok_or(ReconcileError::NoKey)?;
+    let key = args.stripe.key.clone().ok_or(ReconcileError::NoKey)?;
     let window = window_of(args)?;
+    // A bad baseline is a usage error, found before Stripe is asked anything.
+    let accepted = load_baseline(args)?;
     let mut conn = db::connect(url).await?;
     db::require_legacy_schema(&mut conn).await?;
     crate::migrate::require_migrated(&mut conn).await?;
     let id_type = IdType::of(&mut conn, "orders", "id").await?;
-    let stripe = StripeHttp::new(StripeSettings {
-        key,
-        base_url: base_url(&args.stripe_base_url),
-        max_rps: args.max_rps,
-        concurrency: args.concurrency,
-        timeout: args.request_timeout,
-        max_retries: args.max_retries,
-    })
-    .map_err(ReconcileError::from)?;
+    let stripe = args.stripe.client(key).map_err(ReconcileError::from)?;
     let orders = load_orders(&mut conn, &window, id_type).await?;
     let stripe_window = stripe_window(&window, &orders);
     let counted = stripe.clone();
-    let bar = progress.stages_with_counter(3, move || {
+    let bar = progress.stages_with_counter(5, move || {
         format!(
             "{} Stripe requests, {} retried",
             counted.requests(),
@@ -148,11 +153,23 @@ pub async fn run(
     bar.inc(1);
     bar.set_message(Stage::RetrievingOutsideTheWindow.as_str());
     let (retrieved, unknown) =
-        retrieve_missing(&stripe, &orders, &listed, args.concurrency).await?;
+        retrieve_missing(&stripe, &orders, &listed, args.stripe.concurrency).await?;
     bar.inc(1);
     bar.set_message(Stage::ListingRefunds.as_str());
     let refunds = stripe
         .refunds(stripe_window.0)
+        .await
+        .map_err(ReconcileError::from)?;
+    bar.inc(1);
+    bar.set_message(Stage::ListingDisputes.as_str());
+    let disputes = stripe
+        .disputes(stripe_window.0)
+        .await
+        .map_err(ReconcileError::from)?;
+    bar.inc(1);
+    bar.set_message(Stage::ListingFailedDeliveries.as_str());
+    let failed_events = stripe
+        .failed_events(stripe_window.0, stripe_window.1)
         .await
         .map_err(ReconcileError::from)?;
     bar.finish_and_clear();
@@ -171,6 +188,10 @@ pub async fn run(
         retrieved: &retrieved,
         unknown_to_stripe: &unknown,
         refunds: &refunds,
+        disputes: &disputes,
+        failed_events: &failed_events,
+        now: Utc::now(),
+        stale_after: args.stale_after,
     });
     let run_id: String = sqlx::query_scalar("SELECT gen_random_uuid()::text")
         .fetch_one(&mut conn)
@@ -181,21 +202,26 @@ pub async fn run(
     } else {
         Vec::new()
     };
+    let (findings, known_findings, baseline) = apply_baseline(args, accepted, findings)?;
     Ok(ReconcileReport {
         run_id,
         database: db::display_name(url),
-        stripe: base_url(&args.stripe_base_url),
+        stripe: args.stripe.base_url(),
         window,
         apply: args.apply,
         orders_checked: orders.len(),
         payment_intents_listed: listed.len(),
         payment_intents_retrieved: retrieved.len(),
         refunds_listed: refunds.len(),
+        disputes_listed: disputes.len(),
+        failed_deliveries_listed: failed_events.len(),
         stripe_requests: stripe.requests(),
         stripe_retries: stripe.retries(),
         duration_ms: started.elapsed().as_millis() as u64,
         summary: logic::summarize(&findings),
         findings,
+        known_findings,
+        baseline,
         repairs_pending,
         applied,
     })
@@ -207,6 +233,8 @@ enum Stage {
     ListingIntents,
     RetrievingOutsideTheWindow,
     ListingRefunds,
+    ListingDisputes,
+    ListingFailedDeliveries,
 }
 
 impl Stage {
@@ -217,16 +245,70 @@ impl Stage {
                 "retrieving PaymentIntents created outside the window"
             }
             Stage::ListingRefunds => "listing refunds",
+            Stage::ListingDisputes => "listing disputes",
+            Stage::ListingFailedDeliveries => "listing events whose webhooks failed",
         }
     }
 }
 
-fn base_url(url: &str) -> String {
-    if url.ends_with('/') {
-        url.to_owned()
-    } else {
-        format!("{url}/")
+/// The baseline to compare with: `--baseline`'s file (it must exist), else the file
+/// `--write-baseline` adds to, if it exists already.
+fn load_baseline(args: &ReconcileRequest) -> Result<Option<baseline::BaselineFile>, BaselineError> {
+    if let Some(path) = &args.baseline {
+        return baseline::load(path).map(Some);
     }
+    match &args.write_baseline {
+        Some(acceptance) if acceptance.path.exists() => baseline::load(&acceptance.path).map(Some),
+        _ => Ok(None),
+    }
+}
+
+type Partitioned = (Vec<Finding>, Vec<Finding>, Option<BaselineSummary>);
+
+/// Splits the findings into new and known, and writes the baseline if asked to.
+fn apply_baseline(
+    args: &ReconcileRequest,
+    accepted: Option<baseline::BaselineFile>,
+    findings: Vec<Finding>,
+) -> Result<Partitioned, BaselineError> {
+    let Some(acceptance) = &args.write_baseline else {
+        let Some(file) = accepted else {
+            return Ok((findings, Vec::new(), None));
+        };
+        let all: Vec<&Finding> = findings.iter().collect();
+        let not_seen = baseline::not_seen(&file, &all);
+        let entries = file.accepted.len();
+        let (new, known) = baseline::partition(&file, findings);
+        let summary = BaselineSummary {
+            file: args
+                .baseline
+                .as_deref()
+                .unwrap_or(Path::new(""))
+                .display()
+                .to_string(),
+            known: known.len(),
+            entries,
+            not_seen,
+            wrote: false,
+            written: 0,
+        };
+        return Ok((new, known, Some(summary)));
+    };
+    let file = accepted.unwrap_or_else(baseline::empty);
+    let all: Vec<&Finding> = findings.iter().collect();
+    let not_seen = baseline::not_seen(&file, &all);
+    let entries_before = file.accepted.len();
+    let written = baseline::write(acceptance, file, &all, Utc::now())?;
+    // Everything this run found is accepted now: nothing is new.
+    let summary = BaselineSummary {
+        file: acceptance.path.display().to_string(),
+        known: findings.len(),
+        entries: entries_before + written,
+        not_seen,
+        wrote: true,
+        written,
+    };
+    Ok((Vec::new(), findings, Some(summary)))
 }
 
 fn window_of(args: &ReconcileRequest) -> Result<Window, ReconcileError> {

@@ -1,7 +1,7 @@
 use std::io::{self, Write};
 
 use super::{Grid, Render, Screen, millis, paragraph};
-use crate::human::{Money, grouped};
+use crate::human::{Money, grouped, plural};
 use crate::reconcile::logic::{Finding, Repair};
 use crate::reconcile::{ReconcileReport, RepairOutcome};
 
@@ -19,12 +19,17 @@ impl Render for ReconcileReport {
             out,
             screen,
             &format!(
-                "Reconciled {} {scope} against {} PaymentIntents ({} listed, {} retrieved) and {} refunds from {} in {} ({} Stripe requests, {} retried).",
+                "Reconciled {} {scope} against {} PaymentIntents ({} listed, {} retrieved), {}, {} and {} from {} in {} ({} Stripe requests, {} retried).",
                 grouped(self.orders_checked as u64),
                 grouped((self.payment_intents_listed + self.payment_intents_retrieved) as u64),
                 grouped(self.payment_intents_listed as u64),
                 grouped(self.payment_intents_retrieved as u64),
-                grouped(self.refunds_listed as u64),
+                plural(self.refunds_listed, "refund"),
+                plural(self.disputes_listed, "dispute"),
+                match self.failed_deliveries_listed {
+                    1 => "1 failed webhook delivery".to_owned(),
+                    n => format!("{} failed webhook deliveries", grouped(n as u64)),
+                },
                 self.stripe,
                 millis(self.duration_ms),
                 self.stripe_requests,
@@ -36,8 +41,31 @@ impl Render for ReconcileReport {
             summary.add_row(vec![kind.to_string(), count.to_string()]);
         }
         writeln!(out, "{}", summary.render(screen).with_hint())?;
+        if let Some(baseline) = &self.baseline {
+            let text = if baseline.wrote {
+                format!(
+                    "Baseline {}: {} finding(s) accepted by this run, {} entries in all.",
+                    baseline.file,
+                    grouped(baseline.written as u64),
+                    grouped(baseline.entries as u64)
+                )
+            } else {
+                format!(
+                    "Baseline {}: {} known finding(s) skipped (accepted there); {} of its {} entries not found this run (resolved, or outside the window).",
+                    baseline.file,
+                    grouped(baseline.known as u64),
+                    grouped(baseline.not_seen as u64),
+                    grouped(baseline.entries as u64)
+                )
+            };
+            paragraph(out, screen, &text)?;
+        }
         if self.findings.is_empty() {
-            return writeln!(out, "Nothing to report: the database and Stripe agree.");
+            return if self.known_findings.is_empty() {
+                writeln!(out, "Nothing to report: the database and Stripe agree.")
+            } else {
+                writeln!(out, "Nothing new to report.")
+            };
         }
         let mut details = Grid::new(&[
             "finding",
@@ -92,8 +120,13 @@ impl Render for ReconcileReport {
             "database_currency",
             "stripe_minor_units",
             "stripe_currency",
+            "stripe_object_id",
+            "effect_missing",
+            "known",
         ])?;
-        for f in &self.findings {
+        let new = self.findings.iter().map(|f| (f, false));
+        let known = self.known_findings.iter().map(|f| (f, true));
+        for (f, is_known) in new.chain(known) {
             let [database_units, database_currency] = money_fields(f.database_amount.as_ref());
             let [stripe_units, stripe_currency] = money_fields(f.stripe_amount.as_ref());
             writer.write_record([
@@ -107,6 +140,10 @@ impl Render for ReconcileReport {
                 &database_currency,
                 &stripe_units,
                 &stripe_currency,
+                f.stripe_object_id.as_deref().unwrap_or(""),
+                f.effect_missing
+                    .map_or("", |m| if m { "true" } else { "false" }),
+                if is_known { "true" } else { "false" },
             ])?;
         }
         writer.flush()

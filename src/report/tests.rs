@@ -59,6 +59,8 @@ fn finding(kind: Kind, order: Option<&str>, pi: &str, ours: &str, stripe: &str) 
         stripe: stripe.to_owned(),
         database_amount: None,
         stripe_amount: None,
+        stripe_object_id: None,
+        effect_missing: None,
         repairs: Vec::new(),
     }
 }
@@ -75,7 +77,7 @@ fn reconcile_report() -> ReconcileReport {
         &eur_total.to_string(),
         &eur_charged.to_string(),
     );
-    amount.database_amount = Some(eur_total);
+    amount.database_amount = Some(eur_total.clone());
     amount.stripe_amount = Some(eur_charged);
     let mut status = finding(
         Kind::StatusMismatch,
@@ -104,7 +106,17 @@ fn reconcile_report() -> ReconcileReport {
         &format!("one order of {jpy_total}"),
         "2 succeeded PaymentIntents: pi_3MtweELkdIwHu7ix0Dt0gF2H, pi_3MtwfQLkdIwHu7ix1Zq9pQ2b",
     );
-    let findings = vec![status, amount, duplicate, refund];
+    let mut dispute = finding(
+        Kind::DisputedPayment,
+        Some(ORDER_EUR),
+        "pi_3MtwBwLkdIwHu7ix28a3tqPa",
+        &format!("order PAID of {eur_total}"),
+        &format!(
+            "needs_response dispute dp_1Pgc71B7WZ01zgkWMevJiAUx of {eur_total}, reason fraudulent, evidence due 2026-11-22"
+        ),
+    );
+    dispute.stripe_object_id = Some("dp_1Pgc71B7WZ01zgkWMevJiAUx".to_owned());
+    let findings = vec![status, amount, duplicate, refund, dispute];
     ReconcileReport {
         run_id: "5f0c2b9e-0000-4000-8000-000000000001".to_owned(),
         database: "postgres://shop@db.internal:5432/shop".to_owned(),
@@ -119,12 +131,16 @@ fn reconcile_report() -> ReconcileReport {
         payment_intents_listed: 1_210,
         payment_intents_retrieved: 2,
         refunds_listed: 14,
-        stripe_requests: 16,
+        disputes_listed: 1,
+        failed_deliveries_listed: 0,
+        stripe_requests: 20,
         stripe_retries: 1,
         duration_ms: 1_840,
         summary: summarize(&findings),
         repairs_pending: 1,
         findings,
+        known_findings: Vec::new(),
+        baseline: None,
         applied: Vec::new(),
     }
 }

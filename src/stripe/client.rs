@@ -17,7 +17,9 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use stripe_client_core::{CustomizedStripeRequest, StripeClient, StripeClientErr, StripeMethod};
+use stripe_client_core::{
+    CustomizedStripeRequest, RequestBuilder, StripeClient, StripeClientErr, StripeMethod,
+};
 use thiserror::Error;
 use tokio::sync::Semaphore;
 
@@ -31,7 +33,7 @@ pub enum StripeFailure {
     )]
     MalformedKey,
     #[error(
-        "the Stripe key lacks a permission paytool needs (HTTP 403): a restricted key needs read access to PaymentIntents, Charges and Refunds"
+        "the Stripe key lacks a permission paytool needs (HTTP 403): a restricted key needs read access to PaymentIntents, Charges, Refunds, Disputes and Events"
     )]
     Forbidden,
     #[error("Stripe answered HTTP {status}{}: {message}", code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
@@ -129,11 +131,17 @@ impl StripeHttp {
         self.inner.retries.load(Ordering::Relaxed)
     }
 
-    async fn send_with_retries(
+    /// A GET built by one of async-stripe's request types, decoded with serde instead of the
+    /// crate's own types: for objects paytool keeps as Stripe sent them (events).
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
-        request: CustomizedStripeRequest,
-    ) -> Result<Bytes, StripeFailure> {
-        let (builder, _) = request.into_pieces();
+        builder: RequestBuilder,
+    ) -> Result<T, StripeFailure> {
+        let bytes = self.send_with_retries(builder).await?;
+        serde_json::from_slice(&bytes).map_err(|e| StripeFailure::Decode(e.to_string()))
+    }
+
+    async fn send_with_retries(&self, builder: RequestBuilder) -> Result<Bytes, StripeFailure> {
         if !matches!(builder.method, StripeMethod::Get) {
             // paytool only reads Stripe; a mutating call would be a bug, never a retry.
             return Err(StripeFailure::Decode(format!(
@@ -271,7 +279,7 @@ impl StripeClient for StripeHttp {
         req: CustomizedStripeRequest,
     ) -> impl std::future::Future<Output = Result<Bytes, Self::Err>> + Send {
         let this = self.clone();
-        async move { this.send_with_retries(req).await }
+        async move { this.send_with_retries(req.into_pieces().0).await }
     }
 }
 

@@ -1,4 +1,5 @@
-//! An offline Stripe: PaymentIntents (with their latest charge) and refunds with Stripe's real
+//! An offline Stripe: PaymentIntents (with their latest charge), refunds, disputes and events
+//! (`type` wildcards, `delivery_success`) with Stripe's real
 //! object shape (templates in `templates/`), Stripe's list semantics (newest first,
 //! `created[gte|lte]`, `limit`, `starting_after`, `has_more`, `expand[]`) and error format, plus
 //! switches that inject 429s, 500s, slow answers and a wrong key. It counts the requests it
@@ -20,12 +21,16 @@ use serde_json::{Value, json};
 const PAYMENT_INTENT: &str = include_str!("templates/payment_intent.json");
 const CHARGE: &str = include_str!("templates/charge.json");
 const REFUND: &str = include_str!("templates/refund.json");
+const DISPUTE: &str = include_str!("templates/dispute.json");
+const EVENT: &str = include_str!("templates/event.json");
 
 /// The templates, by Stripe resource name, for the shape test against Stripe's fixtures.
-pub const TEMPLATES: [(&str, &str); 3] = [
+pub const TEMPLATES: [(&str, &str); 5] = [
     ("payment_intent", PAYMENT_INTENT),
     ("charge", CHARGE),
     ("refund", REFUND),
+    ("dispute", DISPUTE),
+    ("event", EVENT),
 ];
 
 #[derive(Debug, Clone)]
@@ -53,6 +58,42 @@ pub struct SimRefund {
     pub created: i64,
 }
 
+#[derive(Debug, Clone)]
+pub struct SimDispute {
+    pub id: String,
+    pub payment_intent: String,
+    pub amount: i64,
+    pub currency: String,
+    /// `warning_needs_response`, `needs_response`, `under_review`, `won`, `lost`, ...
+    pub status: String,
+    pub reason: String,
+    pub created: i64,
+    /// The evidence's due date.
+    pub due_by: Option<i64>,
+}
+
+/// What an event's `data.object` is: rendered from the simulator's objects when it is listed,
+/// as Stripe renders the object as it was when the event happened.
+#[derive(Debug, Clone)]
+pub enum EventObject {
+    PaymentIntent(String),
+    /// The latest charge of this PaymentIntent.
+    Charge(String),
+    Refund(String),
+    Dispute(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct SimEvent {
+    pub id: String,
+    /// `payment_intent.succeeded`, `charge.refunded`, ...
+    pub type_: String,
+    pub created: i64,
+    pub object: EventObject,
+    /// `false`: every attempt to deliver its webhook failed (listed by `delivery_success=false`).
+    pub delivery_success: bool,
+}
+
 /// Failure switches. Counts are of requests that reach the simulator.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
@@ -64,6 +105,8 @@ pub struct Faults {
     pub outage: bool,
     /// Wait this long before answering.
     pub delay: Option<Duration>,
+    /// Answer everything with 500 once this many requests have been answered.
+    pub outage_after: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -74,6 +117,8 @@ struct SimState {
     sorted: bool,
     position: HashMap<String, usize>,
     refunds: Vec<SimRefund>,
+    disputes: Vec<SimDispute>,
+    events: Vec<SimEvent>,
     faults: Faults,
     requests: u64,
     /// Requests per "METHOD /path" (retrieve paths collapsed to {id}).
@@ -167,6 +212,14 @@ impl StripeSim {
         self.state().refunds.push(refund);
     }
 
+    pub fn add_dispute(&self, dispute: SimDispute) {
+        self.state().disputes.push(dispute);
+    }
+
+    pub fn add_event(&self, event: SimEvent) {
+        self.state().events.push(event);
+    }
+
     pub fn set_faults(&self, faults: Faults) {
         self.state().faults = faults;
     }
@@ -210,6 +263,8 @@ fn router(state: Shared) -> Router {
         .route("/v1/payment_intents", get(list_payment_intents))
         .route("/v1/payment_intents/{id}", get(retrieve_payment_intent))
         .route("/v1/refunds", get(list_refunds))
+        .route("/v1/disputes", get(list_disputes))
+        .route("/v1/events", get(list_events))
         .fallback(unknown)
         .with_state(state)
 }
@@ -243,7 +298,8 @@ async fn admit(state: &Shared, endpoint: &str, headers: &HeaderMap) -> Result<()
             None,
         ));
     }
-    if faults.outage || faults.server_errors > 0 {
+    let past_outage = faults.outage_after.is_some_and(|after| n > after);
+    if faults.outage || faults.server_errors > 0 || past_outage {
         return Err(error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "api_error",
@@ -291,6 +347,10 @@ struct ListQuery {
     limit: usize,
     starting_after: Option<String>,
     expand: Vec<String>,
+    /// `type`, with Stripe's `*` wildcard (`charge.*`).
+    type_: Option<String>,
+    types: Vec<String>,
+    delivery_success: Option<bool>,
 }
 
 fn parse_query(raw: Option<&str>) -> ListQuery {
@@ -300,6 +360,9 @@ fn parse_query(raw: Option<&str>) -> ListQuery {
         limit: 10,
         starting_after: None,
         expand: Vec::new(),
+        type_: None,
+        types: Vec::new(),
+        delivery_success: None,
     };
     for (key, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         match key.as_ref() {
@@ -308,6 +371,9 @@ fn parse_query(raw: Option<&str>) -> ListQuery {
             "limit" => q.limit = value.parse::<usize>().unwrap_or(10).clamp(1, 100),
             "starting_after" => q.starting_after = Some(value.into_owned()),
             k if k.starts_with("expand[") => q.expand.push(value.into_owned()),
+            "type" => q.type_ = Some(value.into_owned()),
+            k if k.starts_with("types[") => q.types.push(value.into_owned()),
+            "delivery_success" => q.delivery_success = value.parse().ok(),
             _ => {}
         }
     }
@@ -406,21 +472,93 @@ async fn list_refunds(
             .filter(|r| in_window(r.created, &q))
             .collect();
         refunds.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
-        let charge_of = |pi_id: &str| {
-            s.intents
-                .iter()
-                .find(|pi| pi.id == pi_id)
-                .and_then(|pi| pi.charge.as_ref().map(|(id, _)| id.clone()))
-        };
         let ids: Vec<&str> = refunds.iter().map(|r| r.id.as_str()).collect();
         let (start, end, has_more) = page_bounds(&ids, &q);
         let data = refunds[start..end]
             .iter()
-            .map(|r| refund_json(r, charge_of(&r.payment_intent)))
+            .map(|r| refund_json(r, charge_of(&s.intents, &r.payment_intent)))
             .collect();
         envelope("/v1/refunds", data, has_more)
     };
     axum::Json(body).into_response()
+}
+
+async fn list_disputes(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    if let Err(answer) = admit(&state, "GET /v1/disputes", &headers).await {
+        return answer;
+    }
+    let q = parse_query(raw.as_deref());
+    let body = {
+        let s = state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut disputes: Vec<&SimDispute> = s
+            .disputes
+            .iter()
+            .filter(|d| in_window(d.created, &q))
+            .collect();
+        disputes.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
+        let ids: Vec<&str> = disputes.iter().map(|d| d.id.as_str()).collect();
+        let (start, end, has_more) = page_bounds(&ids, &q);
+        let data = disputes[start..end]
+            .iter()
+            .map(|d| dispute_json(d, charge_of(&s.intents, &d.payment_intent)))
+            .collect();
+        envelope("/v1/disputes", data, has_more)
+    };
+    axum::Json(body).into_response()
+}
+
+/// Stripe's type filter: `type` with a trailing `*` wildcard, or `types[]` of exact names.
+fn type_matches(type_: &str, q: &ListQuery) -> bool {
+    let by_type = match &q.type_ {
+        Some(pattern) => match pattern.strip_suffix('*') {
+            Some(prefix) => type_.starts_with(prefix),
+            None => type_ == pattern,
+        },
+        None => true,
+    };
+    by_type && (q.types.is_empty() || q.types.iter().any(|t| t == type_))
+}
+
+async fn list_events(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    if let Err(answer) = admit(&state, "GET /v1/events", &headers).await {
+        return answer;
+    }
+    let q = parse_query(raw.as_deref());
+    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+    s.sort();
+    let mut events: Vec<&SimEvent> = s
+        .events
+        .iter()
+        .filter(|e| in_window(e.created, &q) && type_matches(&e.type_, &q))
+        .filter(|e| q.delivery_success.is_none_or(|ok| e.delivery_success == ok))
+        .collect();
+    events.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    if let Some(after) = &q.starting_after
+        && !ids.contains(&after.as_str())
+    {
+        return error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some("resource_missing"),
+            &format!("No such event: '{after}'"),
+            Some(false),
+        );
+    }
+    let (start, end, has_more) = page_bounds(&ids, &q);
+    let data = events[start..end]
+        .iter()
+        .map(|e| event_json(e, &s))
+        .collect();
+    axum::Json(envelope("/v1/events", data, has_more)).into_response()
 }
 
 async fn unknown(State(state): State<Shared>, method: Method, uri: Uri) -> Response {
@@ -457,6 +595,10 @@ fn payment_intent_json(pi: &SimPaymentIntent, refunds: &[SimRefund], expand_char
     if let Some(order) = &pi.order_id {
         v["metadata"] = json!({"order_id": order});
     }
+    if pi.status == "requires_capture" {
+        v["amount_capturable"] = json!(pi.amount);
+        v["capture_method"] = json!("manual");
+    }
     if pi.status == "canceled" {
         v["canceled_at"] = json!(pi.created + 60);
         v["cancellation_reason"] = json!("abandoned");
@@ -466,19 +608,20 @@ fn payment_intent_json(pi: &SimPaymentIntent, refunds: &[SimRefund], expand_char
     }
     if let Some((charge_id, created)) = &pi.charge {
         v["latest_charge"] = if expand_charge {
-            let refunded: i64 = refunds
-                .iter()
-                .filter(|r| {
-                    r.payment_intent == pi.id && r.status != "failed" && r.status != "canceled"
-                })
-                .map(|r| r.amount)
-                .sum();
-            charge_json(pi, charge_id, *created, refunded)
+            charge_json(pi, charge_id, *created, refunded_amount(pi, refunds))
         } else {
             json!(charge_id)
         };
     }
     v
+}
+
+fn refunded_amount(pi: &SimPaymentIntent, refunds: &[SimRefund]) -> i64 {
+    refunds
+        .iter()
+        .filter(|r| r.payment_intent == pi.id && r.status != "failed" && r.status != "canceled")
+        .map(|r| r.amount)
+        .sum()
 }
 
 fn charge_json(pi: &SimPaymentIntent, id: &str, created: i64, refunded: i64) -> Value {
@@ -506,5 +649,60 @@ fn refund_json(r: &SimRefund, charge: Option<String>) -> Value {
     v["created"] = json!(r.created);
     v["payment_intent"] = json!(r.payment_intent);
     v["charge"] = json!(charge);
+    v
+}
+
+fn charge_of(intents: &[SimPaymentIntent], pi_id: &str) -> Option<String> {
+    intents
+        .iter()
+        .find(|pi| pi.id == pi_id)
+        .and_then(|pi| pi.charge.as_ref().map(|(id, _)| id.clone()))
+}
+
+fn dispute_json(d: &SimDispute, charge: Option<String>) -> Value {
+    let mut v = template(DISPUTE);
+    v["id"] = json!(d.id);
+    v["amount"] = json!(d.amount);
+    v["currency"] = json!(d.currency);
+    v["status"] = json!(d.status);
+    v["reason"] = json!(d.reason);
+    v["created"] = json!(d.created);
+    v["payment_intent"] = json!(d.payment_intent);
+    v["charge"] = json!(charge.unwrap_or_else(|| format!("ch_{}", d.payment_intent)));
+    v["evidence_details"]["due_by"] = json!(d.due_by);
+    v["is_charge_refundable"] = json!(false);
+    v
+}
+
+/// The event with its object as the simulator holds it now; `null` for an object it lacks.
+fn event_json(e: &SimEvent, s: &SimState) -> Value {
+    let intent = |id: &str| s.position.get(id).map(|&i| &s.intents[i]);
+    let object = match &e.object {
+        EventObject::PaymentIntent(id) => {
+            intent(id).map(|pi| payment_intent_json(pi, &s.refunds, false))
+        }
+        EventObject::Charge(id) => intent(id).and_then(|pi| {
+            pi.charge.as_ref().map(|(charge, created)| {
+                let refunded = refunded_amount(pi, &s.refunds);
+                charge_json(pi, charge, *created, refunded)
+            })
+        }),
+        EventObject::Refund(id) => s
+            .refunds
+            .iter()
+            .find(|r| &r.id == id)
+            .map(|r| refund_json(r, charge_of(&s.intents, &r.payment_intent))),
+        EventObject::Dispute(id) => s
+            .disputes
+            .iter()
+            .find(|d| &d.id == id)
+            .map(|d| dispute_json(d, charge_of(&s.intents, &d.payment_intent))),
+    };
+    let mut v = template(EVENT);
+    v["id"] = json!(e.id);
+    v["type"] = json!(e.type_);
+    v["created"] = json!(e.created);
+    v["data"] = json!({"object": object.unwrap_or(Value::Null)});
+    v["pending_webhooks"] = json!(if e.delivery_success { 0 } else { 1 });
     v
 }
