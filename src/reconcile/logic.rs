@@ -1053,7 +1053,13 @@ mod tests {
         let mut o = order("o1", "PENDING", Some("pi_1"));
         o.payment.as_mut().unwrap().status = IntentStatus::RequiresCapture;
         let pi = intent("pi_1", Some("o1"), "requires_capture");
-        let fresh = with_stripe_side(&[o.clone()], &[pi.clone()], &[], &[], at(4 * 86_400));
+        let fresh = with_stripe_side(
+            std::slice::from_ref(&o),
+            std::slice::from_ref(&pi),
+            &[],
+            &[],
+            at(4 * 86_400),
+        );
         assert_eq!(fresh, vec![]);
         let stale = with_stripe_side(&[o], &[pi], &[], &[], at(6 * 86_400));
         assert_eq!(kinds(&stale), [Kind::StalePaymentIntent]);

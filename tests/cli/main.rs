@@ -4,6 +4,7 @@ mod backfill;
 mod basics;
 mod compat;
 mod demo;
+mod events;
 mod harness;
 mod migrate;
 mod prisma;

@@ -1,7 +1,9 @@
 //! `paytool reconcile` against a real PostgreSQL and the Stripe simulator (an HTTP server with
 //! Stripe's object shapes, list semantics and errors), through paytool's real Stripe client.
 
-use paytool::stripe_sim::{Faults, SimPaymentIntent, SimRefund, StripeSim};
+use paytool::stripe_sim::{
+    EventObject, Faults, SimDispute, SimEvent, SimPaymentIntent, SimRefund, StripeSim,
+};
 use predicates::prelude::*;
 use sqlx::PgConnection;
 
@@ -490,9 +492,10 @@ async fn a_thousand_orders_take_a_dozen_requests_even_with_429s() {
     let (_, report) = reconcile(&db, &sim, &[]);
     assert_eq!(report["orders_checked"], 1000);
     assert_eq!(kinds(&report), ["refund_mismatch"]);
-    // 10 pages of PaymentIntents + 1 page of refunds.
-    assert_eq!(sim.requests(), 11, "{report:#}");
-    assert_eq!(report["stripe_requests"], 11);
+    // 10 pages of PaymentIntents + 1 page of refunds + 1 of disputes + 1 of failed deliveries
+    // per event type pattern (3).
+    assert_eq!(sim.requests(), 15, "{report:#}");
+    assert_eq!(report["stripe_requests"], 15);
 
     sim.reset_counters();
     sim.set_faults(Faults {
@@ -507,7 +510,7 @@ async fn a_thousand_orders_take_a_dozen_requests_even_with_429s() {
     );
     assert_eq!(
         sim.requests(),
-        11 + throttled["stripe_retries"].as_u64().unwrap()
+        15 + throttled["stripe_retries"].as_u64().unwrap()
     );
 }
 
@@ -806,7 +809,10 @@ async fn one_order_and_csv_output() {
             "database_minor_units",
             "database_currency",
             "stripe_minor_units",
-            "stripe_currency"
+            "stripe_currency",
+            "stripe_object_id",
+            "effect_missing",
+            "known"
         ]
     );
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
@@ -921,4 +927,260 @@ async fn a_status_outside_the_five_is_reconciled_not_refused() {
         serde_json::json!([]),
         "no repair of an unknown status"
     );
+}
+
+fn dispute(id: &str, pi: &str, amount: i64, status: &str) -> SimDispute {
+    SimDispute {
+        id: id.into(),
+        payment_intent: pi.into(),
+        amount,
+        currency: "eur".into(),
+        status: status.into(),
+        reason: "fraudulent".into(),
+        created: IN_WINDOW + 3_600,
+        due_by: Some(IN_WINDOW + 8 * 86_400),
+    }
+}
+
+fn failed_event(id: &str, type_: &str, object: EventObject) -> SimEvent {
+    SimEvent {
+        id: id.into(),
+        type_: type_.into(),
+        created: IN_WINDOW + 120,
+        object,
+        delivery_success: false,
+    }
+}
+
+#[tokio::test]
+async fn a_dispute_is_disputed_payment_once_and_apply_changes_nothing_for_it() {
+    let db = reconcile_db().await;
+    let mut conn = db.conn().await;
+    let sim = StripeSim::start(KEY).unwrap();
+    order(
+        &mut conn,
+        "o-disputed",
+        "PAID",
+        1000,
+        Some("pi_disputed"),
+        Some("succeeded"),
+    )
+    .await;
+    sim.add_payment_intent(intent("pi_disputed", Some("o-disputed"), 1000, "succeeded"));
+    sim.add_dispute(dispute("dp_1", "pi_disputed", 1000, "needs_response"));
+    let (code, report) = reconcile(&db, &sim, &["--apply"]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_only(
+        &report,
+        "disputed_payment",
+        Some("o-disputed"),
+        Some("pi_disputed"),
+    );
+    let f = &report["findings"][0];
+    assert_eq!(f["stripe_object_id"], "dp_1");
+    assert_eq!(f["stripe_amount"]["minor_units"], 1000);
+    assert!(
+        f["stripe"]
+            .as_str()
+            .unwrap()
+            .contains("evidence due 2026-01-17"),
+        "{f:#}"
+    );
+    assert_eq!(report["applied"], serde_json::json!([]));
+    assert_eq!(report["disputes_listed"], 1);
+    assert_eq!(sim.requests_to("GET /v1/disputes"), 1);
+    assert_eq!(sim.mutations(), 0);
+}
+
+#[tokio::test]
+async fn an_old_authorization_never_captured_is_stale_once() {
+    let db = reconcile_db().await;
+    let mut conn = db.conn().await;
+    let sim = StripeSim::start(KEY).unwrap();
+    order(
+        &mut conn,
+        "o-authorised",
+        "PENDING",
+        1000,
+        Some("pi_authorised"),
+        Some("requires_capture"),
+    )
+    .await;
+    // Created in the January window: months before now, far past the 5 days.
+    sim.add_payment_intent(intent(
+        "pi_authorised",
+        Some("o-authorised"),
+        1000,
+        "requires_capture",
+    ));
+    let (code, report) = reconcile(&db, &sim, &[]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_only(
+        &report,
+        "stale_payment_intent",
+        Some("o-authorised"),
+        Some("pi_authorised"),
+    );
+    assert!(
+        report["findings"][0]["stripe"]
+            .as_str()
+            .unwrap()
+            .starts_with("requires_capture 10.00 EUR for ")
+    );
+    // A threshold longer than its age: nothing to report.
+    let (code, report) = reconcile(&db, &sim, &["--stale-capture-after", "3650d"]);
+    assert_eq!((code, kinds(&report)), (0, vec![]), "{report:#}");
+}
+
+#[tokio::test]
+async fn a_failed_webhook_delivery_says_whether_its_effect_is_missing() {
+    let db = reconcile_db().await;
+    let mut conn = db.conn().await;
+    let sim = StripeSim::start(KEY).unwrap();
+    // Its webhook failed and the order is still PENDING: the effect is missing.
+    missed_webhook(&mut conn, &sim).await;
+    sim.add_event(failed_event(
+        "evt_missed",
+        "payment_intent.succeeded",
+        EventObject::PaymentIntent("pi_webhook".into()),
+    ));
+    // Its webhook failed too, but the order was marked PAID another way.
+    order(
+        &mut conn,
+        "o-fine",
+        "PAID",
+        2000,
+        Some("pi_fine"),
+        Some("succeeded"),
+    )
+    .await;
+    sim.add_payment_intent(intent("pi_fine", Some("o-fine"), 2000, "succeeded"));
+    sim.add_event(failed_event(
+        "evt_fine",
+        "charge.succeeded",
+        EventObject::Charge("pi_fine".into()),
+    ));
+    // Delivered: not a finding.
+    sim.add_event(SimEvent {
+        delivery_success: true,
+        ..failed_event(
+            "evt_delivered",
+            "payment_intent.created",
+            EventObject::PaymentIntent("pi_fine".into()),
+        )
+    });
+    let (code, report) = reconcile(&db, &sim, &[]);
+    assert_eq!(code, 1, "{report:#}");
+    let failed: Vec<(&str, &str, bool)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "failed_webhook_delivery")
+        .map(|f| {
+            (
+                f["order_id"].as_str().unwrap(),
+                f["stripe_object_id"].as_str().unwrap(),
+                f["effect_missing"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            ("o-fine", "evt_fine", false),
+            ("o-webhook", "evt_missed", true)
+        ]
+    );
+    assert_eq!(report["summary"]["failed_webhook_delivery"], 2);
+    assert_eq!(report["failed_deliveries_listed"], 2);
+    // One page per event type pattern, delivery_success=false.
+    assert_eq!(sim.requests_to("GET /v1/events"), 3);
+    assert_eq!(sim.mutations(), 0);
+}
+
+#[tokio::test]
+async fn a_baseline_silences_known_findings_and_not_new_ones() {
+    let db = reconcile_db().await;
+    let mut conn = db.conn().await;
+    let sim = StripeSim::start(KEY).unwrap();
+    order(
+        &mut conn,
+        "o-disputed",
+        "PAID",
+        1000,
+        Some("pi_disputed"),
+        Some("succeeded"),
+    )
+    .await;
+    sim.add_payment_intent(intent("pi_disputed", Some("o-disputed"), 1000, "succeeded"));
+    sim.add_dispute(dispute("dp_1", "pi_disputed", 1000, "under_review"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("accepted.json");
+    let file = file.to_str().unwrap();
+
+    reconcile_cmd(&db, &sim.base_url())
+        .args(["--baseline", file])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--write-baseline"));
+    let (code, written) = reconcile(
+        &db,
+        &sim,
+        &[
+            "--write-baseline",
+            file,
+            "--reason",
+            "evidence sent, INC-42",
+            "--accepted-by",
+            "ops@example.com",
+        ],
+    );
+    assert_eq!(code, 0, "{written:#}");
+    assert_eq!(written["baseline"]["written"], 1);
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let entry = &saved["accepted"][0];
+    assert_eq!(entry["kind"], "disputed_payment");
+    assert_eq!(entry["reason"], "evidence sent, INC-42");
+    assert_eq!(entry["accepted_by"], "ops@example.com");
+
+    let (code, report) = reconcile(&db, &sim, &["--baseline", file]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(kinds(&report), Vec::<String>::new());
+    assert_eq!(report["baseline"]["known"], 1);
+    assert_eq!(report["known_findings"][0]["kind"], "disputed_payment");
+
+    // Something new: exit 1 for it alone, the known one still skipped.
+    missed_webhook(&mut conn, &sim).await;
+    let (code, report) = reconcile(&db, &sim, &["--baseline", file]);
+    assert_eq!(code, 1, "{report:#}");
+    assert!(kinds(&report).contains(&"status_mismatch".to_owned()));
+    assert!(!kinds(&report).contains(&"disputed_payment".to_owned()));
+    assert_eq!(report["baseline"]["known"], 1);
+    let table = reconcile_cmd(&db, &sim.base_url())
+        .args(["--since", SINCE, "--until", UNTIL, "--baseline", file])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("1 known finding(s) skipped"), "{text}");
+
+    // A second dispute on the same payment is new (a dispute's new status too: unit-tested).
+    sim.add_dispute(dispute("dp_2", "pi_disputed", 1000, "lost"));
+    let (_, report) = reconcile(&db, &sim, &["--baseline", file]);
+    assert!(
+        kinds(&report).contains(&"disputed_payment".to_owned()),
+        "{report:#}"
+    );
+
+    std::fs::write(file, "{not json").unwrap();
+    reconcile_cmd(&db, &sim.base_url())
+        .args(["--baseline", file])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is not a paytool baseline"));
+    reconcile_cmd(&db, &sim.base_url())
+        .args(["--write-baseline", file])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--reason"));
 }
