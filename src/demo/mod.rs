@@ -98,7 +98,7 @@ async fn walk(cluster: &TempCluster, sim: &StripeSim, args: &DemoRequest) -> any
         .await?;
     let url = cluster.url("postgres", None, "shop");
     let orders = args.orders.to_string();
-    let total = 11;
+    let total = 14;
     let mut n = 0;
     let mut next = |title: &str| {
         n += 1;
@@ -157,9 +157,10 @@ async fn walk(cluster: &TempCluster, sim: &StripeSim, args: &DemoRequest) -> any
     next("Stripe: a simulator mirroring the last 30 days, with planted discrepancies");
     let planted = stripe::prepare(&mut shop, sim).await?;
     println!(
-        "{} PaymentIntents and {} refunds at {}; planted:",
+        "{} PaymentIntents, {} refunds and {} events at {}; planted:",
         planted.payment_intents,
         planted.refunds,
+        planted.events,
         sim.base_url()
     );
     for line in &planted.lines {
@@ -167,7 +168,14 @@ async fn walk(cluster: &TempCluster, sim: &StripeSim, args: &DemoRequest) -> any
     }
 
     let base = sim.base_url();
+    let baseline = cluster.dir().join("reconcile-baseline.json");
+    let baseline = baseline.display().to_string();
     for s in [
+        stage(
+            "Backfill Stripe's events into payment_events (the audit trail's first 30 days)",
+            &["backfill", "events", "--stripe-base-url", &base],
+            0,
+        ),
         stage(
             "Reconcile: every discrepancy is found",
             &["reconcile", "--stripe-base-url", &base],
@@ -177,6 +185,32 @@ async fn walk(cluster: &TempCluster, sim: &StripeSim, args: &DemoRequest) -> any
             "Reconcile --apply: the safe repairs, audited (amounts and double charges stay for a person)",
             &["reconcile", "--apply", "--stripe-base-url", &base],
             1,
+        ),
+        stage(
+            "Accept what is left for a person into a baseline (who and why are kept)",
+            &[
+                "reconcile",
+                "--stripe-base-url",
+                &base,
+                "--write-baseline",
+                &baseline,
+                "--reason",
+                "demo: handed to the payments team",
+                "--accepted-by",
+                "demo",
+            ],
+            0,
+        ),
+        stage(
+            "The nightly run against the baseline: nothing new, exit 0",
+            &[
+                "reconcile",
+                "--stripe-base-url",
+                &base,
+                "--baseline",
+                &baseline,
+            ],
+            0,
         ),
         stage("Verify again", &["verify", "constraints"], 0),
     ] {

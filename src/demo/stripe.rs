@@ -4,7 +4,9 @@
 use sqlx::PgConnection;
 
 use crate::domain::{IntentStatus, OrderStatus};
-use crate::stripe_sim::{SimPaymentIntent, SimRefund, StripeSim};
+use crate::stripe_sim::{
+    EventObject, SimDispute, SimEvent, SimPaymentIntent, SimRefund, StripeSim,
+};
 
 const STRIPE_HISTORY_SQL: &str = include_str!("../../sql/demo/stripe_history.sql");
 const WINDOW_ORDERS_SQL: &str = include_str!("../../sql/demo/window_orders.sql");
@@ -37,6 +39,7 @@ pub struct Planted {
     pub lines: Vec<String>,
     pub payment_intents: usize,
     pub refunds: usize,
+    pub events: usize,
 }
 
 /// The orders the discrepancies are planted on: PAID, with a payment and a total.
@@ -49,6 +52,9 @@ struct Targets {
     missing: String,
     currency: String,
     payment_row: String,
+    dispute: String,
+    /// Authorised more than 5 days ago and never captured.
+    stale: String,
 }
 
 pub async fn prepare(conn: &mut PgConnection, sim: &StripeSim) -> anyhow::Result<Planted> {
@@ -62,15 +68,15 @@ pub async fn prepare(conn: &mut PgConnection, sim: &StripeSim) -> anyhow::Result
         .iter()
         .filter(|o| o.status() == OrderStatus::Paid && o.has_payment && o.total > 0)
         .collect();
-    if eligible.len() < 8 {
+    if eligible.len() < 10 {
         anyhow::bail!(
-            "only {} paid orders in the last 30 days, 8 are needed to plant the discrepancies: use --orders 300 or more",
+            "only {} paid orders in the last 30 days, 10 are needed to plant the discrepancies: use --orders 300 or more",
             eligible.len()
         );
     }
-    // Eight distinct orders spread over the window.
-    let pick = |i: usize| eligible[i * eligible.len() / 8].id.clone();
-    let (a, b, c, d, e, f, g, h) = (
+    // Nine distinct orders spread over the window, and one a week old or more.
+    let pick = |i: usize| eligible[i * eligible.len() / 10].id.clone();
+    let (a, b, c, d, e, f, g, h, i) = (
         pick(0),
         pick(1),
         pick(2),
@@ -79,7 +85,17 @@ pub async fn prepare(conn: &mut PgConnection, sim: &StripeSim) -> anyhow::Result
         pick(5),
         pick(6),
         pick(7),
+        pick(8),
     );
+    let week_ago = chrono::Utc::now().timestamp() - 7 * 86_400;
+    let taken = [&a, &b, &c, &d, &e, &f, &g, &h, &i];
+    let stale = eligible
+        .iter()
+        .find(|o| o.created < week_ago && !taken.contains(&&o.id))
+        .map(|o| o.id.clone())
+        .ok_or_else(|| {
+            anyhow::anyhow!("no paid order a week old to plant a stale authorization on")
+        })?;
     let t = Targets {
         missed_webhook: a,
         amount: b,
@@ -89,12 +105,15 @@ pub async fn prepare(conn: &mut PgConnection, sim: &StripeSim) -> anyhow::Result
         missing: f,
         currency: g,
         payment_row: h,
+        dispute: i,
+        stale,
     };
     plant_in_database(conn, &t).await?;
     let mut planted = Planted {
         lines: Vec::new(),
         payment_intents: 0,
         refunds: 0,
+        events: 0,
     };
     for order in &orders {
         mirror(sim, order, &t, &mut planted);
@@ -131,12 +150,24 @@ pub async fn prepare(conn: &mut PgConnection, sim: &StripeSim) -> anyhow::Result
             "payment row: order {}'s payment is stuck at 'processing'",
             t.payment_row
         ),
+        format!(
+            "dispute: the customer of order {} disputes the charge (fraudulent)",
+            t.dispute
+        ),
+        format!(
+            "stale: order {} was authorised a week ago and never captured",
+            t.stale
+        ),
+        format!(
+            "failed webhook: the payment_intent.succeeded event of order {} was never delivered",
+            t.missed_webhook
+        ),
     ];
     Ok(planted)
 }
 
 async fn plant_in_database(conn: &mut PgConnection, t: &Targets) -> Result<(), sqlx::Error> {
-    let statements: [(&str, &str); 5] = [
+    let statements: [(&str, &str); 7] = [
         (
             "UPDATE orders SET status = 'PENDING', paid_at = NULL WHERE id = $1",
             &t.missed_webhook,
@@ -156,6 +187,14 @@ async fn plant_in_database(conn: &mut PgConnection, t: &Targets) -> Result<(), s
         (
             "UPDATE payments SET status = 'processing' WHERE order_id = $1",
             &t.payment_row,
+        ),
+        (
+            "UPDATE orders SET status = 'PENDING', paid_at = NULL WHERE id = $1",
+            &t.stale,
+        ),
+        (
+            "UPDATE payments SET status = 'requires_capture', succeeded_at = NULL WHERE order_id = $1",
+            &t.stale,
         ),
     ];
     for (sql, id) in statements {
@@ -187,7 +226,11 @@ fn mirror(sim: &StripeSim, order: &WindowOrder, t: &Targets, planted: &mut Plant
     if *id == t.missing {
         return;
     }
-    let status = stripe_status(order.status());
+    let status = if *id == t.stale {
+        IntentStatus::RequiresCapture
+    } else {
+        stripe_status(order.status())
+    };
     let paid = paid_at.unwrap_or(created + 120);
     let mut pi = SimPaymentIntent {
         id: pi_id.clone(),
@@ -205,8 +248,52 @@ fn mirror(sim: &StripeSim, order: &WindowOrder, t: &Targets, planted: &mut Plant
     if *id == t.currency {
         pi.currency = "usd".into();
     }
+    let events = [
+        Some(("created", "payment_intent.created", *created)),
+        (status == IntentStatus::Succeeded).then_some((
+            "succeeded",
+            "payment_intent.succeeded",
+            paid,
+        )),
+        (status == IntentStatus::RequiresCapture).then_some((
+            "capturable",
+            "payment_intent.amount_capturable_updated",
+            paid,
+        )),
+    ];
+    for (suffix, type_, at) in events.into_iter().flatten() {
+        sim.add_event(SimEvent {
+            id: format!("{}_{suffix}", pi_id.replace("pi_", "evt_")),
+            type_: type_.into(),
+            created: at,
+            object: EventObject::PaymentIntent(pi_id.clone()),
+            // The missed webhook: Stripe could not deliver it.
+            delivery_success: !(*id == t.missed_webhook && suffix == "succeeded"),
+        });
+        planted.events += 1;
+    }
     sim.add_payment_intent(pi);
     planted.payment_intents += 1;
+    if *id == t.dispute {
+        sim.add_dispute(SimDispute {
+            id: "dp_demo_fraudulent".into(),
+            payment_intent: pi_id.clone(),
+            amount: *total,
+            currency: currency.to_lowercase(),
+            status: "needs_response".into(),
+            reason: "fraudulent".into(),
+            created: paid + 2 * 86_400,
+            due_by: Some(paid + 9 * 86_400),
+        });
+        sim.add_event(SimEvent {
+            id: "evt_demo_dispute_created".into(),
+            type_: "charge.dispute.created".into(),
+            created: paid + 2 * 86_400,
+            object: EventObject::Dispute("dp_demo_fraudulent".into()),
+            delivery_success: true,
+        });
+        planted.events += 1;
+    }
     if order.status() == OrderStatus::Refunded && *total > 0 && order.has_payment {
         sim.add_refund(SimRefund {
             id: pi_id.replace("pi_demo_", "re_demo_"),
@@ -218,6 +305,13 @@ fn mirror(sim: &StripeSim, order: &WindowOrder, t: &Targets, planted: &mut Plant
             created: paid + 86_400,
         });
         planted.refunds += 1;
+        add_refund_events(
+            sim,
+            pi_id,
+            &pi_id.replace("pi_demo_", "re_demo_"),
+            paid + 86_400,
+        );
+        planted.events += 2;
     }
     if *id == t.dashboard_refund {
         sim.add_refund(SimRefund {
@@ -231,6 +325,24 @@ fn mirror(sim: &StripeSim, order: &WindowOrder, t: &Targets, planted: &mut Plant
         });
         planted.refunds += 1;
     }
+}
+
+/// What Stripe sends when a refund is made: the refund, and the charge it refunds.
+fn add_refund_events(sim: &StripeSim, pi_id: &str, refund_id: &str, at: i64) {
+    sim.add_event(SimEvent {
+        id: refund_id.replace("re_", "evt_refund_"),
+        type_: "refund.created".into(),
+        created: at,
+        object: EventObject::Refund(refund_id.to_owned()),
+        delivery_success: true,
+    });
+    sim.add_event(SimEvent {
+        id: refund_id.replace("re_", "evt_charge_refunded_"),
+        type_: "charge.refunded".into(),
+        created: at,
+        object: EventObject::Charge(pi_id.to_owned()),
+        delivery_success: true,
+    });
 }
 
 /// PaymentIntents no order of ours made: a second charge, and one for a deleted order.

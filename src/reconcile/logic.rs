@@ -680,10 +680,15 @@ fn stale_intents(
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     for pi in intents.values() {
+        let age = input.now - pi.created;
         let (limit, advice) = match pi.status {
+            IntentStatus::RequiresCapture if age > chrono::Duration::days(7) => (
+                input.stale_after.capture,
+                "card authorizations expire after about 7 days: the customer was likely never charged; capture fails now, cancel it and settle the order",
+            ),
             IntentStatus::RequiresCapture => (
                 input.stale_after.capture,
-                "capture it or cancel it before Stripe lets the authorization expire (~7 days)",
+                "capture it or cancel it before the card authorization expires (about 7 days)",
             ),
             IntentStatus::Processing => (
                 input.stale_after.processing,
@@ -691,7 +696,6 @@ fn stale_intents(
             ),
             _ => continue,
         };
-        let age = input.now - pi.created;
         let order = order_of.get(&pi.id).copied();
         if age <= limit || input.orphan_window.is_none() && order.is_none() {
             continue;

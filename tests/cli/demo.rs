@@ -75,6 +75,9 @@ fn the_demo_walks_every_stage_and_leaves_nothing_behind() {
         "duplicate_payment_intents",
         "refund_mismatch",
         "payment_row_mismatch",
+        "disputed_payment",
+        "stale_payment_intent",
+        "failed_webhook_delivery",
     ] {
         assert!(
             finding_count(&stdout, kind) >= 1,
@@ -86,6 +89,16 @@ fn the_demo_walks_every_stage_and_leaves_nothing_behind() {
         "{stdout}"
     );
     assert!(stdout.contains("Applied 6 repair(s)"), "{stdout}");
+    // The events trail filled, the leftovers accepted, the nightly run quiet.
+    assert!(
+        stdout.contains("│ charge.*         ┆"),
+        "backfill events reported per type:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("finding(s) accepted by this run"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("known finding(s) skipped"), "{stdout}");
     // verify passes at the end.
     let last_verify = stdout.rsplit("Verify again").next().unwrap();
     assert!(last_verify.contains(" 0 failed, "), "{last_verify}");
@@ -112,7 +125,7 @@ fn ctrl_c_stops_the_demo_and_removes_its_cluster() {
         let line = line.unwrap();
         seen.push_str(&line);
         seen.push('\n');
-        if line.contains("[5/11]") {
+        if line.contains("[5/14]") {
             break;
         }
         assert!(Instant::now() < deadline, "the demo never reached stage 5");
