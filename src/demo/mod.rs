@@ -228,7 +228,18 @@ struct Runner<'a> {
 impl Runner<'_> {
     /// Runs `paytool ARGS` with the demo's database and key, its output going straight through.
     async fn run(&self, stage: &Stage) -> anyhow::Result<()> {
-        println!("$ paytool {}", stage.args.join(" "));
+        let shown: Vec<String> = stage
+            .args
+            .iter()
+            .map(|a| {
+                if a.contains(' ') {
+                    format!("\"{a}\"")
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
+        println!("$ paytool {}", shown.join(" "));
         let _ = std::io::stdout().flush();
         let exe = std::env::current_exe().context("cannot find the paytool binary")?;
         let status = tokio::process::Command::new(exe)

@@ -684,7 +684,7 @@ fn stale_intents(
         let (limit, advice) = match pi.status {
             IntentStatus::RequiresCapture if age > chrono::Duration::days(7) => (
                 input.stale_after.capture,
-                "card authorizations expire after about 7 days: the customer was likely never charged; capture fails now, cancel it and settle the order",
+                "authorizations expire after ~7 days, so it was likely never charged: cancel it, settle the order",
             ),
             IntentStatus::RequiresCapture => (
                 input.stale_after.capture,
