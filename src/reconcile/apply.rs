@@ -13,6 +13,7 @@ const LINK_SQL: &str = include_str!("../../sql/reconcile/link.sql");
 const MARK_PAID_SQL: &str = include_str!("../../sql/reconcile/mark_paid.sql");
 const SYNC_PAYMENT_SQL: &str = include_str!("../../sql/reconcile/sync_payment.sql");
 const RECORD_REFUND_SQL: &str = include_str!("../../sql/reconcile/record_refund.sql");
+const RECORD_EVENT_SQL: &str = include_str!("../../sql/reconcile/record_event.sql");
 
 /// What became of one repair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -80,6 +81,8 @@ fn order_of(repair: &Repair) -> u8 {
         Repair::MarkPaid { .. } => 1,
         Repair::SyncPayment { .. } => 2,
         Repair::RecordRefund { .. } => 3,
+        // After the links: the event finds its payment through them.
+        Repair::RecordEvent { .. } => 4,
     }
 }
 
@@ -89,6 +92,7 @@ fn action_name(repair: &Repair) -> &'static str {
         Repair::MarkPaid { .. } => "mark_paid",
         Repair::SyncPayment { .. } => "sync_payment",
         Repair::RecordRefund { .. } => "record_refund",
+        Repair::RecordEvent { .. } => "record_event",
     }
 }
 
@@ -196,6 +200,16 @@ async fn change(
                 .bind(&refund.status)
                 .bind(&refund.reason)
                 .bind(refund.created.naive_utc())
+                .fetch_one(conn)
+                .await
+        }
+        Repair::RecordEvent { event } => {
+            sqlx::query_as(RECORD_EVENT_SQL)
+                .bind(&event.id)
+                .bind(&event.type_)
+                .bind(event.payload.to_string())
+                .bind(event.created.naive_utc())
+                .bind(&event.payment_intent_id)
                 .fetch_one(conn)
                 .await
         }

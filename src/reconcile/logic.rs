@@ -128,6 +128,8 @@ pub enum Repair {
         payment_id: String,
         refund: RefundView,
     },
+    /// Store in payment_events an event whose webhook never arrived, as the handler would have.
+    RecordEvent { event: EventView },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -215,6 +217,8 @@ pub struct Inputs<'a> {
     pub disputes: &'a [DisputeView],
     /// Payment events of the window whose webhooks failed.
     pub failed_events: &'a [EventView],
+    /// Of those, the ones payment_events already holds.
+    pub stored_events: &'a HashSet<String>,
     /// The run's clock, for `stale_payment_intent`.
     pub now: DateTime<Utc>,
     pub stale_after: StaleAfter,
@@ -783,6 +787,11 @@ fn failed_deliveries(
         );
         f.stripe_object_id = Some(event.id.clone());
         f.effect_missing = Some(!is_dispute && !disagreements.is_empty());
+        if !input.stored_events.contains(&event.id) {
+            f.repairs.push(Repair::RecordEvent {
+                event: event.clone(),
+            });
+        }
         out.push(f);
     }
     out
@@ -863,6 +872,7 @@ mod tests {
             refunds,
             disputes: &[],
             failed_events: &[],
+            stored_events: &none,
             now: at(3_600),
             stale_after: StaleAfter::default(),
         })
@@ -1006,6 +1016,7 @@ mod tests {
             refunds: &[],
             disputes,
             failed_events,
+            stored_events: &none,
             now,
             stale_after: StaleAfter::default(),
         })
@@ -1107,6 +1118,16 @@ mod tests {
             .map(|f| (f.stripe_object_id.as_deref().unwrap(), f.effect_missing))
             .collect();
         assert_eq!(failed, [("evt_1", Some(false)), ("evt_2", Some(true))]);
+        let stored: Vec<bool> = found
+            .iter()
+            .filter(|f| f.kind == Kind::FailedWebhookDelivery)
+            .map(|f| matches!(&f.repairs[..], [Repair::RecordEvent { .. }]))
+            .collect();
+        assert_eq!(
+            stored,
+            [true, true],
+            "not in payment_events yet: stored by --apply"
+        );
         assert!(kinds(&found).contains(&Kind::StatusMismatch));
     }
 

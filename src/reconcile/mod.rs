@@ -29,6 +29,7 @@ use crate::stripe::{PaymentIntentView, StripeAccess, StripeFailure, StripeHttp, 
 
 const ORDERS_SQL: &str = include_str!("../../sql/reconcile/orders.sql");
 const KNOWN_ORDERS_SQL: &str = include_str!("../../sql/reconcile/known_orders.sql");
+const STORED_EVENTS_SQL: &str = include_str!("../../sql/reconcile/stored_events.sql");
 
 #[derive(Debug, Error)]
 pub enum ReconcileError {
@@ -175,6 +176,13 @@ pub async fn run(
     bar.finish_and_clear();
     let (other_known, linked_elsewhere) =
         known_orders(&mut conn, id_type, &orders, &listed).await?;
+    let failed_ids: Vec<&str> = failed_events.iter().map(|e| e.id.as_str()).collect();
+    let stored_events: HashSet<String> = sqlx::query_scalar(STORED_EVENTS_SQL)
+        .bind(&failed_ids)
+        .fetch_all(&mut conn)
+        .await?
+        .into_iter()
+        .collect();
     let findings = logic::reconcile(&Inputs {
         orders: &orders,
         other_known_orders: &other_known,
@@ -190,6 +198,7 @@ pub async fn run(
         refunds: &refunds,
         disputes: &disputes,
         failed_events: &failed_events,
+        stored_events: &stored_events,
         now: Utc::now(),
         stale_after: args.stale_after,
     });

@@ -170,6 +170,7 @@ fn repairs_text(finding: &Finding) -> String {
             Repair::MarkPaid { .. } => "mark PAID".to_owned(),
             Repair::SyncPayment { status, .. } => format!("sync payment ({status})"),
             Repair::RecordRefund { refund, .. } => format!("record {}", refund.id),
+            Repair::RecordEvent { event } => format!("store {} in payment_events", event.id),
         })
         .collect::<Vec<_>>()
         .join(", ")

@@ -112,6 +112,7 @@ impl DisputeView {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EventView {
     pub id: String,
+    #[serde(rename = "type")]
     pub type_: String,
     pub created: DateTime<Utc>,
     /// The PaymentIntent the event concerns: the object itself, or its `payment_intent`.
@@ -120,6 +121,7 @@ pub struct EventView {
     pub object_id: Option<String>,
     /// Webhooks not yet delivered (Stripe keeps retrying those for up to 3 days).
     pub pending_webhooks: i64,
+    /// Left out of reports (the stored row has it).
     #[serde(skip)]
     pub payload: serde_json::Value,
 }

@@ -372,3 +372,49 @@ async fn usage_errors_exit_2_before_stripe_is_asked() {
         .code(2);
     assert_eq!(sim.requests(), 0);
 }
+
+/// The simulator's events and disputes decode with async-stripe's own types (which reject an
+/// object missing a required field), not only with paytool's serde reading.
+#[tokio::test]
+async fn simulated_events_and_disputes_decode_as_async_stripe_types() {
+    let sim = StripeSim::start(KEY).unwrap();
+    a_day_of_events(&sim);
+    let client = paytool::stripe::StripeAccess {
+        key: Some(KEY.into()),
+        base_url: sim.base_url(),
+        max_rps: 100,
+        concurrency: 1,
+        request_timeout: std::time::Duration::from_secs(10),
+        max_retries: 0,
+    }
+    .client(KEY.into())
+    .unwrap();
+    let events = stripe_core::event::ListEvent::new()
+        .limit(100)
+        .send(&client)
+        .await
+        .expect("events decode as stripe_shared::Event");
+    assert_eq!(events.data.len(), 100);
+    let types: std::collections::BTreeSet<String> = stripe_core::event::ListEvent::new()
+        .type_("charge.*")
+        .send(&client)
+        .await
+        .unwrap()
+        .data
+        .iter()
+        .map(|e| e.type_.to_string())
+        .collect();
+    assert_eq!(
+        types.into_iter().collect::<Vec<_>>(),
+        ["charge.dispute.created", "charge.succeeded"]
+    );
+    let disputes = stripe_core::dispute::ListDispute::new()
+        .send(&client)
+        .await
+        .expect("disputes decode as stripe_shared::Dispute");
+    assert_eq!(disputes.data[0].id.as_str(), "dp_1");
+    assert_eq!(
+        disputes.data[0].evidence_details.due_by,
+        Some(recent(8 * 86_400))
+    );
+}

@@ -1095,6 +1095,35 @@ async fn a_failed_webhook_delivery_says_whether_its_effect_is_missing() {
     assert_eq!(report["failed_deliveries_listed"], 2);
     // One page per event type pattern, delivery_success=false.
     assert_eq!(sim.requests_to("GET /v1/events"), 3);
+
+    // --apply stores both events in payment_events (and repairs the missed webhook's effect);
+    // then nothing is left to repair and the effect is no longer missing.
+    let (_, applied) = reconcile(&db, &sim, &["--apply"]);
+    let stored: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT e.stripe_event_id, p.order_id::text FROM payment_events e
+         LEFT JOIN payments p ON p.id = e.payment_id ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        stored,
+        [
+            ("evt_fine".to_owned(), Some("o-fine".to_owned())),
+            ("evt_missed".to_owned(), Some("o-webhook".to_owned()))
+        ],
+        "{applied:#}"
+    );
+    let (_, after) = reconcile(&db, &sim, &[]);
+    assert_eq!(after["repairs_pending"], 0, "{after:#}");
+    assert!(
+        after["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["effect_missing"] != true),
+        "{after:#}"
+    );
     assert_eq!(sim.mutations(), 0);
 }
 
