@@ -1,7 +1,9 @@
 //! Benchmark of `paytool reconcile` against the local Stripe simulator: orders reconciled per
 //! second and Stripe requests per 1,000 orders, against the naive approach (one PaymentIntent
 //! retrieve per order) in the same run. Prints numbers; asserts nothing.
-//! `BENCH_RECONCILE_ORDERS` (default 100,000) sets the size.
+//! `BENCH_RECONCILE_ORDERS` (default 100,000) sets the size. Then `paytool backfill events` on
+//! one event per order (`BENCH_EVENTS`, default the same), against storing the same pages one
+//! event per transaction, as a webhook handler does.
 //!
 //!     cargo bench --bench reconcile          # or ./scripts/bench.sh
 
@@ -12,8 +14,8 @@ mod harness;
 use std::time::Instant;
 
 use futures_util::{StreamExt, TryStreamExt};
-use paytool::stripe::{StripeHttp, StripeSettings, StripeSource};
-use paytool::stripe_sim::{SimPaymentIntent, StripeSim};
+use paytool::stripe::{EventQuery, StripeHttp, StripeSettings, StripeSource};
+use paytool::stripe_sim::{EventObject, SimEvent, SimPaymentIntent, StripeSim};
 
 const KEY: &str = "sk_test_bench";
 const JAN_9: i64 = 1_768_000_000;
@@ -142,6 +144,122 @@ async fn main() {
         "\nAt Stripe's 25 requests/s (test mode), the naive way would take {:.0} min for {orders} orders; the lists take {:.0} s.",
         orders as f64 / 25.0 / 60.0,
         (orders as f64 / 100.0).ceil() / 25.0
+    );
+    events(&db, &sim, &client, orders).await;
+}
+
+/// `backfill events` against one INSERT per event in its own transaction, over the same pages.
+async fn events(db: &harness::TestDb, sim: &StripeSim, client: &StripeHttp, orders: i64) {
+    let count: i64 = std::env::var("BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(orders)
+        .min(orders);
+    let now = chrono::Utc::now();
+    for g in 1..=count {
+        sim.add_event(SimEvent {
+            id: format!("evt_bench_{g:07}"),
+            type_: "payment_intent.succeeded".into(),
+            created: now.timestamp() - 86_400 + g % 80_000,
+            object: EventObject::PaymentIntent(format!("pi_bench_{g}")),
+            delivery_success: true,
+        });
+    }
+    let mut conn = db.conn().await;
+    println!(
+        "
+backfill events benchmark: {count} payment_intent.succeeded events, each linked to a payment
+"
+    );
+    println!("| approach | time | events/s | Stripe requests |");
+    println!("|---|---|---|---|");
+
+    // Reference: the same pages, stored one event per transaction.
+    sim.reset_counters();
+    let started = Instant::now();
+    let mut after: Option<String> = None;
+    loop {
+        let page = client
+            .events_page(&EventQuery {
+                type_pattern: "payment_intent.*",
+                since: now - chrono::Duration::days(30),
+                until: now,
+                failed_only: false,
+                starting_after: after.as_deref(),
+            })
+            .await
+            .expect("events page");
+        for e in &page.events {
+            sqlx::query(
+                "INSERT INTO payment_events (stripe_event_id, type, payload, stripe_created_at, payment_id)
+                 VALUES ($1, $2, $3::jsonb, $4, (SELECT id FROM payments WHERE stripe_payment_intent_id = $5))
+                 ON CONFLICT (stripe_event_id) DO NOTHING",
+            )
+            .bind(&e.id)
+            .bind(&e.type_)
+            .bind(e.payload.to_string())
+            .bind(e.created.naive_utc())
+            .bind(&e.payment_intent_id)
+            .execute(&mut conn)
+            .await
+            .expect("insert");
+        }
+        after = page.events.last().map(|e| e.id.clone());
+        if !page.has_more || after.is_none() {
+            break;
+        }
+    }
+    events_row(
+        "one INSERT per event (a webhook handler's way)",
+        started.elapsed(),
+        count,
+        sim.requests(),
+    );
+    sqlx::raw_sql("TRUNCATE payment_events")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    for run in ["first run", "second run (all present)"] {
+        sim.reset_counters();
+        let started = Instant::now();
+        let out = db
+            .paytool_std()
+            .env("STRIPE_SECRET_KEY", KEY)
+            .args([
+                "backfill",
+                "events",
+                "--format",
+                "json",
+                "--max-rps",
+                "1000",
+            ])
+            .args(["--stripe-base-url", &sim.base_url()])
+            .output()
+            .expect("backfill events");
+        let elapsed = started.elapsed();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report");
+        assert_eq!(
+            report["fetched"],
+            count,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(report["unlinked"], 0);
+        events_row(
+            &format!("paytool backfill events, {run}"),
+            elapsed,
+            count,
+            sim.requests(),
+        );
+    }
+}
+
+fn events_row(name: &str, elapsed: std::time::Duration, events: i64, requests: u64) {
+    println!(
+        "| {name} | {:.1} s | {:.0} | {requests} |",
+        elapsed.as_secs_f64(),
+        events as f64 / elapsed.as_secs_f64(),
     );
 }
 

@@ -113,7 +113,8 @@ pub struct Faults {
 struct SimState {
     key: String,
     intents: Vec<SimPaymentIntent>,
-    /// Whether `intents` is in list order (newest first) and `position` up to date.
+    /// Whether `intents` and `events` are in list order (newest first) and `position` up
+    /// to date.
     sorted: bool,
     position: HashMap<String, usize>,
     refunds: Vec<SimRefund>,
@@ -133,6 +134,8 @@ impl SimState {
             return;
         }
         self.intents
+            .sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
+        self.events
             .sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
         self.position = self
             .intents
@@ -217,7 +220,9 @@ impl StripeSim {
     }
 
     pub fn add_event(&self, event: SimEvent) {
-        self.state().events.push(event);
+        let mut state = self.state();
+        state.events.push(event);
+        state.sorted = false;
     }
 
     pub fn set_faults(&self, faults: Faults) {
@@ -534,13 +539,12 @@ async fn list_events(
     let q = parse_query(raw.as_deref());
     let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
     s.sort();
-    let mut events: Vec<&SimEvent> = s
+    let events: Vec<&SimEvent> = s
         .events
         .iter()
         .filter(|e| in_window(e.created, &q) && type_matches(&e.type_, &q))
         .filter(|e| q.delivery_success.is_none_or(|ok| e.delivery_success == ok))
         .collect();
-    events.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
     let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
     if let Some(after) = &q.starting_after
         && !ids.contains(&after.as_str())
