@@ -2,7 +2,7 @@ use std::io::{self, Write};
 
 use super::{Grid, Render, Screen, millis, paragraph};
 use crate::human::{Money, grouped, plural};
-use crate::reconcile::logic::{Finding, Repair};
+use crate::reconcile::logic::{Finding, Kind, Repair};
 use crate::reconcile::{ReconcileReport, RepairOutcome};
 
 impl Render for ReconcileReport {
@@ -104,7 +104,19 @@ impl Render for ReconcileReport {
         } else {
             "Nothing here can be repaired automatically: see docs/reconcile.md.".to_owned()
         };
-        paragraph(out, screen, &closing)
+        paragraph(out, screen, &closing)?;
+        if self
+            .findings
+            .iter()
+            .any(|f| f.kind == Kind::DisputedPayment)
+        {
+            paragraph(
+                out,
+                screen,
+                "Disputes are reported, not recorded: the schema has no table for them (their charge.dispute.* events go to payment_events with paytool backfill events). Answer them in the Stripe dashboard before the evidence is due.",
+            )?;
+        }
+        Ok(())
     }
 
     fn render_csv(&self, out: &mut dyn Write) -> io::Result<()> {
