@@ -860,6 +860,19 @@ mod tests {
         listed: &[PaymentIntentView],
         refunds: &[RefundView],
     ) -> Vec<Finding> {
+        run_all(orders, listed, refunds, &[], &[], at(3_600))
+    }
+
+    /// Every input but the ones nobody sets in these tests (retrieved, unknown ids, stored
+    /// events).
+    fn run_all(
+        orders: &[OrderRow],
+        listed: &[PaymentIntentView],
+        refunds: &[RefundView],
+        disputes: &[DisputeView],
+        failed_events: &[EventView],
+        now: DateTime<Utc>,
+    ) -> Vec<Finding> {
         let none = HashSet::new();
         reconcile(&Inputs {
             orders,
@@ -870,10 +883,10 @@ mod tests {
             retrieved: &[],
             unknown_to_stripe: &none,
             refunds,
-            disputes: &[],
-            failed_events: &[],
+            disputes,
+            failed_events,
             stored_events: &none,
-            now: at(3_600),
+            now,
             stale_after: StaleAfter::default(),
         })
     }
@@ -1004,22 +1017,7 @@ mod tests {
         failed_events: &[EventView],
         now: DateTime<Utc>,
     ) -> Vec<Finding> {
-        let none = HashSet::new();
-        reconcile(&Inputs {
-            orders,
-            other_known_orders: &none,
-            linked_elsewhere: &none,
-            orphan_window: Some((at(-86_400), at(86_400))),
-            listed,
-            retrieved: &[],
-            unknown_to_stripe: &none,
-            refunds: &[],
-            disputes,
-            failed_events,
-            stored_events: &none,
-            now,
-            stale_after: StaleAfter::default(),
-        })
+        run_all(orders, listed, &[], disputes, failed_events, now)
     }
 
     #[test]

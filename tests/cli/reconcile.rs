@@ -942,6 +942,21 @@ fn dispute(id: &str, pi: &str, amount: i64, status: &str) -> SimDispute {
     }
 }
 
+/// A paid order whose charge the customer disputes (dispute dp_1, in this status).
+async fn disputed_order(conn: &mut PgConnection, sim: &StripeSim, status: &str) {
+    order(
+        conn,
+        "o-disputed",
+        "PAID",
+        1000,
+        Some("pi_disputed"),
+        Some("succeeded"),
+    )
+    .await;
+    sim.add_payment_intent(intent("pi_disputed", Some("o-disputed"), 1000, "succeeded"));
+    sim.add_dispute(dispute("dp_1", "pi_disputed", 1000, status));
+}
+
 fn failed_event(id: &str, type_: &str, object: EventObject) -> SimEvent {
     SimEvent {
         id: id.into(),
@@ -957,17 +972,7 @@ async fn a_dispute_is_disputed_payment_once_and_apply_changes_nothing_for_it() {
     let db = reconcile_db().await;
     let mut conn = db.conn().await;
     let sim = StripeSim::start(KEY).unwrap();
-    order(
-        &mut conn,
-        "o-disputed",
-        "PAID",
-        1000,
-        Some("pi_disputed"),
-        Some("succeeded"),
-    )
-    .await;
-    sim.add_payment_intent(intent("pi_disputed", Some("o-disputed"), 1000, "succeeded"));
-    sim.add_dispute(dispute("dp_1", "pi_disputed", 1000, "needs_response"));
+    disputed_order(&mut conn, &sim, "needs_response").await;
     let (code, report) = reconcile(&db, &sim, &["--apply"]);
     assert_eq!(code, 1, "{report:#}");
     assert_only(
@@ -1132,17 +1137,7 @@ async fn a_baseline_silences_known_findings_and_not_new_ones() {
     let db = reconcile_db().await;
     let mut conn = db.conn().await;
     let sim = StripeSim::start(KEY).unwrap();
-    order(
-        &mut conn,
-        "o-disputed",
-        "PAID",
-        1000,
-        Some("pi_disputed"),
-        Some("succeeded"),
-    )
-    .await;
-    sim.add_payment_intent(intent("pi_disputed", Some("o-disputed"), 1000, "succeeded"));
-    sim.add_dispute(dispute("dp_1", "pi_disputed", 1000, "under_review"));
+    disputed_order(&mut conn, &sim, "under_review").await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("accepted.json");
     let file = file.to_str().unwrap();
