@@ -52,6 +52,10 @@ pub enum EventsError {
     #[error("--since {since} is after --until {until}")]
     EmptyWindow { since: String, until: String },
     #[error(
+        "--until {until} is more than 30 days ago: Stripe keeps events 30 days, so there is nothing to fetch"
+    )]
+    BeyondRetention { until: String },
+    #[error(
         "could not read Stripe's events ({0}); every page before it is stored: run again to resume"
     )]
     Stripe(#[from] StripeFailure),
@@ -60,7 +64,9 @@ pub enum EventsError {
 impl EventsError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            EventsError::NoKey | EventsError::EmptyWindow { .. } => exit::USAGE,
+            EventsError::NoKey
+            | EventsError::EmptyWindow { .. }
+            | EventsError::BeyondRetention { .. } => exit::USAGE,
             EventsError::Stripe(_) => exit::RUNTIME_FAILURE,
         }
     }
@@ -195,6 +201,11 @@ fn window_of(request: &EventsRequest, now: DateTime<Utc>) -> Result<(Window, boo
     let until = request.until.unwrap_or(now);
     let asked = request.since.unwrap_or(retention_start);
     let since = asked.max(retention_start);
+    if until < retention_start {
+        return Err(EventsError::BeyondRetention {
+            until: until.to_rfc3339(),
+        });
+    }
     if since > until {
         return Err(EventsError::EmptyWindow {
             since: since.to_rfc3339(),
@@ -387,12 +398,16 @@ mod tests {
             window_of(&request(Some("2026-01-01T00:00:00Z"), None), now).unwrap();
         assert_eq!(window.since.to_rfc3339(), "2026-11-02T00:00:00+00:00");
         assert!(clamped);
-        assert!(
+        assert!(matches!(
             window_of(
                 &request(Some("2026-11-20T00:00:00Z"), Some("2026-11-10T00:00:00Z")),
                 now
-            )
-            .is_err()
-        );
+            ),
+            Err(EventsError::EmptyWindow { .. })
+        ));
+        assert!(matches!(
+            window_of(&request(None, Some("2026-10-01T00:00:00Z")), now),
+            Err(EventsError::BeyondRetention { .. })
+        ));
     }
 }
