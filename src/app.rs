@@ -120,6 +120,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Prisma(cli::PrismaCommand::Baseline(args)) => {
             let mut conn = db::connect(url).await?;
+            db::require_primary(&mut conn, url, "prisma baseline").await?;
             let request = prisma::BaselineRequest {
                 migrations_dir: args.migrations_dir.clone(),
                 name: args.name.clone(),
@@ -130,6 +131,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Seed(args) => {
             let mut conn = db::connect(url).await?;
+            db::require_primary(&mut conn, url, "seed").await?;
             let options = seed::SeedOptions {
                 orders: args.orders,
                 stock_anomalies: !args.no_stock_anomalies,

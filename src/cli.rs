@@ -206,7 +206,8 @@ pub struct StripeArgs {
         long,
         env = "STRIPE_BASE_URL",
         hide_env_values = true,
-        default_value = "https://api.stripe.com/"
+        default_value = "https://api.stripe.com/",
+        value_parser = stripe_base_url
     )]
     pub stripe_base_url: String,
     /// Client-side rate limit, requests per second (Stripe allows 25/s in test mode).
@@ -216,7 +217,7 @@ pub struct StripeArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub concurrency: u64,
     /// Timeout of one Stripe request.
-    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    #[arg(long, default_value = "20s", value_parser = request_timeout)]
     pub request_timeout: Duration,
     /// Retries of one Stripe request after 429, 5xx, timeouts or network errors.
     #[arg(long, default_value_t = 6)]
@@ -242,10 +243,10 @@ pub struct ReconcileArgs {
     pub apply: bool,
     /// A requires_capture PaymentIntent older than this is stale_payment_intent (Stripe lets an
     /// uncaptured authorization expire after about 7 days).
-    #[arg(long, default_value = "5d", value_parser = parse_duration)]
+    #[arg(long, default_value = "5d", value_parser = stale_after)]
     pub stale_capture_after: Duration,
     /// A processing PaymentIntent older than this is stale_payment_intent.
-    #[arg(long, default_value = "7d", value_parser = parse_duration)]
+    #[arg(long, default_value = "7d", value_parser = stale_after)]
     pub stale_processing_after: Duration,
     /// Accepted findings (a file --write-baseline made): they are reported as known and only
     /// the others make the run exit 1.
@@ -445,7 +446,7 @@ pub struct BackfillArgs {
     #[arg(long, conflicts_with = "dry_run")]
     pub follow: bool,
     /// Time between two rounds of --follow.
-    #[arg(long, default_value = "5s", value_parser = parse_duration, requires = "follow")]
+    #[arg(long, default_value = "5s", value_parser = follow_interval, requires = "follow")]
     pub interval: Duration,
     /// Exit 1 when rows cannot be resolved (deleted product, amount overflowing INTEGER).
     #[arg(long)]
@@ -460,14 +461,14 @@ pub struct BackfillArgs {
     #[arg(long, default_value_t = 0)]
     pub pause_ms: u64,
     /// lock_timeout of each batch; a batch that times out is retried.
-    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "500ms", value_parser = lock_timeout)]
     pub lock_timeout: Duration,
     /// How many times in a row a failing batch (lock timeout, deadlock, lost connection) is retried.
     #[arg(long, default_value_t = 5)]
     pub max_retries: u32,
     /// How long to wait for another paytool backfill on the same database to finish (and, for
     /// the partial indexes a first complete pass builds, for a running paytool migrate).
-    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    #[arg(long, default_value = "1m", value_parser = wait_time)]
     pub wait: Duration,
 }
 
@@ -508,7 +509,7 @@ pub enum MigrateAction {
 pub struct CleanupArgs {
     /// How long to watch the database's sessions for a query that still uses the enum type
     /// (the legacy application) before dropping it.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = watch_time)]
     pub watch: Duration,
     #[command(flatten)]
     pub lock: LockArgs,
@@ -525,17 +526,17 @@ pub struct PlanArgs {
 pub struct LockArgs {
     /// How long one attempt may wait for a table lock before giving up and retrying later;
     /// the application's queries queue behind our attempt for at most this long.
-    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "500ms", value_parser = lock_timeout)]
     pub lock_timeout: Duration,
     /// How many times a lock timeout is retried (exponential backoff with jitter) before failing.
     #[arg(long, default_value_t = 30)]
     pub lock_retries: u32,
     /// statement_timeout for steps that hold a blocking lock (they are catalog-only and fast;
     /// this is the safety net). Concurrent index builds and validations have none.
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, default_value = "15s", value_parser = statement_timeout)]
     pub statement_timeout: Duration,
     /// How long to wait for another paytool migrate on the same database to finish.
-    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, default_value = "10m", value_parser = wait_time)]
     pub wait: Duration,
 }
 
@@ -577,9 +578,77 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 500ms, 2s, 5m)"))
 }
 
+/// A duration in `[min, max]`, refused when parsed rather than when applied: a 0 lock timeout
+/// would turn off the safety it exists for, and a huge one overflows PostgreSQL's setting.
+fn duration_between(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let value = parse_duration(text)?;
+    if value < min || value > max {
+        return Err(format!(
+            "must be between {} and {}",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(value)
+}
+
+const MS: Duration = Duration::from_millis(1);
+const MINUTE: Duration = Duration::from_secs(60);
+const DAY: Duration = Duration::from_secs(86_400);
+
+fn lock_timeout(text: &str) -> Result<Duration, String> {
+    duration_between(text, MS, 10 * MINUTE)
+}
+
+fn statement_timeout(text: &str) -> Result<Duration, String> {
+    duration_between(text, MS, DAY)
+}
+
+fn wait_time(text: &str) -> Result<Duration, String> {
+    duration_between(text, Duration::ZERO, 7 * DAY)
+}
+
+fn watch_time(text: &str) -> Result<Duration, String> {
+    duration_between(text, Duration::ZERO, 60 * MINUTE)
+}
+
+fn follow_interval(text: &str) -> Result<Duration, String> {
+    duration_between(text, 100 * MS, DAY)
+}
+
+fn request_timeout(text: &str) -> Result<Duration, String> {
+    duration_between(text, 100 * MS, 10 * MINUTE)
+}
+
+fn stale_after(text: &str) -> Result<Duration, String> {
+    duration_between(text, 60 * MINUTE, 365 * DAY)
+}
+
+/// Stripe's API root or a stand-in for it: an http(s) URL, checked before anything runs.
+fn stripe_base_url(text: &str) -> Result<String, String> {
+    match url::Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
+            Ok(text.to_owned())
+        }
+        _ => Err("not an http(s) URL (e.g. https://api.stripe.com/)".to_owned()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_are_checked_when_parsed() {
+        assert!(lock_timeout("0").is_err());
+        assert!(lock_timeout("1000000000h").is_err());
+        assert_eq!(lock_timeout("200ms"), Ok(Duration::from_millis(200)));
+        assert!(request_timeout("0s").is_err());
+        assert!(wait_time("0s").is_ok());
+        assert!(stripe_base_url("not-a-url").is_err());
+        assert!(stripe_base_url("ftp://x/").is_err());
+        assert!(stripe_base_url("http://127.0.0.1:12111/").is_ok());
+    }
 
     #[test]
     fn a_plain_date_as_until_takes_in_the_whole_day() {

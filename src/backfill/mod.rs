@@ -242,6 +242,8 @@ pub async fn run(
     progress: Progress,
 ) -> anyhow::Result<BackfillReport> {
     let mut conn = db::connect(url).await?;
+    // Even --dry-run: it creates paytool's own tables.
+    db::require_primary(&mut conn, url, "backfill payments").await?;
     let url = url.ok_or(db::DbError::NoUrl)?;
     db::require_legacy_schema(&mut conn).await?;
     migrate::require_migrated(&mut conn).await?;

@@ -42,13 +42,46 @@ pub async fn missing_legacy_tables(conn: &mut PgConnection) -> Result<Vec<String
         .await
 }
 
-/// Fails with a clear sentence when the database is not a legacy payments database.
+/// A schema holding legacy tables that this role may not use: the tables are there, out of
+/// sight (pg_class is readable without the privilege).
+const UNUSABLE_SCHEMA_SQL: &str = "
+SELECT n.nspname::text, current_user::text
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relname = ANY($1) AND c.relkind IN ('r', 'p') AND NOT has_schema_privilege(n.oid, 'USAGE')
+GROUP BY n.nspname
+ORDER BY count(*) DESC, n.nspname
+LIMIT 1";
+
+/// Fails with a clear sentence when the database is not a legacy payments database, or when
+/// it is one this role may not see.
 pub async fn require_legacy_schema(conn: &mut PgConnection) -> anyhow::Result<()> {
     let missing = missing_legacy_tables(conn).await?;
     if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(super::DbError::LegacySchemaMissing { missing }.into())
+        return Ok(());
+    }
+    require_usage_of(conn, &missing).await?;
+    Err(super::DbError::LegacySchemaMissing { missing }.into())
+}
+
+/// Fails when legacy tables this role cannot see are in a schema it may not use: the cause is a
+/// privilege, not a wrong database.
+pub async fn require_schema_usage(conn: &mut PgConnection) -> anyhow::Result<()> {
+    let missing = missing_legacy_tables(conn).await?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    require_usage_of(conn, &missing).await
+}
+
+async fn require_usage_of(conn: &mut PgConnection, missing: &[String]) -> anyhow::Result<()> {
+    let unusable: Option<(String, String)> = sqlx::query_as(UNUSABLE_SCHEMA_SQL)
+        .bind(missing)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match unusable {
+        Some((schema, role)) => Err(super::DbError::NoSchemaUsage { role, schema }.into()),
+        None => Ok(()),
     }
 }
 

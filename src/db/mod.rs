@@ -51,6 +51,16 @@ pub enum DbError {
     )]
     SchemaMissing { schema: String },
     #[error(
+        "{url} is a standby (in recovery, read-only): paytool {command} writes, point --database-url at the primary \
+         (paytool verify constraints runs on a standby)"
+    )]
+    Standby { url: String, command: &'static str },
+    #[error(
+        "the role {role} may not use the schema {schema} that holds the legacy tables (no USAGE privilege): \
+         GRANT USAGE ON SCHEMA {schema} TO {role}, or connect as the tables' owner"
+    )]
+    NoSchemaUsage { role: String, schema: String },
+    #[error(
         "another paytool {operation} has held the lock on this database for {waited:?} ({holder}); try again when it has finished"
     )]
     LockBusy {
@@ -73,12 +83,34 @@ impl DbError {
             | DbError::AuthFailed { .. }
             | DbError::DatabaseMissing { .. }
             | DbError::LegacySchemaMissing { .. }
-            | DbError::SchemaMissing { .. } => exit::USAGE,
+            | DbError::SchemaMissing { .. }
+            | DbError::Standby { .. }
+            | DbError::NoSchemaUsage { .. } => exit::USAGE,
             DbError::Unreachable { .. } | DbError::LockBusy { .. } | DbError::LockLost { .. } => {
                 exit::RUNTIME_FAILURE
             }
         }
     }
+}
+
+/// Refuses a standby for a command that writes, before it tries to: PostgreSQL's own
+/// "cannot execute … in a read-only transaction" would come from the middle of the work.
+pub async fn require_primary(
+    conn: &mut PgConnection,
+    url: Option<&DatabaseUrl>,
+    command: &'static str,
+) -> anyhow::Result<()> {
+    let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(conn)
+        .await?;
+    if in_recovery {
+        return Err(DbError::Standby {
+            url: display_name(url),
+            command,
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// Opens one session connection (not a pool: migrate needs session state such as advisory

@@ -93,7 +93,17 @@ impl FromStr for DatabaseUrl {
     type Err = String;
 
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        let parsed = url::Url::parse(raw).map_err(|e| {
+        if credentials_are_ambiguous(raw) {
+            // Said before any parsing: a parser would guess, take part of the password for a
+            // host and look it up in DNS.
+            return Err(
+                "the user name or password is ambiguous: percent-encode @, / and : in them (@ as %40, / as %2F, : as %3A)"
+                    .to_owned(),
+            );
+        }
+        let socket_form = with_placeholder_host(raw);
+        let raw_for_parsing = socket_form.as_deref().unwrap_or(raw);
+        let parsed = url::Url::parse(raw_for_parsing).map_err(|e| {
             format!("not a valid PostgreSQL URL ({e}); expected postgres://user:password@host:port/database")
         })?;
         if !matches!(parsed.scheme(), "postgres" | "postgresql") {
@@ -110,7 +120,7 @@ impl FromStr for DatabaseUrl {
             );
         }
         let url = DatabaseUrl {
-            raw: raw.to_owned(),
+            raw: raw_for_parsing.to_owned(),
             postgres,
             redacted,
             schema,
@@ -119,6 +129,44 @@ impl FromStr for DatabaseUrl {
         url.connect_options()?;
         Ok(url)
     }
+}
+
+/// The part between `scheme://` and the query.
+fn before_query(raw: &str) -> Option<&str> {
+    let rest = raw.split_once("://")?.1;
+    Some(rest.split('?').next().unwrap_or(rest))
+}
+
+/// An `@` more than once, or after a `/`, before the query: a raw `@`, `/` or `:` in a
+/// password, which no parser reads the same way as the person who wrote it.
+fn credentials_are_ambiguous(raw: &str) -> bool {
+    let Some(rest) = before_query(raw) else {
+        return false;
+    };
+    let Some(last_at) = rest.rfind('@') else {
+        return false;
+    };
+    rest.matches('@').count() > 1 || rest[..last_at].contains('/')
+}
+
+/// `postgres://user@/db?host=/run/postgresql`: libpq's form for a Unix socket directory, with
+/// no host before the path. URL parsers refuse an empty host, so `localhost` stands in for
+/// it; `?host=` decides where the connection goes.
+fn with_placeholder_host(raw: &str) -> Option<String> {
+    let (scheme, rest) = raw.split_once("://")?;
+    let query_has_host = rest
+        .split_once('?')
+        .is_some_and(|(_, q)| q.split('&').any(|p| p.starts_with("host=")));
+    if !query_has_host {
+        return None;
+    }
+    let (userinfo, after) = match rest.split_once('@') {
+        Some((userinfo, after)) => (format!("{userinfo}@"), after),
+        None => (String::new(), rest),
+    };
+    after
+        .starts_with('/')
+        .then(|| format!("{scheme}://{userinfo}localhost{after}"))
 }
 
 /// The URL without Prisma's parameters, the `schema` value, and the names of the others.
@@ -241,6 +289,37 @@ mod tests {
                 .unwrap_err()
                 .contains("schema")
         );
+    }
+
+    #[test]
+    fn a_raw_at_sign_slash_or_colon_in_the_password_is_refused_without_echoing_it() {
+        for raw in [
+            "postgres://pwuser:Pw0rd@XY/Z:1@host/db",
+            "postgres://pwuser:p@ss@host/db",
+            "postgres://pwuser:12/ss@host/db",
+        ] {
+            let err = raw.parse::<DatabaseUrl>().unwrap_err();
+            assert!(err.contains("percent-encode"), "{raw}: {err}");
+            assert!(!err.contains("Pw0rd") && !err.contains("ss@"), "{err}");
+        }
+        let encoded: DatabaseUrl = "postgres://pwuser:Pw0rd%40XY%2FZ%3A1@host/db"
+            .parse()
+            .unwrap();
+        assert_eq!(encoded.to_string(), "postgres://pwuser:***@host/db");
+    }
+
+    #[test]
+    fn a_socket_directory_needs_no_host() {
+        let url: DatabaseUrl = "postgres://shop@/shop?host=/run/postgresql"
+            .parse()
+            .unwrap();
+        let options = url.connect_options().unwrap();
+        assert_eq!(
+            options.get_socket().map(|p| p.display().to_string()),
+            Some("/run/postgresql".to_owned())
+        );
+        assert!("postgres:///shop?host=/tmp".parse::<DatabaseUrl>().is_ok());
+        assert!("postgres://shop@/shop".parse::<DatabaseUrl>().is_err());
     }
 
     #[test]

@@ -90,7 +90,12 @@ fn installed_bin_dir() -> Result<PathBuf, ClusterError> {
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .find(|dir| dir.join("initdb").is_file());
     if let Some(dir) = on_path {
-        return Ok(dir);
+        // A symlinked initdb (/usr/local/bin/initdb → /usr/lib/postgresql/15/bin/initdb) stands
+        // for its installation, whose other programs (pg_basebackup) are there, not on PATH.
+        return Ok(std::fs::canonicalize(dir.join("initdb"))
+            .ok()
+            .and_then(|real| real.parent().map(PathBuf::from))
+            .unwrap_or(dir));
     }
     let mut candidates: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .map_err(|_| ClusterError::NotInstalled)?
@@ -137,6 +142,42 @@ impl TempCluster {
         cluster.initdb()?;
         cluster.start_server(settings)?;
         Ok(cluster)
+    }
+
+    /// A streaming hot standby of this cluster (`pg_basebackup -R`), in its own temporary
+    /// directory, on its own port. Dropping it stops it and removes its directory.
+    pub fn standby(&self, prefix: &str) -> Result<TempCluster, ClusterError> {
+        let dir = tempfile::Builder::new().prefix(prefix).tempdir()?.keep();
+        let standby = TempCluster {
+            bin: self.bin.clone(),
+            dir,
+            port: free_port(),
+            keep: false,
+        };
+        if is_root() {
+            standby.run(
+                "chown",
+                Command::new("chown").arg("postgres:").arg(&standby.dir),
+            )?;
+        }
+        let mut cmd = self.pg("pg_basebackup");
+        cmd.arg("-D")
+            .arg(standby.data_dir())
+            .arg("-h")
+            .arg(&self.dir)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+                "--no-sync",
+            ]);
+        standby.run("pg_basebackup", &mut cmd)?;
+        standby.start_server(&[])?;
+        Ok(standby)
     }
 
     /// A TMPDIR under a directory only root may enter (e.g. /root/tmp) would make initdb fail
@@ -194,7 +235,8 @@ impl TempCluster {
             "--no-sync",
         ]);
         self.run("initdb", &mut cmd)?;
-        let hba = "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n";
+        // Replication over the local socket only: for a streaming standby of this cluster.
+        let hba = "local all all trust\nlocal replication all trust\nhost all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n";
         std::fs::write(self.data_dir().join("pg_hba.conf"), hba)?;
         Ok(())
     }

@@ -143,6 +143,7 @@ pub async fn run(
     let key = request.stripe.key.clone().ok_or(EventsError::NoKey)?;
     let (window, since_clamped) = window_of(request, Utc::now())?;
     let mut conn = db::connect(url).await?;
+    db::require_primary(&mut conn, url, "backfill events").await?;
     crate::migrate::require_migrated(&mut conn).await?;
     sqlx::raw_sql(CHECKPOINT_SQL).execute(&mut conn).await?;
     let stripe = request.stripe.client(key).map_err(EventsError::from)?;

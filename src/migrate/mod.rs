@@ -247,6 +247,14 @@ pub async fn run(
     let mut conn = db::connect(url).await?;
     let database = db::display_name(url);
     match request {
+        MigrateRequest::Apply { .. } => db::require_primary(&mut conn, url, "migrate").await?,
+        MigrateRequest::Down { .. } => db::require_primary(&mut conn, url, "migrate down").await?,
+        MigrateRequest::Cleanup { .. } => {
+            db::require_primary(&mut conn, url, "migrate cleanup").await?
+        }
+        MigrateRequest::Plan { .. } | MigrateRequest::Status => {}
+    }
+    match request {
         MigrateRequest::Plan {
             policy,
             batch_size,

@@ -132,6 +132,9 @@ pub async fn run(
     // A bad baseline is a usage error, found before Stripe is asked anything.
     let accepted = load_baseline(args)?;
     let mut conn = db::connect(url).await?;
+    if args.apply {
+        db::require_primary(&mut conn, url, "reconcile --apply").await?;
+    }
     db::require_legacy_schema(&mut conn).await?;
     crate::migrate::require_migrated(&mut conn).await?;
     let id_type = IdType::of(&mut conn, "orders", "id").await?;

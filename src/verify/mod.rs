@@ -108,6 +108,7 @@ pub async fn run(
     progress: Progress,
 ) -> anyhow::Result<VerifyReport> {
     let mut conn = db::connect(url).await?;
+    db::require_schema_usage(&mut conn).await?;
     let database = db::display_name(url);
     let started = Instant::now();
     let selected: Vec<&Check> = CHECKS

@@ -13,6 +13,8 @@ use sqlx::{Connection, PgConnection};
 
 pub struct Cluster {
     pub port: u16,
+    /// Where the server's Unix socket is (`-k`).
+    pub socket_dir: std::path::PathBuf,
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
@@ -38,7 +40,10 @@ impl Cluster {
         // The cluster lives as long as the test process: the watchdog removes it after.
         pg.keep();
         spawn_watchdog(pg.bin(), pg.dir(), &pg.data_dir());
-        Ok(Cluster { port: pg.port() })
+        Ok(Cluster {
+            port: pg.port(),
+            socket_dir: pg.dir().to_owned(),
+        })
     }
 
     pub fn url(&self, user: &str, password: Option<&str>, database: &str) -> String {

@@ -9,5 +9,6 @@ mod harness;
 mod migrate;
 mod prisma;
 mod reconcile;
+mod topology;
 mod variants;
 mod verify;

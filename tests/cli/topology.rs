@@ -1,0 +1,160 @@
+//! The connections production really has (issue 12, first part): a streaming standby, a role
+//! without USAGE on the schema, a Unix-socket URL, a password that needs percent-encoding.
+
+use std::time::{Duration, Instant};
+
+use paytool::demo::cluster::TempCluster;
+use predicates::prelude::*;
+use sqlx::{Connection, PgConnection};
+
+use crate::harness::{cluster, paytool};
+
+#[tokio::test]
+async fn a_standby_is_refused_for_every_command_that_writes_and_verify_runs_on_it() {
+    let primary = TempCluster::start("paytool-test-primary-", &[]).unwrap();
+    let primary_url = primary.url("postgres", None, "postgres");
+    for args in [
+        vec!["seed", "--orders", "40", "--no-stock-anomalies", "-q"],
+        vec!["migrate", "-q"],
+        vec!["backfill", "payments", "-q"],
+    ] {
+        paytool()
+            .env("DATABASE_URL", &primary_url)
+            .args(&args)
+            .assert()
+            .success();
+    }
+    let standby = primary.standby("paytool-test-standby-").unwrap();
+    let standby_url = standby.url("postgres", None, "postgres");
+    let mut replica = PgConnection::connect(&standby_url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let replayed: bool = sqlx::query_scalar(
+            "SELECT pg_is_in_recovery() AND to_regclass('payments') IS NOT NULL
+                    AND (SELECT count(*) FROM payments) > 0",
+        )
+        .fetch_one(&mut replica)
+        .await
+        .unwrap_or(false);
+        if replayed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the standby never replayed the backfill"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for args in [
+        vec!["migrate"],
+        vec!["migrate", "cleanup"],
+        vec!["backfill", "payments"],
+        vec!["backfill", "payments", "--dry-run"],
+        vec!["backfill", "events", "--stripe-key", "sk_test_x"],
+        vec!["reconcile", "--apply", "--stripe-key", "sk_test_x"],
+        vec!["prisma", "baseline", "--migrations-dir", "/nonexistent"],
+    ] {
+        paytool()
+            .env("DATABASE_URL", &standby_url)
+            .args(&args)
+            .assert()
+            .code(2)
+            .stderr(
+                predicate::str::contains("is a standby (in recovery, read-only)")
+                    .and(predicate::str::contains(
+                        "point --database-url at the primary",
+                    ))
+                    .and(predicate::str::contains("read-only transaction").not()),
+            );
+    }
+    // Reading commands work on it: the CI gate without touching the primary.
+    paytool()
+        .env("DATABASE_URL", &standby_url)
+        .args(["verify", "constraints", "--only", "schema"])
+        .assert()
+        .success();
+    paytool()
+        .env("DATABASE_URL", &standby_url)
+        .args(["migrate", "status"])
+        .assert()
+        .success();
+}
+
+#[tokio::test]
+async fn a_role_without_usage_on_the_schema_is_told_so() {
+    let db = crate::harness::seeded_and_migrated(20).await;
+    let mut conn = db.conn().await;
+    let role = format!("nousage_{}", db.name);
+    sqlx::raw_sql(&format!(
+        "CREATE ROLE {role} LOGIN PASSWORD 'pw'; REVOKE ALL ON SCHEMA public FROM PUBLIC;"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    paytool()
+        .env("DATABASE_URL", cluster().url(&role, Some("pw"), &db.name))
+        .args(["verify", "constraints"])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains(format!(
+                "the role {role} may not use the schema public that holds the legacy tables"
+            ))
+            .and(predicate::str::contains(format!(
+                "GRANT USAGE ON SCHEMA public TO {role}"
+            ))),
+        );
+}
+
+#[tokio::test]
+async fn a_unix_socket_directory_url_connects() {
+    let db = crate::harness::seeded_and_migrated(20).await;
+    let url = format!(
+        "postgres://postgres@/{}?host={}&port={}",
+        db.name,
+        cluster().socket_dir.display(),
+        cluster().port
+    );
+    paytool()
+        .env("DATABASE_URL", url)
+        .args(["verify", "constraints", "--only", "schema"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn a_password_with_raw_at_signs_is_refused_before_any_lookup_and_never_printed() {
+    paytool()
+        .env("DATABASE_URL", "postgres://pwuser:Pw0rd@XY/Z:1@host/db")
+        .args(["migrate", "status"])
+        .assert()
+        .code(2)
+        .stdout(predicate::str::is_empty())
+        .stderr(
+            predicate::str::contains("percent-encode")
+                .and(predicate::str::contains("Pw0rd").not())
+                .and(predicate::str::contains("XY").not()),
+        );
+}
+
+#[test]
+fn limits_are_checked_when_the_command_line_is_parsed() {
+    for args in [
+        vec!["migrate", "--lock-timeout", "0"],
+        vec!["migrate", "--lock-timeout", "1000000000h"],
+        vec!["backfill", "payments", "--lock-timeout", "0ms"],
+        vec!["reconcile", "--request-timeout", "0s"],
+        vec!["reconcile", "--stripe-base-url", "not-a-url"],
+        vec!["backfill", "events", "--stripe-base-url", "ftp://x/"],
+    ] {
+        paytool()
+            .env("DATABASE_URL", "postgres://nobody@127.0.0.1:9/none")
+            .args(&args)
+            .assert()
+            .code(2)
+            .stderr(
+                predicate::str::contains("must be between")
+                    .or(predicate::str::contains("not an http(s) URL")),
+            );
+    }
+}
