@@ -145,11 +145,51 @@ pub async fn connect(url: Option<&DatabaseUrl>) -> Result<PgConnection, DbError>
     let _ = sqlx::query("SELECT set_config('client_connection_check_interval', '2s', false)")
         .execute(&mut conn)
         .await;
+    own_the_session_timeouts(&mut conn)
+        .await
+        .map_err(|e| DbError::Unreachable {
+            url: url.redacted().to_owned(),
+            reason: e.to_string(),
+        })?;
     if let Some(schema) = url.schema() {
         require_schema(&mut conn, schema).await?;
     }
     announce_url_parameters(url);
     Ok(conn)
+}
+
+/// The session timeouts a role or database may set (`ALTER ROLE … SET statement_timeout`)
+/// that would cut paytool's own work: a concurrent index build on a big table, a scan for the
+/// rows a backfill cannot resolve, verify's checks, the idle moments of migrate between lock
+/// retries. paytool sets each statement's limits itself (batches and blocking steps under
+/// `lock_timeout` and `statement_timeout` of their own), so the session starts from none.
+/// `lock_timeout` is left as it is: where paytool needs one, it sets it.
+pub const OWNED_SESSION_TIMEOUTS: [&str; 3] = [
+    "statement_timeout",
+    "idle_in_transaction_session_timeout",
+    "idle_session_timeout",
+];
+
+async fn own_the_session_timeouts(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT set_config(name, '0', false) FROM pg_settings WHERE name = ANY($1)")
+        .bind(&OWNED_SESSION_TIMEOUTS[..])
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The timeouts someone else set for this role or database (what `RESET` would restore), that
+/// paytool's sessions override: for `migrate plan` to say so.
+pub async fn inherited_timeouts(
+    conn: &mut PgConnection,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT name::text, reset_val || coalesce(unit, '') FROM pg_settings
+         WHERE name = ANY($1) AND reset_val <> '0' ORDER BY name",
+    )
+    .bind(&OWNED_SESSION_TIMEOUTS[..])
+    .fetch_all(conn)
+    .await
 }
 
 /// Prisma's `?schema=NAME` must name an existing schema: with a wrong one, every table would

@@ -391,7 +391,9 @@ async fn make_plan(
     };
     let versions: Vec<i32> = next.iter().map(|p| p.version).collect();
     let preflight = preflight::run(conn, &versions, Duration::ZERO).await?;
+    let overridden_timeouts = db::inherited_timeouts(conn).await?;
     Ok(MigratePlan {
+        overridden_timeouts,
         database,
         id_type: IdType::of(conn, "orders", "id").await?,
         steps_total: STEPS.len(),

@@ -45,6 +45,9 @@ pub struct MigratePlan {
     pub cleanup: Vec<PlannedStep>,
     /// The checks of what runs next: the migration, or once it is applied, the cleanup.
     pub preflight: PreflightReport,
+    /// Timeouts set for the role or database by someone else (name, value) that paytool's
+    /// sessions override, each step setting its own.
+    pub overridden_timeouts: Vec<(String, String)>,
     #[serde(skip)]
     pub show_sql: bool,
 }

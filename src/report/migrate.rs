@@ -74,6 +74,22 @@ impl Render for MigratePlan {
                 "The legacy ids are uuid (@db.Uuid): payments.order_id is created as uuid.\n"
             )?;
         }
+        if !self.overridden_timeouts.is_empty() {
+            let set: Vec<String> = self
+                .overridden_timeouts
+                .iter()
+                .map(|(name, value)| format!("{name} = {value}"))
+                .collect();
+            paragraph(
+                out,
+                screen,
+                &format!(
+                    "This role or database sets {}: paytool's sessions override it (to none), and each step below runs under the limits shown for it.",
+                    set.join(", ")
+                ),
+            )?;
+            writeln!(out)?;
+        }
         if self.pending.is_empty() && self.after_backfill.is_empty() && self.cleanup.is_empty() {
             writeln!(out, "Nothing to do: the schema is up to date.")?;
             return Ok(());

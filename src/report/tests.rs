@@ -325,6 +325,7 @@ fn migrate_plan() -> MigratePlan {
             .collect::<Vec<_>>()
     };
     MigratePlan {
+        overridden_timeouts: Vec::new(),
         database: "postgres://shop@db.internal:5432/shop".to_owned(),
         id_type: IdType::Text,
         steps_total: STEPS.len(),

@@ -158,3 +158,52 @@ fn limits_are_checked_when_the_command_line_is_parsed() {
             );
     }
 }
+
+#[tokio::test]
+async fn timeouts_set_by_someone_else_do_not_cut_paytools_work_and_plan_says_so() {
+    let db = cluster().fresh_db().await;
+    let mut admin = cluster().admin().await;
+    sqlx::raw_sql(&format!(
+        "ALTER DATABASE {0} SET statement_timeout = '50ms';
+         ALTER DATABASE {0} SET idle_in_transaction_session_timeout = '100ms';",
+        db.name
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    // A plain session has them: a 200 ms statement is cancelled.
+    let mut plain = db.conn().await;
+    let cut = sqlx::query("SELECT pg_sleep(0.2)")
+        .execute(&mut plain)
+        .await;
+    assert!(
+        cut.unwrap_err()
+            .to_string()
+            .contains("canceling statement due to statement timeout")
+    );
+    for args in [
+        vec!["seed", "--orders", "3000", "--no-stock-anomalies", "-q"],
+        vec!["migrate", "-q"],
+        vec!["backfill", "payments", "--dry-run", "-q"],
+        vec!["backfill", "payments", "-q"],
+        vec!["verify", "constraints", "-q"],
+    ] {
+        db.paytool().args(&args).assert().success();
+    }
+    let (code, plan) = crate::harness::run_json(&db, &["migrate", "plan"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        plan["overridden_timeouts"],
+        serde_json::json!([
+            ["idle_in_transaction_session_timeout", "100ms"],
+            ["statement_timeout", "50ms"]
+        ])
+    );
+    db.paytool()
+        .args(["migrate", "plan", "--no-sql"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "This role or database sets idle_in_transaction_session_timeout = 100ms, statement_timeout = 50ms",
+        ));
+}
