@@ -149,6 +149,8 @@ fn lock_policy(args: &cli::LockArgs) -> LockPolicy {
         lock_retries: args.lock_retries,
         statement_timeout: args.statement_timeout,
         wait: args.wait,
+        max_wait: args.max_wait,
+        observer: None,
     }
 }
 

@@ -538,6 +538,10 @@ pub struct LockArgs {
     /// How long to wait for another paytool migrate on the same database to finish.
     #[arg(long, default_value = "10m", value_parser = wait_time)]
     pub wait: Duration,
+    /// How long a concurrent index build may wait for transactions other sessions keep open
+    /// (it must wait for them; paytool names them every 10 s), then is cancelled, resumably.
+    #[arg(long, default_value = "1h", value_parser = max_wait)]
+    pub max_wait: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -585,11 +589,27 @@ fn duration_between(text: &str, min: Duration, max: Duration) -> Result<Duration
     if value < min || value > max {
         return Err(format!(
             "must be between {} and {}",
-            humantime::format_duration(min),
-            humantime::format_duration(max)
+            bound_text(min),
+            bound_text(max)
         ));
     }
     Ok(value)
+}
+
+/// A bound as the flags take it: `10m`, `7d`, `1ms` (humantime would say "11months 30days…").
+fn bound_text(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms >= size && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
 }
 
 const MS: Duration = Duration::from_millis(1);
@@ -608,6 +628,10 @@ fn wait_time(text: &str) -> Result<Duration, String> {
     duration_between(text, Duration::ZERO, 7 * DAY)
 }
 
+fn max_wait(text: &str) -> Result<Duration, String> {
+    duration_between(text, Duration::from_secs(1), 7 * DAY)
+}
+
 fn watch_time(text: &str) -> Result<Duration, String> {
     duration_between(text, Duration::ZERO, 60 * MINUTE)
 }
@@ -621,7 +645,7 @@ fn request_timeout(text: &str) -> Result<Duration, String> {
 }
 
 fn stale_after(text: &str) -> Result<Duration, String> {
-    duration_between(text, 60 * MINUTE, 365 * DAY)
+    duration_between(text, 60 * MINUTE, 3650 * DAY)
 }
 
 /// Stripe's API root or a stand-in for it: an http(s) URL, checked before anything runs.
@@ -640,7 +664,10 @@ mod tests {
 
     #[test]
     fn limits_are_checked_when_parsed() {
-        assert!(lock_timeout("0").is_err());
+        assert_eq!(
+            lock_timeout("0"),
+            Err("must be between 1ms and 10m".to_owned())
+        );
         assert!(lock_timeout("1000000000h").is_err());
         assert_eq!(lock_timeout("200ms"), Ok(Duration::from_millis(200)));
         assert!(request_timeout("0s").is_err());

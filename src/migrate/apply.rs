@@ -420,14 +420,33 @@ async fn build_index_concurrently(
         }
         IndexState::Missing => {}
     }
-    let (_, build_retries) = retry_transient(
+    let watcher = match &policy.observer {
+        Some(url) => {
+            let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(&mut *conn)
+                .await?;
+            let what = format!("step {} (CREATE INDEX CONCURRENTLY {index})", step.name);
+            super::watch::Watcher::start(url, pid, what, policy.max_wait).await
+        }
+        None => None,
+    };
+    let built = retry_transient(
         conn,
         policy,
         (step.name, step.table),
         Attempt::Statement(step.sql),
     )
-    .await
-    .map_err(|err| translate_unique_violation(err, index))?;
+    .await;
+    if let Some(gave_up) = watcher.and_then(super::watch::Watcher::stop) {
+        return Err(MigrateError::GaveUpWaiting {
+            step: step.name,
+            index,
+            waited: gave_up.waited,
+            blockers: gave_up.blockers,
+        }
+        .into());
+    }
+    let (_, build_retries) = built.map_err(|err| translate_unique_violation(err, index))?;
     retries += build_retries;
     if db::index_state(conn, index).await? != IndexState::Valid {
         return Err(MigrateError::IndexInvalidAfterBuild { index }.into());

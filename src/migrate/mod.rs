@@ -10,6 +10,7 @@ pub(crate) mod history;
 pub(crate) mod plan;
 mod preflight;
 pub mod steps;
+mod watch;
 
 use std::time::Duration;
 
@@ -51,6 +52,18 @@ pub enum MigrateError {
     #[error("index {index} is still not valid after a concurrent build; run paytool migrate again")]
     IndexInvalidAfterBuild { index: &'static str },
     #[error(
+        "step {step}: the concurrent build of {index} waited {} for older transactions to end, longer than --max-wait; \
+         they are: {blockers}. The build was cancelled; end those sessions (or let them finish) and run paytool migrate \
+         again: it drops the unfinished index and builds it anew",
+        crate::human::duration(*.waited)
+    )]
+    GaveUpWaiting {
+        step: &'static str,
+        index: &'static str,
+        waited: Duration,
+        blockers: String,
+    },
+    #[error(
         "building unique index {index} found duplicate values written after the preflight ran; \
          run paytool migrate again: the preflight will name the rows"
     )]
@@ -90,7 +103,8 @@ impl MigrateError {
             | MigrateError::NotMigrated { .. } => exit::USAGE,
             MigrateError::DuplicatesDuringBuild { .. } => exit::PROBLEMS_FOUND,
             MigrateError::LockRetriesExhausted { .. }
-            | MigrateError::IndexInvalidAfterBuild { .. } => exit::RUNTIME_FAILURE,
+            | MigrateError::IndexInvalidAfterBuild { .. }
+            | MigrateError::GaveUpWaiting { .. } => exit::RUNTIME_FAILURE,
         }
     }
 }
@@ -102,6 +116,10 @@ pub struct LockPolicy {
     pub lock_retries: u32,
     pub statement_timeout: Duration,
     pub wait: Duration,
+    /// How long a concurrent index build may wait for other sessions' transactions.
+    pub max_wait: Duration,
+    /// Where a second connection watches what a concurrent build waits for; `None`: unwatched.
+    pub observer: Option<DatabaseUrl>,
 }
 
 /// The defaults of `paytool migrate`'s lock flags.
@@ -112,6 +130,8 @@ impl Default for LockPolicy {
             lock_retries: 30,
             statement_timeout: Duration::from_secs(15),
             wait: Duration::from_secs(600),
+            max_wait: Duration::from_secs(3600),
+            observer: None,
         }
     }
 }
@@ -275,7 +295,7 @@ pub async fn run(
                 &mut conn,
                 database,
                 Phase::Cleanup,
-                policy,
+                &watched(policy, url),
                 *batch_size,
                 *watch,
                 progress,
@@ -287,13 +307,21 @@ pub async fn run(
                 &mut conn,
                 database,
                 Phase::Migrate,
-                policy,
+                &watched(policy, url),
                 *batch_size,
                 Duration::ZERO,
                 progress,
             )
             .await?,
         )),
+    }
+}
+
+/// The policy with the database to watch concurrent builds through.
+fn watched(policy: &LockPolicy, url: Option<&DatabaseUrl>) -> LockPolicy {
+    LockPolicy {
+        observer: url.cloned(),
+        ..policy.clone()
     }
 }
 

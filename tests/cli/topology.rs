@@ -207,3 +207,51 @@ async fn timeouts_set_by_someone_else_do_not_cut_paytools_work_and_plan_says_so(
             "This role or database sets idle_in_transaction_session_timeout = 100ms, statement_timeout = 50ms",
         ));
 }
+
+#[tokio::test]
+async fn a_concurrent_build_names_the_transaction_it_waits_for_and_gives_up_resumably() {
+    let db = cluster().fresh_db().await;
+    db.paytool()
+        .args(["seed", "--orders", "200", "--no-stock-anomalies", "-q"])
+        .assert()
+        .success();
+    // Someone's forgotten transaction, holding a snapshot.
+    let mut forgotten = db.conn().await;
+    sqlx::raw_sql(
+        "SET application_name = 'forgotten-psql';
+         BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1 FROM products LIMIT 1;",
+    )
+    .execute(&mut forgotten)
+    .await
+    .unwrap();
+    let forgotten_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut forgotten)
+        .await
+        .unwrap();
+    let out = db
+        .paytool()
+        .args(["migrate", "--max-wait", "5s"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let named = format!("pid {forgotten_pid} (forgotten-psql, idle in transaction");
+    assert!(
+        stderr.contains("for older transactions to end, as it must") && stderr.contains(&named),
+        "the wait is said while it lasts: {stderr}"
+    );
+    assert!(
+        stderr.contains("longer than --max-wait") && stderr.contains("run paytool migrate again"),
+        "{stderr}"
+    );
+    // The session ends; the next run finishes the job.
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut forgotten)
+        .await
+        .unwrap();
+    db.paytool().args(["migrate", "-q"]).assert().success();
+    db.paytool()
+        .args(["verify", "constraints", "--only", "schema", "-q"])
+        .assert()
+        .success();
+}
