@@ -56,6 +56,16 @@ pub enum DbError {
     )]
     Standby { url: String, command: &'static str },
     #[error(
+        "{tables} partitioned here: paytool migrate does not handle partitioned tables yet (indexes would have to be \
+         built ON ONLY the parent, then concurrently per partition and attached); docs/scaling.md says what it would take"
+    )]
+    Partitioned { tables: String },
+    #[error(
+        "this database runs Citus: paytool migrate does not handle distributed tables yet (DDL through the coordinator, \
+         the distribution column in every unique constraint); docs/scaling.md says what it would take"
+    )]
+    Citus,
+    #[error(
         "the role {role} may not use the schema {schema} that holds the legacy tables (no USAGE privilege): \
          GRANT USAGE ON SCHEMA {schema} TO {role}, or connect as the tables' owner"
     )]
@@ -85,6 +95,8 @@ impl DbError {
             | DbError::LegacySchemaMissing { .. }
             | DbError::SchemaMissing { .. }
             | DbError::Standby { .. }
+            | DbError::Partitioned { .. }
+            | DbError::Citus
             | DbError::NoSchemaUsage { .. } => exit::USAGE,
             DbError::Unreachable { .. } | DbError::LockBusy { .. } | DbError::LockLost { .. } => {
                 exit::RUNTIME_FAILURE
@@ -109,6 +121,30 @@ pub async fn require_primary(
             command,
         }
         .into());
+    }
+    Ok(())
+}
+
+/// Refuses what migrate's steps do not know how to change online: partitioned legacy tables
+/// and Citus-distributed ones. Said before any step, rather than by a failing statement.
+pub async fn require_plain_tables(conn: &mut PgConnection) -> anyhow::Result<()> {
+    let partitioned: Option<String> = sqlx::query_scalar(
+        "SELECT string_agg(t, ', ' ORDER BY t) || CASE WHEN count(*) = 1 THEN ' is' ELSE ' are' END
+         FROM unnest($1::text[]) AS t
+         WHERE (SELECT relkind FROM pg_class WHERE oid = to_regclass(t)) = 'p'",
+    )
+    .bind(&catalog::LEGACY_TABLES[..])
+    .fetch_one(&mut *conn)
+    .await?;
+    if let Some(tables) = partitioned {
+        return Err(DbError::Partitioned { tables }.into());
+    }
+    let citus: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
+            .fetch_one(&mut *conn)
+            .await?;
+    if citus {
+        return Err(DbError::Citus.into());
     }
     Ok(())
 }

@@ -78,6 +78,7 @@ pub async fn apply(
 ) -> anyhow::Result<ApplyReport> {
     let started = Instant::now();
     db::require_legacy_schema(conn).await?;
+    db::require_plain_tables(conn).await?;
     let waited = MIGRATE_LOCK.acquire(conn, policy.wait).await?;
     let mut report = ApplyReport {
         database,

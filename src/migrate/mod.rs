@@ -401,6 +401,7 @@ async fn make_plan(
     show_sql: bool,
 ) -> anyhow::Result<MigratePlan> {
     db::require_legacy_schema(conn).await?;
+    db::require_plain_tables(conn).await?;
     let statuses = current_statuses(conn).await?;
     let rows = db::estimated_rows(conn).await?;
     let planned = |phase| -> Vec<PlannedStep> {
