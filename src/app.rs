@@ -200,6 +200,20 @@ fn backfill_request(args: &cli::BackfillArgs) -> BackfillRequest {
         lock_timeout: args.lock_timeout,
         max_retries: args.max_retries,
         wait: args.wait,
+        throttle: throttle_settings(&args.throttle),
+    }
+}
+
+fn throttle_settings(args: &cli::ThrottleArgs) -> backfill::ThrottleSettings {
+    backfill::ThrottleSettings {
+        enabled: !args.no_throttle,
+        max_replica_lag: args.max_replica_lag,
+        max_replica_lag_bytes: args.max_replica_lag_bytes,
+        max_archive_backlog: args.max_archive_backlog,
+        autovacuum: !args.ignore_autovacuum,
+        max_lock_waiters: args.max_lock_waiters,
+        throttle_query: args.throttle_query.clone(),
+        min_hold: args.throttle_min_hold,
     }
 }
 

@@ -470,6 +470,38 @@ pub struct BackfillArgs {
     /// the partial indexes a first complete pass builds, for a running paytool migrate).
     #[arg(long, default_value = "1m", value_parser = wait_time)]
     pub wait: Duration,
+    #[command(flatten)]
+    pub throttle: ThrottleArgs,
+}
+
+/// When the backfill holds between batches (docs/backfill.md, "Throttling").
+#[derive(Debug, Args)]
+pub struct ThrottleArgs {
+    /// Never hold for the database's health.
+    #[arg(long)]
+    pub no_throttle: bool,
+    /// Hold while a standby's replay lags more than this (pg_stat_replication.replay_lag).
+    #[arg(long, default_value = "10s", value_parser = lag_time)]
+    pub max_replica_lag: Duration,
+    /// Hold while a standby has more than this much WAL left to replay (e.g. 256MB, 64kB).
+    #[arg(long, default_value = "256MB", value_parser = byte_size)]
+    pub max_replica_lag_bytes: i64,
+    /// Hold while more WAL segments than this wait for the archiver (needs pg_monitor).
+    #[arg(long, default_value_t = 42, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
+    pub max_archive_backlog: i64,
+    /// Hold while more sessions than this wait for a lock in the database.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i64).range(0..=100_000))]
+    pub max_lock_waiters: i64,
+    /// Do not hold while autovacuum works on the table a step writes.
+    #[arg(long)]
+    pub ignore_autovacuum: bool,
+    /// Your own signal: a query returning one boolean, true to hold (run read-only).
+    #[arg(long, value_name = "SQL")]
+    pub throttle_query: Option<String>,
+    /// The shortest hold: once held, the backfill resumes after at least this long, when every
+    /// signal is below half of its limit.
+    #[arg(long, default_value = "5s", value_parser = wait_time)]
+    pub throttle_min_hold: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -632,6 +664,37 @@ fn max_wait(text: &str) -> Result<Duration, String> {
     duration_between(text, Duration::from_secs(1), 7 * DAY)
 }
 
+fn lag_time(text: &str) -> Result<Duration, String> {
+    duration_between(text, MS, DAY)
+}
+
+/// `256MB`, `64kB`, `1GB` or plain bytes, in powers of 1024 as PostgreSQL counts them.
+fn byte_size(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: i64 = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size (examples: 64kB, 256MB, 1GB)"))?;
+    let factor: i64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "k" => 1 << 10,
+        "mb" | "m" => 1 << 20,
+        "gb" | "g" => 1 << 30,
+        "tb" | "t" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "'{text}' is not a size (examples: 64kB, 256MB, 1GB)"
+            ));
+        }
+    };
+    n.checked_mul(factor)
+        .filter(|b| *b > 0)
+        .ok_or_else(|| format!("'{text}' must be above 0 and below 8 EB"))
+}
+
 fn watch_time(text: &str) -> Result<Duration, String> {
     duration_between(text, Duration::ZERO, 60 * MINUTE)
 }
@@ -661,6 +724,15 @@ fn stripe_base_url(text: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_as_postgresql_writes_them() {
+        assert_eq!(byte_size("256MB"), Ok(256 << 20));
+        assert_eq!(byte_size("64kB"), Ok(64 << 10));
+        assert_eq!(byte_size("1000"), Ok(1000));
+        assert!(byte_size("0").is_err());
+        assert!(byte_size("12 parsecs").is_err());
+    }
 
     #[test]
     fn limits_are_checked_when_parsed() {

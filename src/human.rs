@@ -99,6 +99,23 @@ pub fn plural(n: usize, noun: &str) -> String {
     }
 }
 
+/// A byte count as a person reads it: "812 B", "64.0 kB", "1.2 MB", "3.4 GB" (powers of 1024,
+/// as PostgreSQL's pg_size_pretty).
+pub fn bytes(n: i64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value.abs() >= 1024.0 && unit < units.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
+}
+
 /// Milliseconds as a person reads them: "87 ms", "1,250 ms" below ten seconds, then "12.3 s".
 pub fn millis(ms: u64) -> String {
     if ms >= 10_000 {

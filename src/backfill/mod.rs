@@ -3,7 +3,12 @@
 
 mod batch;
 mod checkpoint;
+pub mod throttle;
 
+use throttle::Throttle;
+pub use throttle::ThrottleSettings;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -57,6 +62,8 @@ pub struct BackfillRequest {
     pub max_retries: u32,
     /// How long to wait for another backfill (or migrate, for the partial indexes).
     pub wait: Duration,
+    /// When to hold between batches.
+    pub throttle: ThrottleSettings,
 }
 
 const SAMPLE_SIZE: i64 = 10;
@@ -74,12 +81,15 @@ pub enum BackfillError {
         attempts: u32,
         reason: String,
     },
+    #[error(transparent)]
+    BadThrottleQuery(#[from] throttle::BadThrottleQuery),
 }
 
 impl BackfillError {
     pub fn exit_code(&self) -> u8 {
         match self {
             BackfillError::RetriesExhausted { .. } => exit::RUNTIME_FAILURE,
+            BackfillError::BadThrottleQuery(_) => exit::USAGE,
         }
     }
 }
@@ -211,6 +221,8 @@ pub struct BackfillReport {
     /// Why those indexes could not be built this time (the migrate lock held by a long
     /// migration, a lock never obtained): the backfill itself is done, the next run tries again.
     pub indexes_not_built: Option<String>,
+    /// Time held per health signal (throttling), every signal that held at least once.
+    pub held: BTreeMap<&'static str, throttle::Held>,
 }
 
 impl BackfillReport {
@@ -234,6 +246,7 @@ pub struct Backfill<'a> {
     pub progress: Progress,
     /// Set by Ctrl-C or SIGTERM in --follow mode: the run stops after the batch under way.
     pub stop: Arc<AtomicBool>,
+    pub throttle: tokio::sync::Mutex<Throttle>,
 }
 
 pub async fn run(
@@ -259,6 +272,7 @@ pub async fn run(
         steps: Vec::new(),
         indexes_built: Vec::new(),
         indexes_not_built: None,
+        held: BTreeMap::new(),
     };
     if args.dry_run {
         report.steps = dry_run(&mut conn, &steps).await?;
@@ -266,6 +280,11 @@ pub async fn run(
     }
     BACKFILL_LOCK.acquire(&mut conn, args.wait).await?;
     checkpoint::ensure_table(&mut conn).await?;
+    let throttle = Throttle::new(args.throttle.clone());
+    throttle
+        .check_query(&mut conn)
+        .await
+        .map_err(BackfillError::from)?;
     let backfill = Backfill {
         url,
         batch: BatchPolicy {
@@ -280,6 +299,7 @@ pub async fn run(
         max_retries: args.max_retries,
         progress,
         stop: Arc::new(AtomicBool::new(false)),
+        throttle: tokio::sync::Mutex::new(throttle),
     };
     if args.follow {
         listen_for_stop(backfill.stop.clone());
@@ -328,6 +348,7 @@ pub async fn run(
             break;
         }
     }
+    report.held = std::mem::take(&mut backfill.throttle.lock().await.held);
     Ok(report)
 }
 
@@ -519,6 +540,7 @@ impl Backfill<'_> {
         let mut delays = Backoff::DATABASE.delays(self.max_retries);
         let mut failures_in_a_row = 0;
         while !self.stop.load(Ordering::Relaxed) {
+            self.hold_while_unhealthy(conn, step, bar).await;
             let batch_started = Instant::now();
             match run_batch(conn, step, &last_id, end_key, size, self.lock_timeout).await {
                 Ok((None, _, _)) => break,
@@ -574,6 +596,23 @@ impl Backfill<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Throttling between batches. A health reading that fails (a lost connection) is not a
+    /// reason to stop: the batch after it has its own retries.
+    async fn hold_while_unhealthy(
+        &self,
+        conn: &mut PgConnection,
+        step: &StepDef,
+        bar: &indicatif::ProgressBar,
+    ) {
+        let mut throttle = self.throttle.lock().await;
+        if let Err(err) = throttle.wait_until_healthy(conn, step.writes, bar).await {
+            tracing::warn!(
+                "step {}: could not read the database's health ({err})",
+                step.name
+            );
+        }
     }
 
     async fn reconnect(&self, wait: Duration) -> anyhow::Result<PgConnection> {

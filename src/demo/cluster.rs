@@ -174,6 +174,8 @@ impl TempCluster {
                 "-X",
                 "stream",
                 "--no-sync",
+                // A spread checkpoint would make it wait for minutes on a quiet server.
+                "--checkpoint=fast",
             ]);
         standby.run("pg_basebackup", &mut cmd)?;
         standby.start_server(&[])?;

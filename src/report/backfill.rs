@@ -68,6 +68,28 @@ impl Render for BackfillReport {
                 ),
             )?;
         }
+        if !self.held.is_empty() {
+            let held: Vec<String> = self
+                .held
+                .iter()
+                .map(|(signal, h)| {
+                    format!(
+                        "{} for {signal} ({} hold{})",
+                        millis(h.ms),
+                        h.times,
+                        if h.times == 1 { "" } else { "s" }
+                    )
+                })
+                .collect();
+            paragraph(
+                out,
+                screen,
+                &format!(
+                    "Held for the database's health: {} (a hold counts for every signal over its limit during it).",
+                    held.join(", ")
+                ),
+            )?;
+        }
         if let Some(reason) = &self.indexes_not_built {
             paragraph(
                 out,

@@ -287,3 +287,174 @@ async fn a_partitioned_legacy_table_is_refused_before_any_step() {
         .unwrap();
     assert!(history, "nothing was written");
 }
+
+/// Rows the backfill has committed so far: snapshots taken plus payments made.
+async fn committed(conn: &mut PgConnection) -> i64 {
+    sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM order_items WHERE label IS NOT NULL)
+              + (SELECT count(*) FROM payments)",
+    )
+    .fetch_one(conn)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_operators_throttle_query_holds_the_backfill_until_it_says_false() {
+    let db = crate::harness::seeded_and_migrated(300).await;
+    let mut conn = db.conn().await;
+    sqlx::raw_sql(
+        "CREATE TABLE hold_flag (hold boolean NOT NULL); INSERT INTO hold_flag VALUES (true)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    db.paytool()
+        .args([
+            "backfill",
+            "payments",
+            "--throttle-query",
+            "SELECT nope FROM hold_flag",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--throttle-query does not run"));
+    let child = db.spawn(&[
+        "backfill",
+        "payments",
+        "--format",
+        "json",
+        "--throttle-query",
+        "SELECT hold FROM hold_flag",
+        "--throttle-min-hold",
+        "1s",
+    ]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(committed(&mut conn).await, 0, "no batch commits while held");
+    sqlx::raw_sql("UPDATE hold_flag SET hold = false")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (code, report) = crate::harness::json_run(child.wait_with_output().unwrap());
+    assert_eq!(code, 0);
+    assert!(
+        report["held"]["throttle_query"]["ms"].as_u64().unwrap() >= 1_500,
+        "{report:#}"
+    );
+    let payments: i64 = sqlx::query_scalar("SELECT count(*) FROM payments")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        report["steps"][2]["changed"].as_i64().unwrap(),
+        payments,
+        "it finished by itself: {report:#}"
+    );
+}
+
+#[tokio::test]
+async fn a_standby_whose_replay_is_paused_holds_the_backfill_until_it_catches_up() {
+    let primary = TempCluster::start("paytool-test-primary-", &[]).unwrap();
+    let primary_url = primary.url("postgres", None, "postgres");
+    for args in [
+        vec!["seed", "--orders", "3000", "--no-stock-anomalies", "-q"],
+        vec!["migrate", "-q"],
+    ] {
+        paytool()
+            .env("DATABASE_URL", &primary_url)
+            .args(&args)
+            .assert()
+            .success();
+    }
+    let standby = primary.standby("paytool-test-standby-").unwrap();
+    let mut replica = PgConnection::connect(&standby.url("postgres", None, "postgres"))
+        .await
+        .unwrap();
+    let mut main = PgConnection::connect(&primary_url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let caught_up: bool = sqlx::query_scalar(
+            "SELECT coalesce(bool_and(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) < 65536), false)
+                    AND count(*) = 1
+             FROM pg_stat_replication",
+        )
+        .fetch_one(&mut main)
+        .await
+        .unwrap();
+        if caught_up {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the standby never caught up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sqlx::query("SELECT pg_wal_replay_pause()")
+        .execute(&mut replica)
+        .await
+        .unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("paytool"))
+        .env("DATABASE_URL", &primary_url)
+        .env("CI", "true")
+        .args([
+            "backfill",
+            "payments",
+            "--format",
+            "json",
+            "--max-replica-lag-bytes",
+            "512kB",
+            "--throttle-min-hold",
+            "1s",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It holds once the standby is 512 kB behind (its own setup may be enough): then nothing
+    // more commits, and it is still running.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut before = committed(&mut main).await;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = committed(&mut main).await;
+        if now == before {
+            break;
+        }
+        before = now;
+        assert!(Instant::now() < deadline, "the backfill never held");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        committed(&mut main).await,
+        before,
+        "no batch commits while held"
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "it holds, it did not end"
+    );
+    sqlx::query("SELECT pg_wal_replay_resume()")
+        .execute(&mut replica)
+        .await
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let (code, report) = crate::harness::json_run(out);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        report["held"]["replica_lag_bytes"]["ms"].as_u64().unwrap() >= 2_000,
+        "{report:#}"
+    );
+    assert!(
+        stderr.contains("backfill holds: replica_lag_bytes is"),
+        "{stderr}"
+    );
+    let payments: i64 = sqlx::query_scalar("SELECT count(*) FROM payments")
+        .fetch_one(&mut main)
+        .await
+        .unwrap();
+    assert_eq!(
+        report["steps"][2]["changed"].as_i64().unwrap(),
+        payments,
+        "it finished by itself: {report:#}"
+    );
+    assert!(payments > 2_000);
+}

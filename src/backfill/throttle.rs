@@ -1,0 +1,275 @@
+//! Health-aware throttling: between two batches, one query reads the database's health
+//! (standbys' replay lag, the WAL archive backlog, autovacuum on the step's table, sessions
+//! waiting for locks) and the operator's own `--throttle-query`. While a signal is over its
+//! limit the backfill holds: no batch commits, the progress bar and a log line say which signal
+//! and its value. It resumes once every signal is below half its limit and the hold has lasted
+//! its minimum (hysteresis, so it does not flap), and the report gives the time held per signal.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sqlx::{Connection, PgConnection};
+
+const HEALTH_SQL: &str = include_str!("../../sql/backfill/health.sql");
+
+/// How often a hold looks again, and how often it says it still holds.
+const LOOK_EVERY: Duration = Duration::from_millis(500);
+const SAY_EVERY: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+pub struct ThrottleSettings {
+    pub enabled: bool,
+    pub max_replica_lag: Duration,
+    pub max_replica_lag_bytes: i64,
+    /// WAL segments waiting for the archiver.
+    pub max_archive_backlog: i64,
+    pub autovacuum: bool,
+    pub max_lock_waiters: i64,
+    /// The operator's SQL: one boolean, true to hold.
+    pub throttle_query: Option<String>,
+    pub min_hold: Duration,
+}
+
+impl Default for ThrottleSettings {
+    fn default() -> Self {
+        ThrottleSettings {
+            enabled: true,
+            max_replica_lag: Duration::from_secs(10),
+            max_replica_lag_bytes: 256 * 1024 * 1024,
+            max_archive_backlog: 42,
+            autovacuum: true,
+            max_lock_waiters: 5,
+            throttle_query: None,
+            min_hold: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Signal {
+    ReplicaLag,
+    ReplicaLagBytes,
+    ArchiveBacklog,
+    Autovacuum,
+    LockWaiters,
+    ThrottleQuery,
+}
+
+impl Signal {
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::ReplicaLag => "replica_lag",
+            Signal::ReplicaLagBytes => "replica_lag_bytes",
+            Signal::ArchiveBacklog => "archive_backlog",
+            Signal::Autovacuum => "autovacuum",
+            Signal::LockWaiters => "lock_waiters",
+            Signal::ThrottleQuery => "throttle_query",
+        }
+    }
+}
+
+/// One reading of sql/backfill/health.sql.
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
+struct Health {
+    replica_lag_ms: Option<i64>,
+    replica_lag_bytes: Option<i64>,
+    archive_backlog: Option<i64>,
+    autovacuum: bool,
+    lock_waiters: i64,
+}
+
+/// A signal over its limit: which, and its value as people read it.
+#[derive(Debug, Clone)]
+struct Over {
+    signal: Signal,
+    value: String,
+    limit: String,
+}
+
+/// Time held per signal, for the report.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Held {
+    pub ms: u64,
+    pub times: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Throttle {
+    pub settings: ThrottleSettings,
+    pub held: BTreeMap<&'static str, Held>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("--throttle-query does not run as a query returning one boolean: {0}")]
+pub struct BadThrottleQuery(pub String);
+
+impl Throttle {
+    pub fn new(settings: ThrottleSettings) -> Self {
+        Throttle {
+            settings,
+            held: BTreeMap::new(),
+        }
+    }
+
+    /// Runs the operator's query once before the first batch, so a typo is a usage error and
+    /// not a hold that never ends.
+    pub async fn check_query(&self, conn: &mut PgConnection) -> Result<(), BadThrottleQuery> {
+        match self.operator_says_hold(conn).await {
+            Ok(_) => Ok(()),
+            Err(err) => Err(BadThrottleQuery(err.to_string())),
+        }
+    }
+
+    /// Returns once the database is healthy enough for the next batch (at once, usually).
+    pub async fn wait_until_healthy(
+        &mut self,
+        conn: &mut PgConnection,
+        table: &str,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<(), sqlx::Error> {
+        if !self.settings.enabled {
+            return Ok(());
+        }
+        let over = self.over_limits(conn, table, 1.0).await?;
+        let Some(first) = over.first().cloned() else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let mut last_said = Instant::now();
+        let mut signals: Vec<Signal> = over.iter().map(|o| o.signal).collect();
+        tracing::warn!(
+            "backfill holds: {} is {} (limit {}); no batch commits until it is below half of it",
+            first.signal.name(),
+            first.value,
+            first.limit
+        );
+        let label = bar.message();
+        loop {
+            bar.set_message(format!(
+                "{label}: held ({} {} > {})",
+                first.signal.name(),
+                first.value,
+                first.limit
+            ));
+            tokio::time::sleep(LOOK_EVERY).await;
+            // Hysteresis: resume only below half of every limit.
+            let still = self.over_limits(conn, table, 0.5).await?;
+            for o in &still {
+                if !signals.contains(&o.signal) {
+                    signals.push(o.signal);
+                }
+            }
+            if still.is_empty() && started.elapsed() >= self.settings.min_hold {
+                break;
+            }
+            if last_said.elapsed() >= SAY_EVERY {
+                if let Some(o) = still.first() {
+                    tracing::warn!(
+                        "backfill still holds after {}: {} is {} (resumes below half of {})",
+                        crate::human::duration(started.elapsed()),
+                        o.signal.name(),
+                        o.value,
+                        o.limit
+                    );
+                }
+                last_said = Instant::now();
+            }
+        }
+        bar.set_message(label);
+        let held = started.elapsed();
+        tracing::warn!(
+            "backfill resumes after holding {}",
+            crate::human::duration(held)
+        );
+        for signal in signals {
+            let entry = self.held.entry(signal.name()).or_default();
+            entry.ms += held.as_millis() as u64;
+            entry.times += 1;
+        }
+        Ok(())
+    }
+
+    /// The signals over `fraction` of their limit.
+    async fn over_limits(
+        &self,
+        conn: &mut PgConnection,
+        table: &str,
+        fraction: f64,
+    ) -> Result<Vec<Over>, sqlx::Error> {
+        let s = &self.settings;
+        let health: Health = sqlx::query_as(HEALTH_SQL)
+            .bind(table)
+            .fetch_one(&mut *conn)
+            .await?;
+        let mut over = Vec::new();
+        let scaled = |limit: i64| (limit as f64 * fraction) as i64;
+        if let Some(ms) = health.replica_lag_ms
+            && ms > scaled(s.max_replica_lag.as_millis() as i64)
+        {
+            over.push(Over {
+                signal: Signal::ReplicaLag,
+                value: crate::human::duration(Duration::from_millis(ms as u64)),
+                limit: crate::human::duration(s.max_replica_lag),
+            });
+        }
+        if let Some(bytes) = health.replica_lag_bytes
+            && bytes > scaled(s.max_replica_lag_bytes)
+        {
+            over.push(Over {
+                signal: Signal::ReplicaLagBytes,
+                value: crate::human::bytes(bytes),
+                limit: crate::human::bytes(s.max_replica_lag_bytes),
+            });
+        }
+        if let Some(segments) = health.archive_backlog
+            && segments > scaled(s.max_archive_backlog)
+        {
+            over.push(Over {
+                signal: Signal::ArchiveBacklog,
+                value: format!("{segments} segments"),
+                limit: format!("{} segments", s.max_archive_backlog),
+            });
+        }
+        if s.autovacuum && health.autovacuum {
+            over.push(Over {
+                signal: Signal::Autovacuum,
+                value: format!("running on {table}"),
+                limit: "none".into(),
+            });
+        }
+        if health.lock_waiters > scaled(s.max_lock_waiters) {
+            over.push(Over {
+                signal: Signal::LockWaiters,
+                value: format!("{} sessions waiting for a lock", health.lock_waiters),
+                limit: s.max_lock_waiters.to_string(),
+            });
+        }
+        if s.throttle_query.is_some() && self.operator_says_hold(conn).await? {
+            over.push(Over {
+                signal: Signal::ThrottleQuery,
+                value: "true".into(),
+                limit: "false".into(),
+            });
+        }
+        Ok(over)
+    }
+
+    /// The operator's own signal, in a read-only transaction of its own.
+    async fn operator_says_hold(&self, conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+        let Some(query) = &self.settings.throttle_query else {
+            return Ok(false);
+        };
+        let mut tx = conn.begin().await?;
+        sqlx::raw_sql("SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = '5s'")
+            .execute(&mut *tx)
+            .await?;
+        // The operator's own query, by design (their signal), run read-only: the one SQL text
+        // paytool does not ship itself.
+        let hold: Option<bool> = sqlx::query_scalar(query.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.rollback().await?;
+        Ok(hold.unwrap_or(false))
+    }
+}
