@@ -53,7 +53,13 @@ async fn main() {
         async {
             let out = batched_db
                 .paytool_std()
-                .args(["backfill", "payments", "--format", "json", "--ignore-autovacuum"])
+                .args([
+                    "backfill",
+                    "payments",
+                    "--format",
+                    "json",
+                    "--ignore-autovacuum",
+                ])
                 .env("PAYTOOL_LOG", "warn,paytool=debug")
                 .output()
                 .expect("paytool");

@@ -80,7 +80,13 @@ async fn bench_shape(shape: &Shape, orders: i64) {
     let [set_db, batched_w, set_w] = copies;
     for (writer, batched_db, set_db) in [(false, &base, &set_db), (true, &batched_w, &set_w)] {
         let mut backfill = batched_db.paytool_std();
-        backfill.args(["backfill", "payments", "--format", "json", "--ignore-autovacuum"]);
+        backfill.args([
+            "backfill",
+            "payments",
+            "--format",
+            "json",
+            "--ignore-autovacuum",
+        ]);
         let (batched, report, batched_wait) = timed(batched_db, shape, orders, writer, move || {
             let out = backfill.output().unwrap();
             assert!(
@@ -206,7 +212,13 @@ async fn catch_up_ms(db: &harness::TestDb, shape: &Shape, orders: i64) -> f64 {
     let started = Instant::now();
     let out = db
         .paytool_std()
-        .args(["backfill", "payments", "--format", "json", "--ignore-autovacuum"])
+        .args([
+            "backfill",
+            "payments",
+            "--format",
+            "json",
+            "--ignore-autovacuum",
+        ])
         .output()
         .unwrap();
     let took = started.elapsed().as_secs_f64() * 1000.0;
