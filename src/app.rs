@@ -79,6 +79,27 @@ async fn run_command(cli: Cli) -> anyhow::Result<u8> {
             print(&report, format, &mut stdout)?;
             Ok(report.exit_code())
         }
+        Command::Backfill(
+            command @ (cli::BackfillCommand::Status
+            | cli::BackfillCommand::Pause
+            | cli::BackfillCommand::Resume
+            | cli::BackfillCommand::Set(_)),
+        ) => {
+            let mut conn = db::connect(url).await?;
+            if !matches!(command, cli::BackfillCommand::Status) {
+                db::require_primary(&mut conn, url, "backfill pause/resume/set").await?;
+            }
+            let by = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+            let report = backfill::control::run(
+                &mut conn,
+                db::display_name(url),
+                &control_request(command),
+                &by,
+            )
+            .await?;
+            print(&report, format, &mut stdout)?;
+            Ok(exit::OK)
+        }
         Command::Verify(cli::VerifyCommand::Constraints(args)) => {
             let report = verify::run(&verify_request(args), url, progress).await?;
             print(&report, format, &mut stdout)?;
@@ -204,6 +225,21 @@ fn backfill_request(args: &cli::BackfillArgs) -> BackfillRequest {
     }
 }
 
+fn control_request(command: &cli::BackfillCommand) -> backfill::control::ControlRequest {
+    use backfill::control::{ControlRequest, SetRequest};
+    match command {
+        cli::BackfillCommand::Pause => ControlRequest::Pause,
+        cli::BackfillCommand::Resume => ControlRequest::Resume,
+        cli::BackfillCommand::Set(set) => ControlRequest::Set(SetRequest {
+            batch_size: set.batch_size,
+            pause_ms: set.pause_ms,
+            target_batch_ms: set.target_batch_ms,
+            clear: set.clear,
+        }),
+        _ => ControlRequest::Status,
+    }
+}
+
 fn throttle_settings(args: &cli::ThrottleArgs) -> backfill::ThrottleSettings {
     backfill::ThrottleSettings {
         enabled: !args.no_throttle,
@@ -287,6 +323,7 @@ fn check_format(command: &Command, format: Format) -> Result<(), UnsupportedForm
             ("backfill payments", "table, json")
         }
         Command::Backfill(cli::BackfillCommand::Events(_)) => ("backfill events", "table, json"),
+        Command::Backfill(_) => ("backfill status/pause/resume/set", "table, json"),
         Command::Seed(_) => ("seed", "table, json"),
         Command::Prisma(_) => ("prisma", "table, json"),
         Command::Demo(_) | Command::Completions { .. } | Command::Man => return Ok(()),

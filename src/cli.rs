@@ -364,6 +364,48 @@ pub enum BackfillCommand {
     /// Fill payment_events from Stripe's events (the last 30 days at most): idempotent, resumable.
     #[command(after_help = EVENTS_EXAMPLES)]
     Events(EventsArgs),
+    /// Running backfills: where each is, how fast, what is left, held and why.
+    #[command(after_help = CONTROL_EXAMPLES)]
+    Status,
+    /// Pause every running backfill after the batch under way (from any machine).
+    #[command(after_help = CONTROL_EXAMPLES)]
+    Pause,
+    /// Resume paused backfills.
+    #[command(after_help = CONTROL_EXAMPLES)]
+    Resume,
+    /// Change the batch size, pause or batch target of running backfills, within one batch.
+    #[command(after_help = CONTROL_EXAMPLES)]
+    Set(SetArgs),
+}
+
+const CONTROL_EXAMPLES: &str =
+    "Through the database (paytool.backfill_control): any machine with the
+database URL steers the backfills running anywhere; each reads the settings
+between two batches, so a change takes effect within one batch.
+
+Examples:
+  paytool backfill status
+  paytool backfill pause      # e.g. during a traffic peak
+  paytool backfill resume
+  paytool backfill set --batch-size 500 --pause-ms 200
+  paytool backfill set --clear   # back to each run's own flags
+
+Exit codes: 0 done, 2 usage or configuration error, 3 database unreachable.";
+
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// Rows per batch, pinned (instead of each run's adaptive size).
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    pub batch_size: Option<i64>,
+    /// Pause between batches, in milliseconds.
+    #[arg(long, value_parser = clap::value_parser!(i64).range(0..=3_600_000))]
+    pub pause_ms: Option<i64>,
+    /// The batch duration the adaptive size aims at, in milliseconds.
+    #[arg(long, value_parser = clap::value_parser!(i64).range(10..=10_000))]
+    pub target_batch_ms: Option<i64>,
+    /// Drop every override: each run goes back to its own flags.
+    #[arg(long, conflicts_with_all = ["batch_size", "pause_ms", "target_batch_ms"])]
+    pub clear: bool,
 }
 
 const EVENTS_EXAMPLES: &str =

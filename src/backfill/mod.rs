@@ -3,6 +3,7 @@
 
 mod batch;
 mod checkpoint;
+pub mod control;
 pub mod throttle;
 
 use throttle::Throttle;
@@ -247,6 +248,8 @@ pub struct Backfill<'a> {
     /// Set by Ctrl-C or SIGTERM in --follow mode: the run stops after the batch under way.
     pub stop: Arc<AtomicBool>,
     pub throttle: tokio::sync::Mutex<Throttle>,
+    /// This process's name in paytool.backfill_workers.
+    pub worker: String,
 }
 
 pub async fn run(
@@ -280,6 +283,7 @@ pub async fn run(
     }
     BACKFILL_LOCK.acquire(&mut conn, args.wait).await?;
     checkpoint::ensure_table(&mut conn).await?;
+    control::ensure_tables(&mut conn).await?;
     let throttle = Throttle::new(args.throttle.clone());
     throttle
         .check_query(&mut conn)
@@ -300,6 +304,7 @@ pub async fn run(
         progress,
         stop: Arc::new(AtomicBool::new(false)),
         throttle: tokio::sync::Mutex::new(throttle),
+        worker: control::worker_name(),
     };
     if args.follow {
         listen_for_stop(backfill.stop.clone());
@@ -349,6 +354,7 @@ pub async fn run(
         }
     }
     report.held = std::mem::take(&mut backfill.throttle.lock().await.held);
+    control::leave(&mut conn, &backfill.worker).await;
     Ok(report)
 }
 
@@ -540,7 +546,21 @@ impl Backfill<'_> {
         let mut delays = Backoff::DATABASE.delays(self.max_retries);
         let mut failures_in_a_row = 0;
         while !self.stop.load(Ordering::Relaxed) {
-            self.hold_while_unhealthy(conn, step, bar).await;
+            let control = self.between_batches(conn, step, &last_id, bar).await;
+            // What an operator set with `paytool backfill set` wins over this run's flags.
+            let policy = BatchPolicy {
+                fixed: control.batch_size.or(self.batch.fixed),
+                target: control
+                    .target_batch_ms
+                    .map_or(self.batch.target, |ms| Duration::from_millis(ms as u64)),
+                ..self.batch
+            };
+            if let Some(pinned) = control.batch_size {
+                size = pinned;
+            }
+            let pause = control
+                .pause_ms
+                .map_or(self.pause, |ms| Duration::from_millis(ms as u64));
             let batch_started = Instant::now();
             match run_batch(conn, step, &last_id, end_key, size, self.lock_timeout).await {
                 Ok((None, _, _)) => break,
@@ -556,11 +576,11 @@ impl Backfill<'_> {
                     tally.batch(scanned, changed, size, elapsed);
                     bar.inc(scanned as u64);
                     last_id = key;
-                    size = self.batch.next_size(size, elapsed);
+                    size = policy.next_size(size, elapsed);
                     failures_in_a_row = 0;
                     delays = Backoff::DATABASE.delays(self.max_retries);
-                    if !self.pause.is_zero() {
-                        tokio::time::sleep(self.pause).await;
+                    if !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
                     }
                 }
                 Err(err) if db::is_transient(&err) || db::is_connection_lost(&err) => {
@@ -596,6 +616,55 @@ impl Backfill<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Between two batches: say where this worker is, read what the operators want (holding
+    /// while they paused the backfill), then hold while the database is unhealthy.
+    async fn between_batches(
+        &self,
+        conn: &mut PgConnection,
+        step: &StepDef,
+        last_id: &Key,
+        bar: &indicatif::ProgressBar,
+    ) -> control::ControlSettings {
+        let beat = |held: Option<String>| control::Beat {
+            worker: &self.worker,
+            step: step.name,
+            position: (!last_id.is_start()).then(|| last_id.text()),
+            rows_done: bar.position() as i64,
+            rows_total: bar.length().unwrap_or(0) as i64,
+            rows_per_second: bar.per_sec(),
+            held,
+        };
+        let mut settings = control::tick(conn, &beat(None)).await.unwrap_or_default();
+        if settings.paused {
+            let by = format!(
+                "paused by {} at {}",
+                settings.changed_by.as_deref().unwrap_or("?"),
+                settings.changed_at.as_deref().unwrap_or("?")
+            );
+            tracing::warn!("backfill {by}: no batch commits until paytool backfill resume");
+            let label = bar.message();
+            bar.set_message(format!("{label}: {by}"));
+            let started = Instant::now();
+            while settings.paused && !self.stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                settings = control::tick(conn, &beat(Some(by.clone())))
+                    .await
+                    .unwrap_or(settings);
+            }
+            bar.set_message(label);
+            tracing::warn!(
+                "backfill resumed after {}",
+                crate::human::duration(started.elapsed())
+            );
+            let mut throttle = self.throttle.lock().await;
+            let held = throttle.held.entry("paused").or_default();
+            held.ms += started.elapsed().as_millis() as u64;
+            held.times += 1;
+        }
+        self.hold_while_unhealthy(conn, step, bar).await;
+        settings
     }
 
     /// Throttling between batches. A health reading that fails (a lost connection) is not a

@@ -1,6 +1,7 @@
 //! Report rendering: every command's report is one serde value, printed as a table or JSON.
 
 mod backfill;
+mod control;
 mod events;
 mod grid;
 mod migrate;

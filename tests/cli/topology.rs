@@ -458,3 +458,77 @@ async fn a_standby_whose_replay_is_paused_holds_the_backfill_until_it_catches_up
     );
     assert!(payments > 2_000);
 }
+
+#[tokio::test]
+async fn a_second_process_pauses_steers_and_resumes_a_running_backfill() {
+    let db = crate::harness::seeded_and_migrated(3000).await;
+    let mut conn = db.conn().await;
+    let child = db.spawn(&[
+        "backfill",
+        "payments",
+        "--format",
+        "json",
+        "--batch-size",
+        "100",
+        "--pause-ms",
+        "100",
+    ]);
+    crate::harness::wait_for(
+        &mut conn,
+        "SELECT count(*) > 0 FROM paytool.backfill_workers WHERE step = $1",
+        "items",
+        "the worker shows in the status",
+        Duration::from_secs(30),
+    )
+    .await;
+    let (code, status) = crate::harness::run_json(&db, &["backfill", "status"]);
+    assert_eq!(code, 0);
+    assert_eq!(status["workers"][0]["step"], "items", "{status:#}");
+    assert_eq!(crate::harness::run_json(&db, &["backfill", "pause"]).0, 0);
+    crate::harness::wait_for(
+        &mut conn,
+        "SELECT held LIKE 'paused by %' FROM paytool.backfill_workers WHERE step = $1",
+        "items",
+        "the worker says it is paused",
+        Duration::from_secs(10),
+    )
+    .await;
+    let before = committed(&mut conn).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        committed(&mut conn).await,
+        before,
+        "no batch commits while paused"
+    );
+    let table = db.paytool().args(["backfill", "status"]).output().unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("paused") && text.contains("items"), "{text}");
+    let (_, set) = crate::harness::run_json(
+        &db,
+        &["backfill", "set", "--batch-size", "2500", "--pause-ms", "0"],
+    );
+    assert_eq!(set["settings"]["batch_size"], 2500);
+    assert_eq!(crate::harness::run_json(&db, &["backfill", "resume"]).0, 0);
+    let (code, report) = crate::harness::json_run(child.wait_with_output().unwrap());
+    assert_eq!(code, 0);
+    assert!(
+        report["held"]["paused"]["ms"].as_u64().unwrap() >= 2_000,
+        "{report:#}"
+    );
+    assert_eq!(
+        report["steps"][0]["last_batch_size"], 2500,
+        "set took effect: {report:#}"
+    );
+    let (_, after) = crate::harness::run_json(&db, &["backfill", "status"]);
+    assert_eq!(
+        after["workers"],
+        serde_json::json!([]),
+        "a finished run leaves the status"
+    );
+    db.paytool()
+        .args(["backfill", "set", "--clear", "--batch-size", "5"])
+        .assert()
+        .code(2);
+    let (_, cleared) = crate::harness::run_json(&db, &["backfill", "set", "--clear"]);
+    assert_eq!(cleared["settings"]["batch_size"], serde_json::Value::Null);
+}
