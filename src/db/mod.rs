@@ -515,6 +515,17 @@ impl AdvisoryLock {
         }
     }
 
+    /// Who holds the lock now, if another session does: a run under way.
+    pub async fn held_elsewhere(
+        &self,
+        conn: &mut PgConnection,
+    ) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar::<_, String>(ADVISORY_LOCK_HOLDER_SQL)
+            .bind(self.key)
+            .fetch_optional(conn)
+            .await
+    }
+
     async fn holder(&self, conn: &mut PgConnection) -> String {
         sqlx::query_scalar::<_, String>(ADVISORY_LOCK_HOLDER_SQL)
             .bind(self.key)

@@ -80,6 +80,8 @@ pub enum StepState {
     Pending,
     /// Started but never finished (killed, lost connection, failed): the next run redoes it.
     Interrupted,
+    /// Started, and a paytool migrate holding the migrate lock is running it now.
+    Running,
     Applied,
     /// Applied with SQL other than the SQL embedded in this binary.
     Drift,
@@ -91,6 +93,7 @@ impl StepState {
         match self {
             StepState::Pending => "pending",
             StepState::Interrupted => "interrupted",
+            StepState::Running => "running",
             StepState::Applied => "applied",
             StepState::Drift => "drift",
         }

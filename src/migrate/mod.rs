@@ -235,6 +235,8 @@ pub struct StatusReport {
     /// Steps of `paytool migrate` not applied yet.
     pub pending: usize,
     pub interrupted: usize,
+    /// The paytool migrate running now (its session), if one is.
+    pub running: Option<String>,
     pub drift: usize,
     /// Steps of `paytool migrate cleanup` not applied yet: normal until the legacy application
     /// is gone, so they do not fail the status.
@@ -367,7 +369,18 @@ pub fn pending_steps(
 
 async fn status(conn: &mut PgConnection, database: String) -> anyhow::Result<StatusReport> {
     db::require_legacy_schema(conn).await?;
-    let steps = current_statuses(conn).await?;
+    let mut steps = current_statuses(conn).await?;
+    // A step started and not finished is interrupted, unless a migrate is running it now.
+    let running = MIGRATE_LOCK.held_elsewhere(conn).await?;
+    if let Some(holder) = &running {
+        for step in steps
+            .iter_mut()
+            .filter(|s| s.state == StepState::Interrupted)
+        {
+            step.state = StepState::Running;
+        }
+        tracing::info!("a paytool migrate is running: {holder}");
+    }
     let count = |state, phase| {
         steps
             .iter()
@@ -383,6 +396,7 @@ async fn status(conn: &mut PgConnection, database: String) -> anyhow::Result<Sta
         pending: count(StepState::Pending, Phase::Migrate),
         interrupted: count(StepState::Interrupted, Phase::Migrate)
             + count(StepState::Interrupted, Phase::Cleanup),
+        running: running.clone(),
         drift: steps.iter().filter(|s| s.state == StepState::Drift).count(),
         cleanup_pending: count(StepState::Pending, Phase::Cleanup),
         // An index build the backfill was killed in is redone by its next complete pass, not by

@@ -289,7 +289,15 @@ impl Render for StatusReport {
                 self.cleanup_pending,
             ),
         )?;
-        if self.pending + self.interrupted > 0 && self.drift == 0 {
+        if let Some(holder) = &self.running {
+            paragraph(
+                out,
+                screen,
+                &format!(
+                    "A paytool migrate is running now ({holder}): the step marked running is its."
+                ),
+            )?;
+        } else if self.pending + self.interrupted > 0 && self.drift == 0 {
             writeln!(out, "Run paytool migrate to apply the pending steps.")?;
         } else if self.drift == 0 {
             if self.after_backfill_pending > 0 {

@@ -344,6 +344,7 @@ fn migrate_plan_and_status() {
     pin("migrate_plan", &migrate_plan());
     let (steps, _) = compare(STEPS, &[]);
     let status = StatusReport {
+        running: None,
         database: "postgres://shop@db.internal:5432/shop".to_owned(),
         applied: 0,
         pending: steps.iter().filter(|s| s.phase == Phase::Migrate).count(),

@@ -228,11 +228,38 @@ async fn a_concurrent_build_names_the_transaction_it_waits_for_and_gives_up_resu
         .fetch_one(&mut forgotten)
         .await
         .unwrap();
-    let out = db
+    let child = db.spawn(&["migrate", "--max-wait", "6s"]);
+    // While it waits, `migrate status` says the step is running, not interrupted.
+    let mut conn = db.conn().await;
+    crate::harness::wait_for(
+        &mut conn,
+        "SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE $1 AND application_name = 'paytool'",
+        "%INDEX CONCURRENTLY%",
+        "the concurrent build started",
+        Duration::from_secs(30),
+    )
+    .await;
+    let status = db
         .paytool()
-        .args(["migrate", "--max-wait", "5s"])
+        .args(["migrate", "status", "--format", "json"])
         .output()
         .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let states: Vec<&str> = status["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert!(
+        states.contains(&"running") && !states.contains(&"interrupted"),
+        "{status:#}"
+    );
+    assert!(
+        status["running"].as_str().unwrap().contains("paytool pid"),
+        "{status:#}"
+    );
+    let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     let named = format!("pid {forgotten_pid} (forgotten-psql, idle in transaction");
