@@ -74,13 +74,15 @@ const DRY_RUN_SQL: &str = include_str!("../../sql/backfill/dry_run.sql");
 #[derive(Debug, Error)]
 pub enum BackfillError {
     #[error(
-        "step {step}: a batch failed {attempts} times in a row ({reason}); stopped at a checkpoint, \
-         run paytool backfill payments again to resume"
+        "step {step}: a batch failed {attempts} times in a row ({reason}); sessions holding a lock on {table}: \
+         {holders}. Stopped at a checkpoint, run paytool backfill payments again to resume"
     )]
     RetriesExhausted {
         step: &'static str,
         attempts: u32,
         reason: String,
+        table: &'static str,
+        holders: String,
     },
     #[error(transparent)]
     BadThrottleQuery(#[from] throttle::BadThrottleQuery),
@@ -590,6 +592,8 @@ impl Backfill<'_> {
                             step: step.name,
                             attempts: failures_in_a_row,
                             reason: err.to_string(),
+                            table: step.writes,
+                            holders: db::lock_holders(conn, step.writes).await,
                         }
                         .into());
                     };

@@ -105,6 +105,23 @@ impl DbError {
     }
 }
 
+const LOCK_HOLDERS_SQL: &str = "
+SELECT coalesce(string_agg(DISTINCT 'pid ' || a.pid || ' (' || coalesce(nullif(a.application_name, ''), 'no name')
+       || ', ' || coalesce(a.state, '?') || ', transaction open for '
+       || coalesce(date_trunc('second', now() - a.xact_start)::text, '?') || ')', '; '), 'none found')
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.relation = to_regclass($1) AND l.granted AND a.pid <> pg_backend_pid()";
+
+/// The sessions holding a lock on `table` (pid, application, state, how long their
+/// transaction has been open), for the error that says a lock was never obtained.
+pub async fn lock_holders(conn: &mut PgConnection, table: &str) -> String {
+    sqlx::query_scalar(LOCK_HOLDERS_SQL)
+        .bind(table)
+        .fetch_one(conn)
+        .await
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
 /// Refuses a standby for a command that writes, before it tries to: PostgreSQL's own
 /// "cannot execute … in a read-only transaction" would come from the middle of the work.
 pub async fn require_primary(

@@ -348,7 +348,7 @@ pub(super) async fn retry_transient(
             Ok(value) => return Ok((value, retries)),
             Err(err) if db::is_transient(&err) => {
                 let Some(delay) = delays.next() else {
-                    let holders = lock_holders(conn, table).await;
+                    let holders = db::lock_holders(conn, table).await;
                     return Err(MigrateError::LockRetriesExhausted {
                         step: name,
                         table,
@@ -379,21 +379,6 @@ pub(super) async fn retry_transient(
 fn short_reason(err: &sqlx::Error) -> String {
     err.as_database_error()
         .map_or_else(|| err.to_string(), |db| db.message().to_owned())
-}
-
-const LOCK_HOLDERS_SQL: &str = "
-SELECT coalesce(string_agg(DISTINCT 'pid ' || a.pid || ' (' || coalesce(nullif(a.application_name, ''), 'no name')
-       || ', ' || coalesce(a.state, '?') || ', transaction open for '
-       || coalesce(date_trunc('second', now() - a.xact_start)::text, '?') || ')', '; '), 'none found')
-FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-WHERE l.relation = to_regclass($1) AND l.granted AND a.pid <> pg_backend_pid()";
-
-async fn lock_holders(conn: &mut PgConnection, table: &str) -> String {
-    sqlx::query_scalar(LOCK_HOLDERS_SQL)
-        .bind(table)
-        .fetch_one(conn)
-        .await
-        .unwrap_or_else(|_| "unknown".to_owned())
 }
 
 /// `CREATE INDEX CONCURRENTLY IF NOT EXISTS` silently keeps an INVALID index left by an

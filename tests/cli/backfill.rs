@@ -485,6 +485,9 @@ async fn a_lock_held_too_long_stops_with_exit_3_and_a_checkpoint_to_resume_from(
         .code(3)
         .stderr(
             predicate::str::contains("failed 3 times in a row")
+                .and(predicate::str::contains(
+                    "sessions holding a lock on order_items: pid ",
+                ))
                 .and(predicate::str::contains("again to resume")),
         );
     sqlx::raw_sql("ROLLBACK")
