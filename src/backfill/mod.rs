@@ -680,7 +680,10 @@ impl Backfill<'_> {
         bar: &indicatif::ProgressBar,
     ) {
         let mut throttle = self.throttle.lock().await;
-        if let Err(err) = throttle.wait_until_healthy(conn, step.writes, bar).await {
+        if let Err(err) = throttle
+            .wait_until_healthy(conn, step.writes, &self.worker, bar)
+            .await
+        {
             tracing::warn!(
                 "step {}: could not read the database's health ({err})",
                 step.name

@@ -126,6 +126,7 @@ impl Throttle {
         &mut self,
         conn: &mut PgConnection,
         table: &str,
+        worker: &str,
         bar: &indicatif::ProgressBar,
     ) -> Result<(), sqlx::Error> {
         if !self.settings.enabled {
@@ -145,13 +146,11 @@ impl Throttle {
             first.limit
         );
         let label = bar.message();
+        let why = format!("{} {} > {}", first.signal.name(), first.value, first.limit);
+        // `paytool backfill status` shows it too.
+        say_held(conn, worker, Some(&why)).await;
         loop {
-            bar.set_message(format!(
-                "{label}: held ({} {} > {})",
-                first.signal.name(),
-                first.value,
-                first.limit
-            ));
+            bar.set_message(format!("{label}: held ({why})"));
             tokio::time::sleep(LOOK_EVERY).await;
             // Hysteresis: resume only below half of every limit.
             let still = self.over_limits(conn, table, 0.5).await?;
@@ -177,6 +176,7 @@ impl Throttle {
             }
         }
         bar.set_message(label);
+        say_held(conn, worker, None).await;
         let held = started.elapsed();
         tracing::warn!(
             "backfill resumes after holding {}",
@@ -272,4 +272,16 @@ impl Throttle {
         tx.rollback().await?;
         Ok(hold.unwrap_or(false))
     }
+}
+
+/// The worker's row in paytool.backfill_workers: what holds it, or nothing. Best effort: the
+/// status is for people, the hold does not depend on it.
+async fn say_held(conn: &mut PgConnection, worker: &str, why: Option<&str>) {
+    let _ = sqlx::query(
+        "UPDATE paytool.backfill_workers SET held = $2, heartbeat_at = now() WHERE worker = $1",
+    )
+    .bind(worker)
+    .bind(why)
+    .execute(conn)
+    .await;
 }

@@ -464,6 +464,18 @@ async fn a_standby_whose_replay_is_paused_holds_the_backfill_until_it_catches_up
         child.try_wait().unwrap().is_none(),
         "it holds, it did not end"
     );
+    let status = paytool()
+        .env("DATABASE_URL", &primary_url)
+        .args(["backfill", "status", "--format", "json"])
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(
+        status["workers"][0]["held"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("replica_lag_bytes ")),
+        "status says what holds it: {status:#}"
+    );
     sqlx::query("SELECT pg_wal_replay_resume()")
         .execute(&mut replica)
         .await
