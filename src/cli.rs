@@ -460,8 +460,12 @@ Examples:
   # exit 1 if any row cannot be resolved
   paytool backfill payments --strict --format json
 
+Ctrl-C or SIGTERM: the batch under way commits, the run stops at its checkpoint
+(exit 3; in --follow, the end of the run: exit 0). The next run resumes.
+
 Exit codes: 0 done, 1 unresolved rows with --strict, 2 usage or configuration
-error (schema not migrated), 3 runtime failure (re-run to resume).";
+error (schema not migrated), 3 runtime failure or interrupted (re-run to
+resume).";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StepArg {

@@ -226,12 +226,16 @@ pub struct BackfillReport {
     pub indexes_not_built: Option<String>,
     /// Time held per health signal (throttling), every signal that held at least once.
     pub held: BTreeMap<&'static str, throttle::Held>,
+    /// Stopped by Ctrl-C or SIGTERM before the end (not in --follow, where that is the end).
+    pub interrupted: bool,
 }
 
 impl BackfillReport {
     pub fn exit_code(&self) -> u8 {
         let unresolved = self.steps.iter().any(|s| s.unresolved > 0);
-        if self.strict && unresolved {
+        if self.interrupted {
+            exit::RUNTIME_FAILURE
+        } else if self.strict && unresolved {
             exit::PROBLEMS_FOUND
         } else {
             exit::OK
@@ -278,6 +282,7 @@ pub async fn run(
         indexes_built: Vec::new(),
         indexes_not_built: None,
         held: BTreeMap::new(),
+        interrupted: false,
     };
     if args.dry_run {
         report.steps = dry_run(&mut conn, &steps).await?;
@@ -308,15 +313,18 @@ pub async fn run(
         throttle: tokio::sync::Mutex::new(throttle),
         worker: control::worker_name(),
     };
-    if args.follow {
-        listen_for_stop(backfill.stop.clone());
-    }
+    // Ctrl-C or SIGTERM: the batch under way commits, then the run stops at its checkpoint.
+    listen_for_stop(backfill.stop.clone());
+    backfill.throttle.lock().await.stop = Some(backfill.stop.clone());
     report.rounds = 0;
     loop {
         let round_started = Instant::now();
         let mut round = Vec::new();
         let mut complete_passes = Vec::new();
         for step in &steps {
+            if backfill.stop.load(Ordering::Relaxed) {
+                break;
+            }
             let restart = args.restart || report.rounds > 0;
             round.push(
                 backfill
@@ -357,6 +365,12 @@ pub async fn run(
     }
     report.held = std::mem::take(&mut backfill.throttle.lock().await.held);
     control::leave(&mut conn, &backfill.worker).await;
+    report.interrupted = !args.follow && backfill.stop.load(Ordering::Relaxed);
+    if report.interrupted {
+        tracing::warn!(
+            "interrupted: the batch under way was committed; run paytool backfill payments again to resume"
+        );
+    }
     Ok(report)
 }
 
@@ -489,11 +503,20 @@ impl Backfill<'_> {
                 .await?;
         }
         bar.finish_and_clear();
-        checkpoint::finish(conn, step.name).await?;
-        if rewrote_a_good_part(conn, step.writes, tally.changed).await? {
-            db::analyze_after_rewrite(conn, step.writes).await;
+        // Stopped midway: the checkpoint stays unfinished (the next run says where it resumes)
+        // and the scans of a finished step wait for that run.
+        let stopped = self.stop.load(Ordering::Relaxed);
+        if !stopped {
+            checkpoint::finish(conn, step.name).await?;
+            if rewrote_a_good_part(conn, step.writes, tally.changed).await? {
+                db::analyze_after_rewrite(conn, step.writes).await;
+            }
         }
-        let unresolved_by_reason = unresolved(conn, step).await?;
+        let unresolved_by_reason = if stopped {
+            Vec::new()
+        } else {
+            unresolved(conn, step).await?
+        };
         let report = tally.into_report(step.name, resumed_after, unresolved_by_reason, started);
         tracing::info!(
             "step {}: {} scanned, {} changed, {} unresolved in {} ms",

@@ -98,6 +98,8 @@ pub struct Held {
 pub struct Throttle {
     pub settings: ThrottleSettings,
     pub held: BTreeMap<&'static str, Held>,
+    /// Set by Ctrl-C or SIGTERM: a hold ends at once, the run stops.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +111,7 @@ impl Throttle {
         Throttle {
             settings,
             held: BTreeMap::new(),
+            stop: None,
         }
     }
 
@@ -159,7 +162,11 @@ impl Throttle {
                     signals.push(o.signal);
                 }
             }
-            if still.is_empty() && started.elapsed() >= self.settings.min_hold {
+            let stopping = self
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed));
+            if stopping || still.is_empty() && started.elapsed() >= self.settings.min_hold {
                 break;
             }
             if last_said.elapsed() >= SAY_EVERY {

@@ -68,6 +68,13 @@ impl Render for BackfillReport {
                 ),
             )?;
         }
+        if self.interrupted {
+            paragraph(
+                out,
+                screen,
+                "Interrupted (Ctrl-C or SIGTERM): the batch under way was committed and the checkpoint kept; run paytool backfill payments again to resume.",
+            )?;
+        }
         if !self.held.is_empty() {
             let held: Vec<String> = self
                 .held

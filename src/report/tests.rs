@@ -279,6 +279,7 @@ fn backfill_report(dry_run: bool) -> BackfillReport {
         steps
     };
     BackfillReport {
+        interrupted: false,
         held: Default::default(),
         database: "postgres://shop@db.internal:5432/shop".to_owned(),
         dry_run,

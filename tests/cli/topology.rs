@@ -568,3 +568,59 @@ async fn a_second_process_pauses_steers_and_resumes_a_running_backfill() {
     let (_, cleared) = crate::harness::run_json(&db, &["backfill", "set", "--clear"]);
     assert_eq!(cleared["settings"]["batch_size"], serde_json::Value::Null);
 }
+
+#[tokio::test]
+async fn ctrl_c_commits_the_batch_under_way_and_the_next_run_resumes() {
+    let db = crate::harness::seeded_and_migrated(3000).await;
+    let mut conn = db.conn().await;
+    let child = db.spawn(&[
+        "backfill",
+        "payments",
+        "--format",
+        "json",
+        "--batch-size",
+        "100",
+        "--pause-ms",
+        "100",
+    ]);
+    crate::harness::wait_for(
+        &mut conn,
+        "SELECT batches >= 3 FROM paytool.backfill_checkpoints WHERE step = $1",
+        "items",
+        "a few batches committed",
+        Duration::from_secs(30),
+    )
+    .await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("interrupted: the batch under way was committed"),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["interrupted"], true);
+    let (finished, last_id): (bool, String) = sqlx::query_as(
+        "SELECT finished_at IS NOT NULL, last_id FROM paytool.backfill_checkpoints WHERE step = 'items'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(
+        !finished && !last_id.is_empty(),
+        "a checkpoint to resume from"
+    );
+    let (code, resumed) = crate::harness::run_json(&db, &["backfill", "payments"]);
+    assert_eq!(code, 0);
+    assert_eq!(resumed["steps"][0]["resumed_after"], last_id.as_str());
+    let payments: i64 = sqlx::query_scalar("SELECT count(*) FROM payments")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(payments > 2_000, "the resumed run finished: {payments}");
+}
