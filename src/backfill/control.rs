@@ -133,7 +133,23 @@ pub async fn run(
     request: &ControlRequest,
     by: &str,
 ) -> Result<ControlReport, sqlx::Error> {
-    ensure_tables(conn).await?;
+    if matches!(request, ControlRequest::Status) {
+        // Read-only: it runs on a standby and for a SELECT-only role, and creates nothing.
+        let exists: bool =
+            sqlx::query_scalar("SELECT to_regclass('paytool.backfill_control') IS NOT NULL")
+                .fetch_one(&mut *conn)
+                .await?;
+        if !exists {
+            return Ok(ControlReport {
+                database,
+                action: "status",
+                settings: ControlSettings::default(),
+                workers: Vec::new(),
+            });
+        }
+    } else {
+        ensure_tables(conn).await?;
+    }
     let action = match request {
         ControlRequest::Status => "status",
         ControlRequest::Pause => {

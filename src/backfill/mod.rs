@@ -417,6 +417,13 @@ fn listen_for_stop(stop: Arc<AtomicBool>) {
             () = terminate => {}
         }
         stop.store(true, Ordering::Relaxed);
+        tracing::warn!(
+            "stopping after the batch under way (Ctrl-C again to quit at once: the last committed batch is the checkpoint)"
+        );
+        // A second Ctrl-C quits at once, as a person expects; like kill -9, it loses nothing.
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(i32::from(exit::RUNTIME_FAILURE));
+        }
     });
 }
 

@@ -53,6 +53,7 @@ async fn a_standby_is_refused_for_every_command_that_writes_and_verify_runs_on_i
         vec!["backfill", "events", "--stripe-key", "sk_test_x"],
         vec!["reconcile", "--apply", "--stripe-key", "sk_test_x"],
         vec!["prisma", "baseline", "--migrations-dir", "/nonexistent"],
+        vec!["backfill", "pause"],
     ] {
         paytool()
             .env("DATABASE_URL", &standby_url)
@@ -78,6 +79,12 @@ async fn a_standby_is_refused_for_every_command_that_writes_and_verify_runs_on_i
         .args(["migrate", "status"])
         .assert()
         .success();
+    paytool()
+        .env("DATABASE_URL", &standby_url)
+        .args(["backfill", "status"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("No backfill is running"));
 }
 
 #[tokio::test]
@@ -495,11 +502,9 @@ async fn a_standby_whose_replay_is_paused_holds_the_backfill_until_it_catches_up
     assert!(assert_finished_by_itself(&mut main, &report).await > 2_000);
 }
 
-#[tokio::test]
-async fn a_second_process_pauses_steers_and_resumes_a_running_backfill() {
-    let db = crate::harness::seeded_and_migrated(3000).await;
-    let mut conn = db.conn().await;
-    let child = db.spawn(&[
+/// A backfill slow enough to act on while it runs: batches of 100 rows, 100 ms apart.
+fn slow_backfill(db: &crate::harness::TestDb) -> std::process::Child {
+    db.spawn(&[
         "backfill",
         "payments",
         "--format",
@@ -508,7 +513,14 @@ async fn a_second_process_pauses_steers_and_resumes_a_running_backfill() {
         "100",
         "--pause-ms",
         "100",
-    ]);
+    ])
+}
+
+#[tokio::test]
+async fn a_second_process_pauses_steers_and_resumes_a_running_backfill() {
+    let db = crate::harness::seeded_and_migrated(3000).await;
+    let mut conn = db.conn().await;
+    let child = slow_backfill(&db);
     crate::harness::wait_for(
         &mut conn,
         "SELECT count(*) > 0 FROM paytool.backfill_workers WHERE step = $1",
@@ -573,16 +585,7 @@ async fn a_second_process_pauses_steers_and_resumes_a_running_backfill() {
 async fn ctrl_c_commits_the_batch_under_way_and_the_next_run_resumes() {
     let db = crate::harness::seeded_and_migrated(3000).await;
     let mut conn = db.conn().await;
-    let child = db.spawn(&[
-        "backfill",
-        "payments",
-        "--format",
-        "json",
-        "--batch-size",
-        "100",
-        "--pause-ms",
-        "100",
-    ]);
+    let child = slow_backfill(&db);
     crate::harness::wait_for(
         &mut conn,
         "SELECT batches >= 3 FROM paytool.backfill_checkpoints WHERE step = $1",
