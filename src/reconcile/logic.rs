@@ -271,18 +271,7 @@ fn finding(
     ours: String,
     stripe: String,
 ) -> Finding {
-    Finding {
-        kind,
-        order_id: Some(order.id.clone()),
-        payment_intent_id: pi.map(str::to_owned),
-        ours,
-        stripe,
-        database_amount: None,
-        stripe_amount: None,
-        stripe_object_id: None,
-        effect_missing: None,
-        repairs: Vec::new(),
-    }
+    about(kind, Some(order), pi, ours, stripe)
 }
 
 impl Finding {
@@ -575,22 +564,20 @@ fn orphans(input: &Inputs<'_>, intents: &HashMap<&str, &PaymentIntentView>) -> V
             continue;
         }
         let amount = Money::new(pi.amount, &pi.currency);
-        out.push(Finding {
-            kind: Kind::OrphanPaymentIntent,
-            order_id: None,
-            payment_intent_id: Some(pi.id.clone()),
-            ours: "no order".into(),
-            stripe: format!(
-                "{} {amount}, metadata.order_id = {}",
-                pi.status,
-                pi.order_id.as_deref().unwrap_or("none")
-            ),
-            database_amount: None,
-            stripe_amount: Some(amount),
-            stripe_object_id: None,
-            effect_missing: None,
-            repairs: Vec::new(),
-        });
+        out.push(
+            about(
+                Kind::OrphanPaymentIntent,
+                None,
+                Some(&pi.id),
+                "no order".into(),
+                format!(
+                    "{} {amount}, metadata.order_id = {}",
+                    pi.status,
+                    pi.order_id.as_deref().unwrap_or("none")
+                ),
+            )
+            .with_amounts(None, Some(amount)),
+        );
     }
     out
 }
