@@ -256,6 +256,9 @@ pub struct Backfill<'a> {
     pub throttle: tokio::sync::Mutex<Throttle>,
     /// This process's name in paytool.backfill_workers.
     pub worker: String,
+    /// The operators' settings as last read: kept when a reading fails, so that a lost
+    /// connection does not undo a pause for a batch.
+    pub last_control: std::sync::Mutex<control::ControlSettings>,
 }
 
 pub async fn run(
@@ -312,6 +315,7 @@ pub async fn run(
         stop: Arc::new(AtomicBool::new(false)),
         throttle: tokio::sync::Mutex::new(throttle),
         worker: control::worker_name(),
+        last_control: std::sync::Mutex::new(control::ControlSettings::default()),
     };
     // Ctrl-C or SIGTERM: the batch under way commits, then the run stops at its checkpoint.
     listen_for_stop(backfill.stop.clone());
@@ -670,7 +674,18 @@ impl Backfill<'_> {
             rows_per_second: bar.per_sec(),
             held,
         };
-        let mut settings = control::tick(conn, &beat(None)).await.unwrap_or_default();
+        let mut settings = match control::tick(conn, &beat(None)).await {
+            Ok(read) => read,
+            Err(err) => {
+                tracing::warn!(
+                    "could not read the operators' settings ({err}); keeping the last ones"
+                );
+                self.last_control
+                    .lock()
+                    .map(|c| c.clone())
+                    .unwrap_or_default()
+            }
+        };
         if settings.paused {
             let by = format!(
                 "paused by {} at {}",
@@ -696,6 +711,9 @@ impl Backfill<'_> {
             let held = throttle.held.entry("paused").or_default();
             held.ms += started.elapsed().as_millis() as u64;
             held.times += 1;
+        }
+        if let Ok(mut kept) = self.last_control.lock() {
+            kept.clone_from(&settings);
         }
         self.hold_while_unhealthy(conn, step, bar).await;
         settings
