@@ -12,6 +12,9 @@ use crate::harness::{TestDb, json_run, wait_for};
 const KEY: &str = "sk_test_paytool_events";
 
 /// Within Stripe's 30 days: events of the last day.
+/// A fixed evidence deadline: computed from the clock twice, it differed by a second in CI.
+const DUE_BY: i64 = 1_900_000_000;
+
 fn recent(offset: i64) -> i64 {
     chrono::Utc::now().timestamp() - 86_400 + offset
 }
@@ -114,7 +117,7 @@ fn a_day_of_events(sim: &StripeSim) {
         status: "needs_response".into(),
         reason: "fraudulent".into(),
         created: recent(900),
-        due_by: Some(recent(8 * 86_400)),
+        due_by: Some(DUE_BY),
     });
     let pi = |id: &str| EventObject::PaymentIntent(id.into());
     sim.add_event(event(
@@ -413,8 +416,5 @@ async fn simulated_events_and_disputes_decode_as_async_stripe_types() {
         .await
         .expect("disputes decode as stripe_shared::Dispute");
     assert_eq!(disputes.data[0].id.as_str(), "dp_1");
-    assert_eq!(
-        disputes.data[0].evidence_details.due_by,
-        Some(recent(8 * 86_400))
-    );
+    assert_eq!(disputes.data[0].evidence_details.due_by, Some(DUE_BY));
 }
