@@ -20,6 +20,15 @@ ensure_postgres() {
     export PG_BIN
 }
 
+# Debian's pgbouncer, for the tests of paytool behind a pooler (tests/cli/pooler.rs). Only
+# the binary is used: the tests start their own, and the package's service is never started.
+ensure_pgbouncer() {
+    if [ -x /usr/sbin/pgbouncer ]; then return; fi
+    echo "==> installing PgBouncer (Debian package pgbouncer)" >&2
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq pgbouncer >/dev/null
+}
+
 ensure_cargo() {
     if ! command -v cargo >/dev/null 2>&1; then
         if [ -x "$HOME/.cargo/bin/cargo" ]; then

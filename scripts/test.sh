@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 
 ensure_cargo
 ensure_postgres
+ensure_pgbouncer
 ensure_squawk
 ensure_prisma_app
 

@@ -56,8 +56,9 @@ async fn run_command(cli: Cli) -> anyhow::Result<u8> {
         .with_notes(!cli.global.quiet);
     let url = cli
         .global
-        .database_url
+        .migrate_url
         .as_ref()
+        .or(cli.global.database_url.as_ref())
         .map(db::DatabaseUrlArg::parse)
         .transpose()?;
     let url = url.as_ref();

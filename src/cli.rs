@@ -26,6 +26,17 @@ pub struct GlobalArgs {
     /// PostgreSQL URL (postgres://user:password@host:port/db). The password is never printed.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<DatabaseUrlArg>,
+    /// A direct or session-pooled URL that paytool connects to instead of --database-url, for
+    /// when DATABASE_URL goes through a transaction pooler such as PgBouncer in transaction mode
+    /// (Prisma's directUrl). paytool refuses a transaction pooler: it needs one server session
+    /// per run.
+    #[arg(
+        long,
+        env = "PAYTOOL_MIGRATE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub migrate_url: Option<DatabaseUrlArg>,
     /// Output format of the report on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table, global = true)]
     pub format: OutputFormat,

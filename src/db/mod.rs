@@ -2,6 +2,7 @@
 
 mod catalog;
 mod keys;
+mod pooler;
 mod url;
 
 use std::time::{Duration, Instant};
@@ -79,6 +80,12 @@ pub enum DbError {
         holder: String,
     },
     #[error(
+        "{url} goes through a transaction-pooling proxy (PgBouncer pool_mode = transaction or alike): {evidence}; \
+         paytool needs one server session per run (its lock, its settings), so give it a direct or session-pooled URL \
+         with --migrate-url (Prisma's directUrl) and keep DATABASE_URL for the application"
+    )]
+    TransactionPooler { url: String, evidence: String },
+    #[error(
         "this connection no longer holds paytool's {operation} lock: is a transaction-pooling proxy \
          (PgBouncer in transaction mode) in between? paytool {operation} needs a direct or session-pooled connection"
     )]
@@ -97,7 +104,8 @@ impl DbError {
             | DbError::Standby { .. }
             | DbError::Partitioned { .. }
             | DbError::Citus
-            | DbError::NoSchemaUsage { .. } => exit::USAGE,
+            | DbError::NoSchemaUsage { .. }
+            | DbError::TransactionPooler { .. } => exit::USAGE,
             DbError::Unreachable { .. } | DbError::LockBusy { .. } | DbError::LockLost { .. } => {
                 exit::RUNTIME_FAILURE
             }
@@ -175,6 +183,13 @@ pub fn display_name(url: Option<&DatabaseUrl>) -> String {
 
 pub async fn connect(url: Option<&DatabaseUrl>) -> Result<PgConnection, DbError> {
     let url = url.ok_or(DbError::NoUrl)?;
+    if url.says_transaction_pooler() {
+        // Said before any connection: nothing of paytool's may be left on a pooled server.
+        return Err(DbError::TransactionPooler {
+            url: url.redacted().to_owned(),
+            evidence: "the URL has Prisma's pgbouncer=true, which says so".to_owned(),
+        });
+    }
     let options = url
         .connect_options()
         .map_err(DbError::InvalidUrl)?
@@ -192,6 +207,16 @@ pub async fn connect(url: Option<&DatabaseUrl>) -> Result<PgConnection, DbError>
         }
         Ok(result) => result.map_err(|e| classify_connect_error(url, e))?,
     };
+    // Before anything is set on the session, which a pooler would leave to the next client.
+    if let Some(probe) = pooler::probe(&mut conn, &options).await
+        && probe.shows_transaction_pooling()
+    {
+        let _ = conn.close().await;
+        return Err(DbError::TransactionPooler {
+            url: url.redacted().to_owned(),
+            evidence: probe.evidence(),
+        });
+    }
     // If paytool dies (kill -9), its backend notices within seconds and aborts what it was
     // doing, instead of finishing a half-wanted concurrent index build. PostgreSQL 14+ only,
     // so a failure here is not fatal.

@@ -26,6 +26,7 @@ pub struct DatabaseUrl {
     redacted: String,
     schema: Option<String>,
     ignored: Vec<String>,
+    pgbouncer_flag: bool,
 }
 
 impl DatabaseUrl {
@@ -38,6 +39,11 @@ impl DatabaseUrl {
             Some(schema) => options.options([("search_path", quote_identifier(schema))]),
             None => options,
         })
+    }
+
+    /// Prisma's `pgbouncer=true`: the URL goes through a transaction pooler, by its owner's word.
+    pub fn says_transaction_pooler(&self) -> bool {
+        self.pgbouncer_flag
     }
 
     /// The schema of Prisma's `?schema=NAME`, if the URL has one.
@@ -113,6 +119,9 @@ impl FromStr for DatabaseUrl {
             ));
         }
         let redacted = redact(parsed.clone());
+        let pgbouncer_flag = parsed
+            .query_pairs()
+            .any(|(key, value)| key == "pgbouncer" && value.eq_ignore_ascii_case("true"));
         let (postgres, schema, ignored) = split_prisma_parameters(parsed);
         if schema.as_deref() == Some("") {
             return Err(
@@ -125,6 +134,7 @@ impl FromStr for DatabaseUrl {
             redacted,
             schema,
             ignored,
+            pgbouncer_flag,
         };
         url.connect_options()?;
         Ok(url)
@@ -278,6 +288,7 @@ mod tests {
                 .unwrap();
         assert_eq!(url.schema(), Some("Sales"));
         assert_eq!(url.ignored_parameters(), ["connection_limit", "pgbouncer"]);
+        assert!(url.says_transaction_pooler());
         assert_eq!(
             url.postgres,
             "postgresql://app:pw@db:5432/shop?sslmode=disable"

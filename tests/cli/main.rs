@@ -7,6 +7,7 @@ mod demo;
 mod events;
 mod harness;
 mod migrate;
+mod pooler;
 mod prisma;
 mod reconcile;
 mod topology;
