@@ -223,6 +223,10 @@ fn backfill_request(args: &cli::BackfillArgs) -> BackfillRequest {
         max_retries: args.max_retries,
         wait: args.wait,
         throttle: throttle_settings(&args.throttle),
+        cooperation: args.workers.map(|workers| backfill::Cooperation {
+            workers,
+            lease: args.lease,
+        }),
     }
 }
 

@@ -470,6 +470,9 @@ Examples:
   paytool backfill payments --follow --interval 5s
   # exit 1 if any row cannot be resolved
   paytool backfill payments --strict --format json
+  # four workers here, and more from another machine: they share one run
+  paytool backfill payments --workers 4
+  paytool backfill payments --workers 2   # on a second machine, same database
 
 Ctrl-C or SIGTERM: the batch under way commits, the run stops at its checkpoint
 (exit 3; in --follow, the end of the run: exit 0). The next run resumes.
@@ -527,6 +530,15 @@ pub struct BackfillArgs {
     /// the partial indexes a first complete pass builds, for a running paytool migrate).
     #[arg(long, default_value = "1m", value_parser = wait_time)]
     pub wait: Duration,
+    /// Cooperative workers in this process, each with its own connection. Any other paytool
+    /// started with --workers on the same database joins the same run: each step's pending
+    /// keys are cut into ranges that workers claim one at a time (docs/backfill.md, "Workers").
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64), conflicts_with_all = ["restart", "dry_run"])]
+    pub workers: Option<u32>,
+    /// With --workers: how long a claimed range stays a worker's without a sign of life from
+    /// its process; then another worker takes it over after its last committed batch.
+    #[arg(long, default_value = "30s", value_parser = lease_time, requires = "workers")]
+    pub lease: Duration,
     #[command(flatten)]
     pub throttle: ThrottleArgs,
 }
@@ -715,6 +727,10 @@ fn statement_timeout(text: &str) -> Result<Duration, String> {
 
 fn wait_time(text: &str) -> Result<Duration, String> {
     duration_between(text, Duration::ZERO, 7 * DAY)
+}
+
+fn lease_time(text: &str) -> Result<Duration, String> {
+    duration_between(text, Duration::from_secs(2), DAY)
 }
 
 fn max_wait(text: &str) -> Result<Duration, String> {

@@ -5,6 +5,7 @@ mod batch;
 mod checkpoint;
 pub mod control;
 pub mod throttle;
+mod workers;
 
 use throttle::Throttle;
 pub use throttle::ThrottleSettings;
@@ -19,6 +20,7 @@ use sqlx::{Connection, PgConnection};
 use thiserror::Error;
 
 pub use batch::BatchPolicy;
+pub use workers::Cooperation;
 
 use crate::db::{self, AdvisoryLock, DatabaseUrl, IdType, Key};
 use crate::exit;
@@ -31,6 +33,9 @@ pub const BACKFILL_LOCK: AdvisoryLock = AdvisoryLock {
     key: 0x7061_7974_6f6f_6c02,
     operation: "backfill",
 };
+
+/// Serializes the creation of paytool's backfill tables, for one transaction.
+const SETUP_LOCK: i64 = 0x7061_7974_6f6f_6c06;
 
 /// How many unresolved ids a report names per reason.
 /// The three steps, in the order they run.
@@ -65,6 +70,9 @@ pub struct BackfillRequest {
     pub wait: Duration,
     /// When to hold between batches.
     pub throttle: ThrottleSettings,
+    /// Share the run with other workers (this process's and other processes'), through
+    /// ranges of keys; `None`: one worker, alone.
+    pub cooperation: Option<Cooperation>,
 }
 
 const SAMPLE_SIZE: i64 = 10;
@@ -114,6 +122,9 @@ struct StepDef {
     range_sql: &'static str,
     batch_sql: &'static str,
     unresolved_sql: &'static str,
+    /// Every $1-th pending key and the last one, in order, as text, each with the number of
+    /// pending keys: where cooperative workers' ranges end.
+    boundaries_sql: &'static str,
 }
 
 // The next batch of pending keys: each step walks only what it still has to do, through a
@@ -147,6 +158,8 @@ const STEPS: [StepDef; 3] = [
         range_sql: ITEMS_RANGE_SQL,
         batch_sql: include_str!("../../sql/backfill/items_batch.sql"),
         unresolved_sql: include_str!("../../sql/backfill/items_unresolved.sql"),
+        boundaries_sql: "SELECT key::TEXT, total FROM (SELECT id AS key, row_number() OVER (ORDER BY id) AS n, count(*) OVER () AS total
+            FROM order_items WHERE label IS NULL) AS pending WHERE n % $1 = 0 OR n = total ORDER BY key",
     },
     StepDef {
         step: BackfillStep::Orders,
@@ -159,6 +172,8 @@ const STEPS: [StepDef; 3] = [
         range_sql: ORDERS_RANGE_SQL,
         batch_sql: include_str!("../../sql/backfill/orders_batch.sql"),
         unresolved_sql: include_str!("../../sql/backfill/orders_unresolved.sql"),
+        boundaries_sql: "SELECT key::TEXT, total FROM (SELECT id AS key, row_number() OVER (ORDER BY id) AS n, count(*) OVER () AS total
+            FROM orders WHERE amount_total_cents = 0) AS pending WHERE n % $1 = 0 OR n = total ORDER BY key",
     },
     StepDef {
         step: BackfillStep::Payments,
@@ -171,6 +186,8 @@ const STEPS: [StepDef; 3] = [
         range_sql: PAYMENTS_RANGE_SQL,
         batch_sql: include_str!("../../sql/backfill/payments_batch.sql"),
         unresolved_sql: include_str!("../../sql/backfill/payments_unresolved.sql"),
+        boundaries_sql: "SELECT key::TEXT, total FROM (SELECT order_id AS key, row_number() OVER (ORDER BY order_id) AS n,
+            count(*) OVER () AS total FROM paytool.backfill_payment_queue) AS pending WHERE n % $1 = 0 OR n = total ORDER BY key",
     },
 ];
 
@@ -206,8 +223,15 @@ pub struct StepReport {
     pub last_batch_size: i64,
     /// Batches retried after a lock timeout, deadlock, serialization failure or lost connection.
     pub retries: u32,
-    /// The key this run resumed after, when an earlier run had stopped part-way.
+    /// The key this run resumed after, when an earlier run had stopped part-way (with
+    /// --workers: the generation of ranges it finished).
     pub resumed_after: Option<String>,
+    /// Workers of this process (--workers; 1 without it).
+    pub workers: u32,
+    /// Ranges this process's workers finished (--workers only).
+    pub ranges: u64,
+    /// Of those, ranges another worker had claimed and not finished (a dead or stopped one).
+    pub ranges_reclaimed: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -291,9 +315,28 @@ pub async fn run(
         report.steps = dry_run(&mut conn, &steps).await?;
         return Ok(report);
     }
-    BACKFILL_LOCK.acquire(&mut conn, args.wait).await?;
-    checkpoint::ensure_table(&mut conn).await?;
-    control::ensure_tables(&mut conn).await?;
+    match args.cooperation {
+        None => BACKFILL_LOCK.acquire(&mut conn, args.wait).await?,
+        // Every cooperative process holds it shared: they run together, a lone run waits.
+        Some(_) => BACKFILL_LOCK.acquire_shared(&mut conn, args.wait).await?,
+    };
+    {
+        // Cooperative processes start together: one creates paytool's tables, the others wait.
+        let mut tx = conn.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(SETUP_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        checkpoint::ensure_table(&mut tx).await?;
+        control::ensure_tables(&mut tx).await?;
+        if args.cooperation.is_some() {
+            workers::ensure_tables(&mut tx).await?;
+        }
+        tx.commit().await?;
+    }
+    let run_started: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&mut conn)
+        .await?;
     let throttle = Throttle::new(args.throttle.clone());
     throttle
         .check_query(&mut conn)
@@ -330,11 +373,19 @@ pub async fn run(
                 break;
             }
             let restart = args.restart || report.rounds > 0;
-            round.push(
-                backfill
-                    .run_step(&mut conn, step, restart, args.wait)
-                    .await?,
-            );
+            let step_report = match args.cooperation {
+                None => {
+                    backfill
+                        .run_step(&mut conn, step, restart, args.wait)
+                        .await?
+                }
+                Some(cooperation) => {
+                    backfill
+                        .run_step_cooperative(&mut conn, step, cooperation, run_started, args.wait)
+                        .await?
+                }
+            };
+            round.push(step_report);
             if !backfill.stop.load(Ordering::Relaxed) {
                 complete_passes.extend(step.pending_index);
             }
@@ -451,6 +502,8 @@ fn merge_round(totals: &mut Vec<StepReport>, round: Vec<StepReport>) {
                 total.batches += step.batches;
                 total.retries += step.retries;
                 total.last_batch_size = step.last_batch_size;
+                total.ranges += step.ranges;
+                total.ranges_reclaimed += step.ranges_reclaimed;
                 total.duration_ms = duration_ms;
                 total.rows_per_second = rate(scanned, Duration::from_millis(duration_ms));
                 total.unresolved = step.unresolved;
@@ -510,18 +563,36 @@ impl Backfill<'_> {
         let bar = self.progress.rows(step.name, total as u64);
         let mut tally = Tally::new(self.batch.first_size());
         if let Some(end_key) = &end_key {
-            self.walk(conn, step, key_type, end_key, wait, &mut tally, &bar)
+            let lane = Lane {
+                worker: &self.worker,
+                range: None,
+            };
+            let from = Key::start(key_type);
+            self.walk(conn, step, (&from, end_key), wait, &mut tally, &bar, &lane)
                 .await?;
         }
         bar.finish_and_clear();
-        // Stopped midway: the checkpoint stays unfinished (the next run says where it resumes)
-        // and the scans of a finished step wait for that run.
-        let stopped = self.stop.load(Ordering::Relaxed);
-        if !stopped {
+        // Stopped midway: the checkpoint stays unfinished (the next run says where it resumes).
+        if !self.stop.load(Ordering::Relaxed) {
             checkpoint::finish(conn, step.name).await?;
-            if rewrote_a_good_part(conn, step.writes, tally.changed).await? {
-                db::analyze_after_rewrite(conn, step.writes).await;
-            }
+        }
+        self.after_step(conn, step, tally, resumed_after, started)
+            .await
+    }
+
+    /// Once a step's walk is over: statistics refreshed after a big rewrite, the unresolved
+    /// rows counted, the report. A stopped step leaves those scans to the run that finishes it.
+    async fn after_step(
+        &self,
+        conn: &mut PgConnection,
+        step: &StepDef,
+        tally: Tally,
+        resumed_after: Option<String>,
+        started: Instant,
+    ) -> anyhow::Result<StepReport> {
+        let stopped = self.stop.load(Ordering::Relaxed);
+        if !stopped && rewrote_a_good_part(conn, step.writes, tally.changed).await? {
+            db::analyze_after_rewrite(conn, step.writes).await;
         }
         let unresolved_by_reason = if stopped {
             Vec::new()
@@ -566,23 +637,27 @@ impl Backfill<'_> {
 
     /// The batch loop: a batch after the last key, its size adapted to its time; a transient
     /// failure retried after a backoff from the checkpoint the server really has.
+    /// `keys`: the walk goes from after the first key (the start: from the first key) up to
+    /// and including the second.
     #[allow(clippy::too_many_arguments)]
     async fn walk(
         &self,
         conn: &mut PgConnection,
         step: &StepDef,
-        key_type: IdType,
-        end_key: &Key,
+        keys: (&Key, &Key),
         wait: Duration,
         tally: &mut Tally,
         bar: &indicatif::ProgressBar,
+        lane: &Lane<'_>,
     ) -> anyhow::Result<()> {
-        let mut last_id = Key::start(key_type);
+        let (from, end_key) = keys;
+        let key_type = from.key_type();
+        let mut last_id = from.clone();
         let mut size = self.batch.first_size();
         let mut delays = Backoff::DATABASE.delays(self.max_retries);
         let mut failures_in_a_row = 0;
         while !self.stop.load(Ordering::Relaxed) {
-            let control = self.between_batches(conn, step, &last_id, bar).await;
+            let control = self.between_batches(conn, step, &last_id, bar, lane).await;
             // What an operator set with `paytool backfill set` wins over this run's flags.
             let policy = BatchPolicy {
                 fixed: control.batch_size.or(self.batch.fixed),
@@ -598,7 +673,16 @@ impl Backfill<'_> {
                 .pause_ms
                 .map_or(self.pause, |ms| Duration::from_millis(ms as u64));
             let batch_started = Instant::now();
-            match run_batch(conn, step, &last_id, end_key, size, self.lock_timeout).await {
+            match run_batch(
+                conn,
+                step,
+                (&last_id, end_key),
+                size,
+                self.lock_timeout,
+                lane,
+            )
+            .await
+            {
                 Ok((None, _, _)) => break,
                 Ok((Some(key), scanned, changed)) => {
                     let elapsed = batch_started.elapsed();
@@ -639,10 +723,18 @@ impl Backfill<'_> {
                     );
                     tokio::time::sleep(delay).await;
                     if db::is_connection_lost(&err) {
-                        *conn = self.reconnect(wait).await?;
+                        *conn = self.reconnect(wait, lane).await?;
                     }
                     // The last COMMIT may or may not have reached the server: ask it.
-                    last_id = Key::parse(key_type, &checkpoint::last_id(conn, step.name).await?)?;
+                    let committed = match &lane.range {
+                        None => checkpoint::last_id(conn, step.name).await?,
+                        Some(range) => range.last_id(conn).await?,
+                    };
+                    last_id = if committed.is_empty() {
+                        from.clone()
+                    } else {
+                        Key::parse(key_type, &committed)?
+                    };
                 }
                 Err(err) => {
                     return Err(anyhow::Error::new(err).context(format!(
@@ -664,9 +756,10 @@ impl Backfill<'_> {
         step: &StepDef,
         last_id: &Key,
         bar: &indicatif::ProgressBar,
+        lane: &Lane<'_>,
     ) -> control::ControlSettings {
         let beat = |held: Option<String>| control::Beat {
-            worker: &self.worker,
+            worker: lane.worker,
             step: step.name,
             position: (!last_id.is_start()).then(|| last_id.text()),
             rows_done: bar.position() as i64,
@@ -715,7 +808,8 @@ impl Backfill<'_> {
         if let Ok(mut kept) = self.last_control.lock() {
             kept.clone_from(&settings);
         }
-        self.hold_while_unhealthy(conn, step, bar).await;
+        self.hold_while_unhealthy(conn, step, bar, lane.worker)
+            .await;
         settings
     }
 
@@ -726,10 +820,11 @@ impl Backfill<'_> {
         conn: &mut PgConnection,
         step: &StepDef,
         bar: &indicatif::ProgressBar,
+        worker: &str,
     ) {
         let mut throttle = self.throttle.lock().await;
         if let Err(err) = throttle
-            .wait_until_healthy(conn, step.writes, &self.worker, bar)
+            .wait_until_healthy(conn, step.writes, worker, bar)
             .await
         {
             tracing::warn!(
@@ -739,12 +834,23 @@ impl Backfill<'_> {
         }
     }
 
-    async fn reconnect(&self, wait: Duration) -> anyhow::Result<PgConnection> {
+    async fn reconnect(&self, wait: Duration, lane: &Lane<'_>) -> anyhow::Result<PgConnection> {
         let mut conn = db::connect(Some(self.url)).await?;
-        // The lock died with the old session.
-        BACKFILL_LOCK.acquire(&mut conn, wait).await?;
+        // The lock died with the old session. A cooperative worker's connection holds none:
+        // its process's main session holds the shared one.
+        if lane.range.is_none() {
+            BACKFILL_LOCK.acquire(&mut conn, wait).await?;
+        }
         Ok(conn)
     }
+}
+
+/// Who walks a key range, and where its checkpoint is.
+struct Lane<'w> {
+    /// Its name in paytool.backfill_workers.
+    worker: &'w str,
+    /// The cooperative range it walks; `None`: the step's own checkpoint (one worker).
+    range: Option<workers::RangeRef>,
 }
 
 /// The step's row count (for the progress bar) and its largest key now: the run stops there, so
@@ -782,6 +888,15 @@ impl Tally {
         }
     }
 
+    /// Another worker's tally of the same step.
+    fn absorb(&mut self, other: Tally) {
+        self.scanned += other.scanned;
+        self.changed += other.changed;
+        self.retries += other.retries;
+        self.last_batch_size = other.last_batch_size;
+        self.batch_ms.extend(other.batch_ms);
+    }
+
     fn batch(&mut self, scanned: i64, changed: i64, size: i64, elapsed: Duration) {
         self.scanned += scanned;
         self.changed += changed;
@@ -813,6 +928,9 @@ impl Tally {
             last_batch_size: self.last_batch_size,
             retries: self.retries,
             resumed_after,
+            workers: 1,
+            ranges: 0,
+            ranges_reclaimed: 0,
         }
     }
 }
@@ -839,11 +957,12 @@ fn rate(rows: i64, elapsed: Duration) -> u64 {
 async fn run_batch(
     conn: &mut PgConnection,
     step: &StepDef,
-    after: &Key,
-    end_key: &Key,
+    keys: (&Key, &Key),
     size: i64,
     lock_timeout: Duration,
+    lane: &Lane<'_>,
 ) -> Result<BatchOutcome, sqlx::Error> {
+    let (after, end_key) = keys;
     let mut tx = conn.begin().await?;
     db::set_batch_planner(&mut tx, true).await?;
     db::set_timeouts(
@@ -872,13 +991,18 @@ async fn run_batch(
         .bind(&last_key)
         .fetch_one(&mut *tx)
         .await?;
-    sqlx::query(checkpoint::ADVANCE_SQL)
-        .bind(step.name)
-        .bind(&last_id)
-        .bind(scanned)
-        .bind(changed)
-        .execute(&mut *tx)
-        .await?;
+    match &lane.range {
+        None => {
+            sqlx::query(checkpoint::ADVANCE_SQL)
+                .bind(step.name)
+                .bind(&last_id)
+                .bind(scanned)
+                .bind(changed)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Some(range) => range.advance(&mut tx, &last_id, scanned, changed).await?,
+    }
     tx.commit().await?;
     Ok((Some(last_key), scanned, changed))
 }

@@ -502,10 +502,31 @@ impl AdvisoryLock {
         conn: &mut PgConnection,
         wait: Duration,
     ) -> anyhow::Result<Duration> {
+        self.acquire_as(conn, wait, "SELECT pg_try_advisory_lock($1)")
+            .await
+    }
+
+    /// The lock in shared mode: any number of shared holders run together (cooperative
+    /// backfill workers), while an exclusive holder waits for them all and they for it.
+    pub async fn acquire_shared(
+        &self,
+        conn: &mut PgConnection,
+        wait: Duration,
+    ) -> anyhow::Result<Duration> {
+        self.acquire_as(conn, wait, "SELECT pg_try_advisory_lock_shared($1)")
+            .await
+    }
+
+    async fn acquire_as(
+        &self,
+        conn: &mut PgConnection,
+        wait: Duration,
+        try_sql: &'static str,
+    ) -> anyhow::Result<Duration> {
         let started = Instant::now();
         let mut announced = false;
         loop {
-            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            let got: bool = sqlx::query_scalar(try_sql)
                 .bind(self.key)
                 .fetch_one(&mut *conn)
                 .await?;

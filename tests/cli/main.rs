@@ -13,3 +13,4 @@ mod reconcile;
 mod topology;
 mod variants;
 mod verify;
+mod workers;

@@ -1,0 +1,192 @@
+//! Cooperative workers (issue 12): `backfill payments --workers N` in several processes share
+//! one run through ranges of keys; a killed process's range is taken over after its lease.
+
+use std::time::Duration;
+
+use sqlx::PgConnection;
+
+use crate::harness::{TestDb, json, seeded_and_migrated, wait_for};
+
+/// Every value the backfill writes, row by row (payments' own ids are random, so left out).
+async fn backfilled_digest(conn: &mut PgConnection) -> String {
+    sqlx::query_scalar(
+        "SELECT md5(string_agg(x, '|' ORDER BY x)) FROM (
+            SELECT 'i' || (i.*)::TEXT AS x FROM order_items AS i
+            UNION ALL SELECT 'o' || (o.*)::TEXT FROM orders AS o
+            UNION ALL SELECT 'p' || (p.order_id, p.stripe_payment_intent_id, p.amount_cents, p.currency,
+                                     p.status, p.succeeded_at, p.created_at, p.updated_at)::TEXT
+                      FROM payments AS p
+            UNION ALL SELECT 'q' || q.order_id FROM paytool.backfill_payment_queue AS q) AS rows",
+    )
+    .fetch_one(conn)
+    .await
+    .expect("digest")
+}
+
+fn slow_cooperative(db: &TestDb, workers: &str, lease: &str) -> std::process::Child {
+    db.spawn(&[
+        "backfill",
+        "payments",
+        "--format",
+        "json",
+        "--workers",
+        workers,
+        "--lease",
+        lease,
+        "--batch-size",
+        "100",
+        "--pause-ms",
+        "20",
+        "--ignore-autovacuum",
+    ])
+}
+
+#[tokio::test]
+async fn two_workers_and_a_killed_third_end_as_one_worker_would() {
+    let alone = seeded_and_migrated(12_000).await;
+    let shared = seeded_and_migrated(12_000).await;
+    alone
+        .paytool()
+        .args(["backfill", "payments", "-q", "--ignore-autovacuum"])
+        .assert()
+        .success();
+
+    let mut conn = shared.conn().await;
+    let mut doomed = slow_cooperative(&shared, "1", "2s");
+    let doomed_worker = format!("%:{}/1", doomed.id());
+    // The doomed process has a range, and committed batches in it.
+    wait_for(
+        &mut conn,
+        "SELECT EXISTS (SELECT 1 FROM paytool.backfill_ranges WHERE worker LIKE $1 AND last_id <> '')",
+        &doomed_worker,
+        "the third worker commits batches in its range",
+        Duration::from_secs(60),
+    )
+    .await;
+    let pair = slow_cooperative(&shared, "2", "30s");
+    wait_for(
+        &mut conn,
+        "SELECT count(DISTINCT worker) >= 3 FROM paytool.backfill_ranges WHERE done_at IS NULL AND process IS NOT NULL
+           AND $1 <> ''",
+        "x",
+        "three workers hold a range at once",
+        Duration::from_secs(60),
+    )
+    .await;
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    let out = pair.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&out.stdout);
+    let steps = report["steps"].as_array().unwrap();
+    let reclaimed: u64 = steps
+        .iter()
+        .map(|s| s["ranges_reclaimed"].as_u64().unwrap())
+        .sum();
+    assert!(reclaimed >= 1, "the killed worker's range was taken over");
+    assert!(steps.iter().all(|s| s["workers"] == 2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("was claimed before and not finished"),
+        "{stderr}"
+    );
+
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM paytool.backfill_ranges WHERE done_at IS NULL")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(left, 0, "every range is done");
+    let generations: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT step, finished_at IS NOT NULL FROM paytool.backfill_generations ORDER BY step",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        generations,
+        [
+            ("items".to_owned(), true),
+            ("orders".to_owned(), true),
+            ("payments".to_owned(), true)
+        ]
+    );
+    assert_eq!(
+        backfilled_digest(&mut conn).await,
+        backfilled_digest(&mut alone.conn().await).await,
+        "the end state is a single worker's, row by row"
+    );
+    let payments: i64 = sqlx::query_scalar("SELECT count(*) FROM payments")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(payments > 10_000);
+}
+
+#[tokio::test]
+async fn a_killed_cooperative_run_is_finished_by_the_next_and_workers_refuse_restart() {
+    let db = seeded_and_migrated(12_000).await;
+    let mut conn = db.conn().await;
+    let mut first = slow_cooperative(&db, "2", "2s");
+    wait_for(
+        &mut conn,
+        "SELECT count(*) >= 1 FROM paytool.backfill_ranges WHERE done_at IS NOT NULL AND step = $1",
+        "items",
+        "a range is done",
+        Duration::from_secs(60),
+    )
+    .await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let out = db
+        .paytool()
+        .args([
+            "backfill",
+            "payments",
+            "--workers",
+            "3",
+            "--format",
+            "json",
+            "--ignore-autovacuum",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&out.stdout);
+    assert_eq!(
+        report["steps"][0]["resumed_after"],
+        "generation 1 of ranges left unfinished"
+    );
+    let alone = seeded_and_migrated(12_000).await;
+    alone
+        .paytool()
+        .args(["backfill", "payments", "-q", "--ignore-autovacuum"])
+        .assert()
+        .success();
+    assert_eq!(
+        backfilled_digest(&mut conn).await,
+        backfilled_digest(&mut alone.conn().await).await,
+        "the killed run and the one after it end as one uninterrupted worker"
+    );
+
+    db.paytool()
+        .args(["backfill", "payments", "--workers", "2", "--restart"])
+        .assert()
+        .code(2);
+    db.paytool()
+        .args(["backfill", "payments", "--lease", "10s"])
+        .assert()
+        .code(2);
+    db.paytool()
+        .args(["backfill", "payments", "--workers", "0"])
+        .assert()
+        .code(2);
+}
