@@ -360,3 +360,19 @@ pub fn verify_check<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_js
         .find(|c| c["id"] == id)
         .unwrap_or_else(|| panic!("no check {id}"))
 }
+
+/// Every value the backfill writes, row by row (payments' own ids are random, so left out).
+pub async fn backfilled_digest(conn: &mut PgConnection) -> String {
+    sqlx::query_scalar(
+        "SELECT md5(string_agg(x, '|' ORDER BY x)) FROM (
+            SELECT 'i' || (i.*)::TEXT AS x FROM order_items AS i
+            UNION ALL SELECT 'o' || (o.*)::TEXT FROM orders AS o
+            UNION ALL SELECT 'p' || (p.order_id, p.stripe_payment_intent_id, p.amount_cents, p.currency,
+                                     p.status, p.succeeded_at, p.created_at, p.updated_at)::TEXT
+                      FROM payments AS p
+            UNION ALL SELECT 'q' || q.order_id FROM paytool.backfill_payment_queue AS q) AS rows",
+    )
+    .fetch_one(conn)
+    .await
+    .expect("digest")
+}

@@ -627,3 +627,131 @@ async fn ctrl_c_commits_the_batch_under_way_and_the_next_run_resumes() {
         .unwrap();
     assert!(payments > 2_000, "the resumed run finished: {payments}");
 }
+
+/// As on a managed service: the database and every table belong to a role that is no
+/// superuser, may not create databases or roles and is not in pg_monitor; it runs the whole flow.
+#[tokio::test]
+async fn an_owner_that_is_no_superuser_runs_every_command() {
+    let db = cluster().fresh_db().await;
+    let role = format!("owner_{}", db.name);
+    let mut admin = db.conn().await;
+    sqlx::raw_sql(&format!(
+        "CREATE ROLE {role} LOGIN PASSWORD 'pw' NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION;
+         ALTER DATABASE {0} OWNER TO {role};",
+        db.name
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let owner = crate::harness::TestDb {
+        name: db.name.clone(),
+        url: cluster().url(&role, Some("pw"), &db.name),
+    };
+    // The application's tables are the owner's: it created them.
+    owner.seed(300, false).await;
+    drop(admin);
+    let before = cluster().copy_of(&owner, "before").await;
+    let run = |args: &[&str]| crate::harness::run_json(&owner, args);
+
+    let (code, report) = run(&["migrate"]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["outcome"], "applied");
+    let (code, report) = run(&["backfill", "payments"]);
+    assert_eq!(code, 0, "{report}");
+    let mut conn = owner.conn().await;
+    // Row by row what a superuser's run makes of the same data.
+    let reference = cluster().copy_of(&before, "ref").await;
+    reference
+        .paytool()
+        .args(["migrate", "-q"])
+        .assert()
+        .success();
+    reference
+        .paytool()
+        .args(["backfill", "payments", "-q"])
+        .assert()
+        .success();
+    assert_eq!(
+        crate::harness::backfilled_digest(&mut conn).await,
+        crate::harness::backfilled_digest(&mut reference.conn().await).await
+    );
+    let (code, report) = run(&["verify", "constraints"]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["summary"]["failed"], 0);
+    owner
+        .paytool()
+        .args(["migrate", "status"])
+        .assert()
+        .success();
+    owner
+        .paytool()
+        .args(["backfill", "pause"])
+        .assert()
+        .success();
+    owner
+        .paytool()
+        .args(["backfill", "resume"])
+        .assert()
+        .success();
+
+    // reconcile --apply writes its repair and its audit row as the owner.
+    sqlx::raw_sql(
+        "UPDATE orders SET created_at = '2025-06-01';
+         INSERT INTO orders (id, user_id, status, amount_total_cents, currency, stripe_payment_intent_id, created_at)
+         SELECT 'o-managed', min(id), 'PENDING', 1000, 'EUR', 'pi_managed', '2026-01-09 10:00' FROM users;",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let sim = paytool::stripe_sim::StripeSim::start("sk_test_managed").unwrap();
+    sim.add_payment_intent(paytool::stripe_sim::SimPaymentIntent {
+        id: "pi_managed".into(),
+        amount: 1000,
+        currency: "eur".into(),
+        status: "succeeded".into(),
+        created: 1_768_000_000,
+        order_id: Some("o-managed".into()),
+        charge: Some(("ch_managed".into(), 1_768_000_060)),
+        last_error: None,
+    });
+    let (code, report) = crate::harness::json_run(
+        owner
+            .paytool()
+            .env("STRIPE_SECRET_KEY", "sk_test_managed")
+            .args(["reconcile", "--apply", "--format", "json"])
+            .args(["--since", "2026-01-01", "--until", "2026-01-31"])
+            .args(["--stripe-base-url", &sim.base_url()])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(code, 1, "{report}");
+    let status: String = sqlx::query_scalar("SELECT status FROM orders WHERE id = 'o-managed'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(status, "PAID", "{report}");
+    assert_eq!(sim.mutations(), 0);
+
+    owner
+        .paytool()
+        .args(["migrate", "cleanup", "--watch", "0s"])
+        .assert()
+        .success();
+    let not_owned: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname IN ('public', 'paytool') AND c.relowner <> '{role}'::regrole"
+    ))
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(not_owned, 0, "everything paytool made is the owner's");
+    owner
+        .paytool()
+        .args([
+            "migrate",
+            "down",
+            "--i-understand-this-destroys-payment-data",
+        ])
+        .assert()
+        .success();
+}
