@@ -173,11 +173,15 @@ fn lock_policy(args: &cli::LockArgs) -> LockPolicy {
         wait: args.wait,
         max_wait: args.max_wait,
         observer: None,
+        throttle: backfill::ThrottleSettings::default(),
     }
 }
 
 fn migrate_request(args: &cli::MigrateArgs) -> MigrateRequest {
-    let policy = lock_policy(&args.apply.lock);
+    let policy = LockPolicy {
+        throttle: throttle_settings(&args.apply.throttle),
+        ..lock_policy(&args.apply.lock)
+    };
     let batch_size = args.apply.batch_size;
     match &args.action {
         Some(cli::MigrateAction::Plan(plan)) => MigrateRequest::Plan {

@@ -567,7 +567,7 @@ pub struct ThrottleArgs {
     /// Your own signal: a query returning one boolean, true to hold (run read-only).
     #[arg(long, value_name = "SQL")]
     pub throttle_query: Option<String>,
-    /// The shortest hold: once held, the backfill resumes after at least this long, when every
+    /// The shortest hold: once held, the work resumes after at least this long, when every
     /// signal is below half of its limit.
     #[arg(long, default_value = "5s", value_parser = wait_time)]
     pub throttle_min_hold: Duration,
@@ -655,6 +655,10 @@ pub struct ApplyArgs {
     pub batch_size: i64,
     #[command(flatten)]
     pub lock: LockArgs,
+    /// Between two batches of the copy of orders.status, the same health checks as the
+    /// backfill's (docs/backfill.md, "Throttling").
+    #[command(flatten)]
+    pub throttle: ThrottleArgs,
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,7 @@ pub mod retry;
 pub mod seed;
 pub mod stripe;
 pub mod stripe_sim;
+pub mod throttle;
 pub mod verify;
 
 /// Runs one command and returns its exit code; errors carry their own (see [`app::exit_code`]).

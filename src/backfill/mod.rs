@@ -4,11 +4,10 @@
 mod batch;
 mod checkpoint;
 pub mod control;
-pub mod throttle;
 mod workers;
 
-use throttle::Throttle;
-pub use throttle::ThrottleSettings;
+pub use crate::throttle::ThrottleSettings;
+use crate::throttle::{self, Throttle};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -226,6 +225,8 @@ pub struct StepReport {
     /// The key this run resumed after, when an earlier run had stopped part-way (with
     /// --workers: the generation of ranges it finished).
     pub resumed_after: Option<String>,
+    /// Run with --workers: shared with other workers through ranges of keys.
+    pub cooperative: bool,
     /// Workers of this process (--workers; 1 without it).
     pub workers: u32,
     /// Ranges this process's workers finished (--workers only).
@@ -337,7 +338,7 @@ pub async fn run(
     let run_started: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()")
         .fetch_one(&mut conn)
         .await?;
-    let throttle = Throttle::new(args.throttle.clone());
+    let throttle = Throttle::new(args.throttle.clone(), "backfill");
     throttle
         .check_query(&mut conn)
         .await
@@ -824,7 +825,7 @@ impl Backfill<'_> {
     ) {
         let mut throttle = self.throttle.lock().await;
         if let Err(err) = throttle
-            .wait_until_healthy(conn, step.writes, worker, bar)
+            .wait_until_healthy(conn, step.writes, Some(worker), bar)
             .await
         {
             tracing::warn!(
@@ -928,6 +929,7 @@ impl Tally {
             last_batch_size: self.last_batch_size,
             retries: self.retries,
             resumed_after,
+            cooperative: false,
             workers: 1,
             ranges: 0,
             ranges_reclaimed: 0,

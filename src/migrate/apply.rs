@@ -11,6 +11,7 @@ use super::steps::{Phase, Step, StepKind};
 use super::{LockPolicy, MIGRATE_LOCK, MigrateError, Timeouts};
 use crate::db::{self, IdType, IndexState, Key};
 use crate::progress::Progress;
+use crate::throttle::Throttle;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -252,11 +253,12 @@ async fn run_step(
         }
         StepKind::Batched => {
             history::mark_running(conn, step).await?;
-            let (rows, retries) =
+            let (rows, retries, held) =
                 run_batches(conn, step, policy, timeouts, batch_size, progress).await?;
             history::mark_applied(conn, step, started.elapsed().as_millis() as i64).await?;
             run.rows_changed = Some(rows);
             run.retries = retries;
+            run.detail = held;
         }
     }
     run.duration_ms = started.elapsed().as_millis() as u64;
@@ -479,7 +481,7 @@ async fn run_batches(
     timeouts: Timeouts,
     batch_size: i64,
     progress: &Progress,
-) -> anyhow::Result<(i64, u32)> {
+) -> anyhow::Result<(i64, u32, Option<String>)> {
     timeouts.set(conn, db::Scope::Session).await?;
     db::set_batch_planner(conn, false).await?;
     let remaining: i64 = sqlx::query_scalar(BATCH_PROGRESS_SQL)
@@ -490,7 +492,22 @@ async fn run_batches(
     let mut last_id = Key::start(key_type);
     let mut changed_total = 0;
     let mut retries = 0;
+    let mut throttle = Throttle::new(policy.throttle.clone(), "migrate");
+    throttle
+        .check_query(conn)
+        .await
+        .map_err(MigrateError::from)?;
     loop {
+        // The same health checks as the backfill's, between two batches: nothing is held then.
+        if let Err(err) = throttle
+            .wait_until_healthy(conn, step.table, None, &bar)
+            .await
+        {
+            tracing::warn!(
+                "step {}: could not read the database's health ({err})",
+                step.name
+            );
+        }
         let attempt = Attempt::Batch {
             sql: step.sql,
             after: &last_id,
@@ -507,10 +524,25 @@ async fn run_batches(
         }
     }
     bar.finish_and_clear();
+    // Said in the step's note: the copy took longer than its rows for a reason.
+    let held: Vec<String> = throttle
+        .held
+        .iter()
+        .map(|(signal, held)| {
+            format!(
+                "held {} for {signal}",
+                crate::human::duration(Duration::from_millis(held.ms))
+            )
+        })
+        .collect();
     db::reset_batch_planner(conn).await?;
     // The next steps validate and index this column, and the application's queries plan on it.
     db::analyze_after_rewrite(conn, step.table).await;
-    Ok((changed_total, retries))
+    Ok((
+        changed_total,
+        retries,
+        (!held.is_empty()).then(|| held.join(", ")),
+    ))
 }
 
 async fn down_attempt(conn: &mut PgConnection, lock_timeout: Duration) -> Result<(), sqlx::Error> {

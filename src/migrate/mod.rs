@@ -36,6 +36,8 @@ pub const MIGRATE_LOCK: AdvisoryLock = AdvisoryLock {
 
 #[derive(Debug, Error)]
 pub enum MigrateError {
+    #[error(transparent)]
+    BadThrottleQuery(#[from] crate::throttle::BadThrottleQuery),
     #[error(
         "step {step}: could not lock table {table} within lock_timeout {} after {attempts} attempts; \
          sessions holding a lock on it: {holders}. Nothing of this step was applied; run paytool migrate again \
@@ -100,7 +102,8 @@ impl MigrateError {
             MigrateError::UnknownHistory(_)
             | MigrateError::DownNotConfirmed
             | MigrateError::MigrationUnfinished { .. }
-            | MigrateError::NotMigrated { .. } => exit::USAGE,
+            | MigrateError::NotMigrated { .. }
+            | MigrateError::BadThrottleQuery(_) => exit::USAGE,
             MigrateError::DuplicatesDuringBuild { .. } => exit::PROBLEMS_FOUND,
             MigrateError::LockRetriesExhausted { .. }
             | MigrateError::IndexInvalidAfterBuild { .. }
@@ -120,6 +123,8 @@ pub struct LockPolicy {
     pub max_wait: Duration,
     /// Where a second connection watches what a concurrent build waits for; `None`: unwatched.
     pub observer: Option<DatabaseUrl>,
+    /// When the batched copy holds between two batches for the database's health.
+    pub throttle: crate::throttle::ThrottleSettings,
 }
 
 /// The defaults of `paytool migrate`'s lock flags.
@@ -132,6 +137,7 @@ impl Default for LockPolicy {
             wait: Duration::from_secs(600),
             max_wait: Duration::from_secs(3600),
             observer: None,
+            throttle: crate::throttle::ThrottleSettings::default(),
         }
     }
 }

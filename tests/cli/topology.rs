@@ -392,6 +392,65 @@ async fn the_operators_throttle_query_holds_the_backfill_until_it_says_false() {
     assert_finished_by_itself(&mut conn, &report).await;
 }
 
+/// migrate's batched copy (step 018) holds between two batches on the same signals.
+#[tokio::test]
+async fn the_throttle_query_holds_migrates_batched_copy_too() {
+    let db = cluster().fresh_db().await;
+    db.seed(300, false).await;
+    let mut conn = db.conn().await;
+    sqlx::raw_sql(
+        "CREATE TABLE hold_flag (hold boolean NOT NULL); INSERT INTO hold_flag VALUES (true)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let child = db.spawn(&[
+        "migrate",
+        "--format",
+        "json",
+        "--batch-size",
+        "50",
+        "--throttle-query",
+        "SELECT hold FROM hold_flag",
+        "--throttle-min-hold",
+        "1s",
+    ]);
+    crate::harness::wait_for(
+        &mut conn,
+        "SELECT state = 'running' FROM paytool.schema_history WHERE name = $1",
+        "018_orders_status_shadow_backfill",
+        "step 018 running",
+        Duration::from_secs(60),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let copied: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM orders WHERE status_new IS NOT NULL")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(copied, 0, "no batch commits while held");
+    sqlx::raw_sql("UPDATE hold_flag SET hold = false")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (code, report) = crate::harness::json_run(child.wait_with_output().unwrap());
+    assert_eq!(code, 0, "{report:#}");
+    let copy = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "018_orders_status_shadow_backfill")
+        .unwrap();
+    assert_eq!(copy["rows_changed"], 300, "{copy:#}");
+    assert!(
+        copy["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("held ") && d.ends_with(" for throttle_query")),
+        "{copy:#}"
+    );
+}
+
 #[tokio::test]
 async fn a_standby_whose_replay_is_paused_holds_the_backfill_until_it_catches_up() {
     let primary = TempCluster::start("paytool-test-primary-", &[]).unwrap();

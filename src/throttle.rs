@@ -1,8 +1,9 @@
 //! Health-aware throttling: between two batches, one query reads the database's health
 //! (standbys' replay lag, the WAL archive backlog, autovacuum on the step's table, sessions
 //! waiting for locks) and the operator's own `--throttle-query`. While a signal is over its
-//! limit the backfill holds: no batch commits, the progress bar and a log line say which signal
-//! and its value. It resumes once every signal is below half its limit and the hold has lasted
+//! limit the backfill (and migrate's batched copy) holds: no batch commits, the progress bar
+//! and a log line say which signal and its value. It resumes once every signal is below half
+//! its limit and the hold has lasted
 //! its minimum (hysteresis, so it does not flap), and the report gives the time held per signal.
 
 use std::collections::BTreeMap;
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use sqlx::{Connection, PgConnection};
 
-const HEALTH_SQL: &str = include_str!("../../sql/backfill/health.sql");
+const HEALTH_SQL: &str = include_str!("../sql/backfill/health.sql");
 
 /// How often a hold looks again, and how often it says it still holds.
 const LOOK_EVERY: Duration = Duration::from_millis(500);
@@ -97,6 +98,8 @@ pub struct Held {
 #[derive(Debug, Default)]
 pub struct Throttle {
     pub settings: ThrottleSettings,
+    /// Who holds, as the log names it: "backfill" or "migrate".
+    pub work: &'static str,
     pub held: BTreeMap<&'static str, Held>,
     /// Set by Ctrl-C or SIGTERM: a hold ends at once, the run stops.
     pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
@@ -107,9 +110,10 @@ pub struct Throttle {
 pub struct BadThrottleQuery(pub String);
 
 impl Throttle {
-    pub fn new(settings: ThrottleSettings) -> Self {
+    pub fn new(settings: ThrottleSettings, work: &'static str) -> Self {
         Throttle {
             settings,
+            work,
             held: BTreeMap::new(),
             stop: None,
         }
@@ -129,7 +133,7 @@ impl Throttle {
         &mut self,
         conn: &mut PgConnection,
         table: &str,
-        worker: &str,
+        worker: Option<&str>,
         bar: &indicatif::ProgressBar,
     ) -> Result<(), sqlx::Error> {
         if !self.settings.enabled {
@@ -143,7 +147,8 @@ impl Throttle {
         let mut last_said = Instant::now();
         let mut signals: Vec<Signal> = over.iter().map(|o| o.signal).collect();
         tracing::warn!(
-            "backfill holds: {} is {} (limit {}); no batch commits until it is below half of it",
+            "{} holds: {} is {} (limit {}); no batch commits until it is below half of it",
+            self.work,
             first.signal.name(),
             first.value,
             first.limit
@@ -172,7 +177,8 @@ impl Throttle {
             if last_said.elapsed() >= SAY_EVERY {
                 if let Some(o) = still.first() {
                     tracing::warn!(
-                        "backfill still holds after {}: {} is {} (resumes below half of {})",
+                        "{} still holds after {}: {} is {} (resumes below half of {})",
+                        self.work,
                         crate::human::duration(started.elapsed()),
                         o.signal.name(),
                         o.value,
@@ -186,7 +192,8 @@ impl Throttle {
         say_held(conn, worker, None).await;
         let held = started.elapsed();
         tracing::warn!(
-            "backfill resumes after holding {}",
+            "{} resumes after holding {}",
+            self.work,
             crate::human::duration(held)
         );
         for signal in signals {
@@ -283,7 +290,10 @@ impl Throttle {
 
 /// The worker's row in paytool.backfill_workers: what holds it, or nothing. Best effort: the
 /// status is for people, the hold does not depend on it.
-async fn say_held(conn: &mut PgConnection, worker: &str, why: Option<&str>) {
+async fn say_held(conn: &mut PgConnection, worker: Option<&str>, why: Option<&str>) {
+    let Some(worker) = worker else {
+        return;
+    };
     let _ = sqlx::query(
         "UPDATE paytool.backfill_workers SET held = $2, heartbeat_at = now() WHERE worker = $1",
     )
