@@ -11,3 +11,4 @@ cargo bench --bench migrate
 cargo bench --bench backfill
 BENCH_ORDERS=${BENCH_SHAPES_ORDERS:-200000} cargo bench --bench shapes
 cargo bench --bench reconcile
+cargo bench --bench workers

@@ -280,10 +280,7 @@ impl Backfill<'_> {
                     step.name,
                     generation.generation
                 );
-                resumed_after = Some(format!(
-                    "generation {} of ranges left unfinished",
-                    generation.generation
-                ));
+                resumed_after = Some(format!("generation {}", generation.generation));
             }
             let outcomes = self
                 .share_generation(conn, step, key_type, generation, cooperation, wait)
@@ -308,6 +305,7 @@ impl Backfill<'_> {
         let mut report = self
             .after_step(conn, step, tally, resumed_after, started)
             .await?;
+        report.cooperative = true;
         report.workers = cooperation.workers;
         report.ranges = ranges;
         report.ranges_reclaimed = reclaimed;

@@ -14,7 +14,26 @@ impl Render for BackfillReport {
         }
         writeln!(out, "{}", self.steps_grid().render(screen).with_hint())?;
         for step in &self.steps {
-            if let Some(key) = &step.resumed_after {
+            if step.cooperative {
+                writeln!(
+                    out,
+                    "{}: {} range(s) done by {} worker(s) of this process{}",
+                    step.step,
+                    count(step.ranges as i64),
+                    step.workers,
+                    match step.ranges_reclaimed {
+                        0 => String::new(),
+                        n => format!(", {} taken over from a stopped worker", count(n as i64)),
+                    }
+                )?;
+                if let Some(generation) = &step.resumed_after {
+                    writeln!(
+                        out,
+                        "{}: finished the ranges of {generation} that an earlier run left unfinished",
+                        step.step
+                    )?;
+                }
+            } else if let Some(key) = &step.resumed_after {
                 writeln!(
                     out,
                     "{}: resumed after {key} (an earlier run stopped there)",

@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use sqlx::PgConnection;
-
 use crate::harness::{TestDb, backfilled_digest, json, seeded_and_migrated, wait_for};
 
 fn slow_cooperative(db: &TestDb, workers: &str, lease: &str) -> std::process::Child {
