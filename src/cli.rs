@@ -558,7 +558,8 @@ pub struct ThrottleArgs {
     /// Hold while more WAL segments than this wait for the archiver (needs pg_monitor).
     #[arg(long, default_value_t = 42, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
     pub max_archive_backlog: i64,
-    /// Hold while more sessions than this wait for a lock in the database.
+    /// Hold after a batch that more sessions than this were queued behind (waiting for its
+    /// locks, directly or behind another waiter).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i64).range(0..=100_000))]
     pub max_lock_waiters: i64,
     /// Do not hold while autovacuum works on the table a step writes.

@@ -13,6 +13,7 @@ use serde::Serialize;
 use sqlx::{Connection, PgConnection};
 
 const HEALTH_SQL: &str = include_str!("../sql/backfill/health.sql");
+const WAITING_SQL: &str = include_str!("../sql/backfill/waiting_for_this_batch.sql");
 
 /// How often a hold looks again, and how often it says it still holds.
 const LOOK_EVERY: Duration = Duration::from_millis(500);
@@ -77,7 +78,6 @@ struct Health {
     replica_lag_bytes: Option<i64>,
     archive_backlog: Option<i64>,
     autovacuum: bool,
-    lock_waiters: i64,
 }
 
 /// A signal over its limit: which, and its value as people read it.
@@ -103,6 +103,8 @@ pub struct Throttle {
     pub held: BTreeMap<&'static str, Held>,
     /// Set by Ctrl-C or SIGTERM: a hold ends at once, the run stops.
     pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// The most sessions found waiting for a batch's locks since the last health check.
+    waiting_for_batches: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +118,14 @@ impl Throttle {
             work,
             held: BTreeMap::new(),
             stop: None,
+            waiting_for_batches: 0,
         }
+    }
+
+    /// What [`sessions_waiting_for_this_batch`] counted before a batch committed, for the next
+    /// health check.
+    pub fn batch_was_waited_for(&mut self, sessions: i64) {
+        self.waiting_for_batches = self.waiting_for_batches.max(sessions);
     }
 
     /// Runs the operator's query once before the first batch, so a typo is a usage error and
@@ -139,7 +148,8 @@ impl Throttle {
         if !self.settings.enabled {
             return Ok(());
         }
-        let over = self.over_limits(conn, table, 1.0).await?;
+        let waiting = std::mem::take(&mut self.waiting_for_batches);
+        let over = self.over_limits(conn, table, waiting, 1.0).await?;
         let Some(first) = over.first().cloned() else {
             return Ok(());
         };
@@ -161,7 +171,8 @@ impl Throttle {
             bar.set_message(format!("{label}: held ({why})"));
             tokio::time::sleep(LOOK_EVERY).await;
             // Hysteresis: resume only below half of every limit.
-            let still = self.over_limits(conn, table, 0.5).await?;
+            // No batch runs while held: nobody waits for one.
+            let still = self.over_limits(conn, table, 0, 0.5).await?;
             for o in &still {
                 if !signals.contains(&o.signal) {
                     signals.push(o.signal);
@@ -204,11 +215,13 @@ impl Throttle {
         Ok(())
     }
 
-    /// The signals over `fraction` of their limit.
+    /// The signals over `fraction` of their limit; `waiting`: sessions that waited for the
+    /// last batches' locks.
     async fn over_limits(
         &self,
         conn: &mut PgConnection,
         table: &str,
+        waiting: i64,
         fraction: f64,
     ) -> Result<Vec<Over>, sqlx::Error> {
         let s = &self.settings;
@@ -252,10 +265,10 @@ impl Throttle {
                 limit: "none".into(),
             });
         }
-        if health.lock_waiters > scaled(s.max_lock_waiters) {
+        if waiting > scaled(s.max_lock_waiters) {
             over.push(Over {
                 signal: Signal::LockWaiters,
-                value: format!("{} sessions waiting for a lock", health.lock_waiters),
+                value: format!("{waiting} sessions waiting for a batch's locks"),
                 limit: s.max_lock_waiters.to_string(),
             });
         }
@@ -286,6 +299,12 @@ impl Throttle {
         tx.rollback().await?;
         Ok(hold.unwrap_or(false))
     }
+}
+
+/// Sessions waiting for a lock this session holds; run inside a batch's transaction, just before
+/// its commit.
+pub async fn sessions_waiting_for_this_batch(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(WAITING_SQL).fetch_one(conn).await
 }
 
 /// The worker's row in paytool.backfill_workers: what holds it, or nothing. Best effort: the

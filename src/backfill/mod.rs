@@ -274,6 +274,8 @@ pub struct Backfill<'a> {
     pub batch: BatchPolicy,
     pub pause: Duration,
     pub lock_timeout: Duration,
+    /// Each batch counts the sessions waiting for its locks (throttling on).
+    pub count_waiting: bool,
     pub max_retries: u32,
     pub progress: Progress,
     /// Set by Ctrl-C or SIGTERM in --follow mode: the run stops after the batch under way.
@@ -354,6 +356,7 @@ pub async fn run(
         },
         pause: Duration::from_millis(args.pause_ms),
         lock_timeout: args.lock_timeout,
+        count_waiting: args.throttle.enabled,
         max_retries: args.max_retries,
         progress,
         stop: Arc::new(AtomicBool::new(false)),
@@ -543,8 +546,14 @@ impl Backfill<'_> {
     }
 }
 
-/// Outcome of one batch: (last key, rows scanned, rows changed); no key when the table is done.
-type BatchOutcome = (Option<Key>, i64, i64);
+/// Outcome of one batch; no `last` key when the range is done.
+struct BatchOutcome {
+    last: Option<Key>,
+    scanned: i64,
+    changed: i64,
+    /// Sessions waiting for the batch's locks just before it committed (0 unthrottled).
+    waiting: i64,
+}
 
 impl Backfill<'_> {
     /// One step: walk its pending rows in batches up to the largest key that exists now, then
@@ -674,19 +683,23 @@ impl Backfill<'_> {
                 .pause_ms
                 .map_or(self.pause, |ms| Duration::from_millis(ms as u64));
             let batch_started = Instant::now();
-            match run_batch(
-                conn,
-                step,
-                (&last_id, end_key),
+            let limits = BatchLimits {
                 size,
-                self.lock_timeout,
-                lane,
-            )
-            .await
-            {
-                Ok((None, _, _)) => break,
-                Ok((Some(key), scanned, changed)) => {
+                lock_timeout: self.lock_timeout,
+                count_waiting: self.count_waiting,
+            };
+            match run_batch(conn, step, (&last_id, end_key), limits, lane).await {
+                Ok(BatchOutcome { last: None, .. }) => break,
+                Ok(BatchOutcome {
+                    last: Some(key),
+                    scanned,
+                    changed,
+                    waiting,
+                }) => {
                     let elapsed = batch_started.elapsed();
+                    if waiting > 0 {
+                        self.throttle.lock().await.batch_was_waited_for(waiting);
+                    }
                     if elapsed > self.batch.target * 2 {
                         tracing::debug!(
                             "step {}: a batch of {size} rows after {last_id} took {}",
@@ -955,15 +968,29 @@ fn rate(rows: i64, elapsed: Duration) -> u64 {
     }
 }
 
+/// How one batch runs.
+#[derive(Debug, Clone, Copy)]
+struct BatchLimits {
+    size: i64,
+    lock_timeout: Duration,
+    /// Count the sessions waiting for the batch's locks before it commits (the throttle's
+    /// lock_waiters signal).
+    count_waiting: bool,
+}
+
 /// One batch and its checkpoint, in one short transaction.
 async fn run_batch(
     conn: &mut PgConnection,
     step: &StepDef,
     keys: (&Key, &Key),
-    size: i64,
-    lock_timeout: Duration,
+    limits: BatchLimits,
     lane: &Lane<'_>,
 ) -> Result<BatchOutcome, sqlx::Error> {
+    let BatchLimits {
+        size,
+        lock_timeout,
+        count_waiting,
+    } = limits;
     let (after, end_key) = keys;
     let mut tx = conn.begin().await?;
     db::set_batch_planner(&mut tx, true).await?;
@@ -983,7 +1010,12 @@ async fn run_batch(
         .fetch_one(&mut *tx)
         .await?;
     let Some(last_id) = last_id else {
-        return Ok((None, 0, 0));
+        return Ok(BatchOutcome {
+            last: None,
+            scanned: 0,
+            changed: 0,
+            waiting: 0,
+        });
     };
     // The database printed it from a key of this type: it parses.
     let last_key =
@@ -1005,8 +1037,18 @@ async fn run_batch(
         }
         Some(range) => range.advance(&mut tx, &last_id, scanned, changed).await?,
     }
+    let waiting = if count_waiting {
+        throttle::sessions_waiting_for_this_batch(&mut tx).await?
+    } else {
+        0
+    };
     tx.commit().await?;
-    Ok((Some(last_key), scanned, changed))
+    Ok(BatchOutcome {
+        last: Some(last_key),
+        scanned,
+        changed,
+        waiting,
+    })
 }
 
 /// Whether a step changed a tenth of its table or more (as autovacuum's default analyze

@@ -174,13 +174,13 @@ pub async fn require_plain_tables(conn: &mut PgConnection) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Opens one session connection (not a pool: migrate needs session state such as advisory
-/// locks), tagged `application_name = paytool` so operators can see it in pg_stat_activity.
 /// The database as reports name it: the URL without its password ("" when there is none).
 pub fn display_name(url: Option<&DatabaseUrl>) -> String {
     url.map(|u| u.redacted().to_owned()).unwrap_or_default()
 }
 
+/// Opens one session connection (not a pool: migrate needs session state such as advisory
+/// locks), tagged `application_name = paytool` so operators can see it in pg_stat_activity.
 pub async fn connect(url: Option<&DatabaseUrl>) -> Result<PgConnection, DbError> {
     let url = url.ok_or(DbError::NoUrl)?;
     if url.says_transaction_pooler() {

@@ -289,19 +289,28 @@ pub(super) enum Attempt<'a> {
     },
     /// One statement outside any transaction.
     Statement(&'a str),
-    /// One batch of a batched step, from the row after `after`.
+    /// One batch of a batched step, from the row after `after`, in a transaction of its own;
+    /// with `count_waiting`, the sessions waiting for its locks are counted before it commits.
     Batch {
         sql: &'a str,
         after: &'a Key,
         size: i64,
+        count_waiting: bool,
     },
     /// `migrate down`'s SQL in one transaction: no statement_timeout (the enum conversion
     /// rewrites orders) but a bounded lock wait.
     Down { lock_timeout: Duration },
 }
 
-/// (last id of the batch, rows changed) for batches; (None, 0) otherwise.
-pub(super) type AttemptResult = (Option<String>, i64);
+/// What a batch did; nothing for the other attempts.
+#[derive(Debug, Default)]
+pub(super) struct AttemptResult {
+    /// The batch's last id; `None` once the table is done.
+    last_id: Option<String>,
+    changed: i64,
+    /// Sessions waiting for the batch's locks just before it committed.
+    waiting: i64,
+}
 
 impl Attempt<'_> {
     async fn perform(&self, conn: &mut PgConnection) -> Result<AttemptResult, sqlx::Error> {
@@ -312,22 +321,39 @@ impl Attempt<'_> {
                 started,
             } => {
                 transactional_attempt(conn, step, *timeouts, *started).await?;
-                Ok((None, 0))
+                Ok(AttemptResult::default())
             }
             Attempt::Statement(sql) => {
                 sqlx::raw_sql(sql).execute(conn).await?;
-                Ok((None, 0))
+                Ok(AttemptResult::default())
             }
-            Attempt::Batch { sql, after, size } => {
-                sqlx::query_as(sql)
+            Attempt::Batch {
+                sql,
+                after,
+                size,
+                count_waiting,
+            } => {
+                let mut tx = conn.begin().await?;
+                let (last_id, changed): (Option<String>, i64) = sqlx::query_as(sql)
                     .bind(*after)
                     .bind(*size)
-                    .fetch_one(conn)
-                    .await
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let waiting = if *count_waiting {
+                    crate::throttle::sessions_waiting_for_this_batch(&mut tx).await?
+                } else {
+                    0
+                };
+                tx.commit().await?;
+                Ok(AttemptResult {
+                    last_id,
+                    changed,
+                    waiting,
+                })
             }
             Attempt::Down { lock_timeout } => {
                 down_attempt(conn, *lock_timeout).await?;
-                Ok((None, 0))
+                Ok(AttemptResult::default())
             }
         }
     }
@@ -512,13 +538,15 @@ async fn run_batches(
             sql: step.sql,
             after: &last_id,
             size: batch_size,
+            count_waiting: throttle.settings.enabled,
         };
-        let ((next, changed), batch_retries) =
+        let (batch, batch_retries) =
             retry_transient(conn, policy, (step.name, step.table), attempt).await?;
         retries += batch_retries;
-        changed_total += changed;
-        bar.inc(changed as u64);
-        match next {
+        changed_total += batch.changed;
+        bar.inc(batch.changed as u64);
+        throttle.batch_was_waited_for(batch.waiting);
+        match batch.last_id {
             Some(id) => last_id = Key::parse(key_type, &id)?,
             None => break,
         }

@@ -392,6 +392,119 @@ async fn the_operators_throttle_query_holds_the_backfill_until_it_says_false() {
     assert_finished_by_itself(&mut conn, &report).await;
 }
 
+/// The lock_waiters signal counts the sessions queued behind this session's locks (the second
+/// UPDATE of a row waits for the first one's tuple lock: it counts too), and no other
+/// session's: a lock held elsewhere is not the backfill's to make way for.
+#[tokio::test]
+async fn sessions_waiting_for_a_batch_are_counted_and_others_are_not() {
+    let db = crate::harness::seeded_and_migrated(20).await;
+    let mut batch = db.conn().await;
+    let mut elsewhere = db.conn().await;
+    sqlx::raw_sql("BEGIN; UPDATE order_items SET quantity = quantity WHERE id = (SELECT min(id) FROM order_items)")
+        .execute(&mut batch)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "BEGIN; UPDATE products SET name = name WHERE id = (SELECT min(id) FROM products)",
+    )
+    .execute(&mut elsewhere)
+    .await
+    .unwrap();
+    let mut waiters = Vec::new();
+    for (n, sql) in [
+        "UPDATE order_items SET quantity = quantity WHERE id = (SELECT min(id) FROM order_items)",
+        "UPDATE order_items SET quantity = quantity WHERE id = (SELECT min(id) FROM order_items)",
+        "SELECT 1 FROM order_items WHERE id = (SELECT min(id) FROM order_items) FOR SHARE",
+        "UPDATE products SET name = name WHERE id = (SELECT min(id) FROM products)",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut conn = PgConnection::connect(&format!("{}?application_name=waiter{n}", db.url))
+            .await
+            .unwrap();
+        waiters.push(tokio::spawn(async move {
+            let _ = sqlx::query(sql).execute(&mut conn).await;
+        }));
+    }
+    let mut admin = db.conn().await;
+    crate::harness::wait_for(
+        &mut admin,
+        "SELECT count(*) = 4 FROM pg_stat_activity WHERE application_name LIKE $1 AND wait_event_type = 'Lock'",
+        "waiter%",
+        "four sessions waiting",
+        Duration::from_secs(10),
+    )
+    .await;
+    let waiting = paytool::throttle::sessions_waiting_for_this_batch(&mut batch)
+        .await
+        .unwrap();
+    assert_eq!(
+        waiting, 3,
+        "the two updates and the FOR SHARE, not the one behind products"
+    );
+    sqlx::raw_sql("ROLLBACK").execute(&mut batch).await.unwrap();
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut elsewhere)
+        .await
+        .unwrap();
+    for waiter in waiters {
+        waiter.await.unwrap();
+    }
+}
+
+/// A backfill whose batches make the application queue behind them holds after the batch.
+#[tokio::test]
+async fn a_batch_the_application_queues_behind_makes_the_backfill_hold() {
+    let db = crate::harness::seeded_and_migrated(300).await;
+    let mut conn = db.conn().await;
+    // Each batch of the items step holds its locks 300 ms: long enough to be queued behind.
+    sqlx::raw_sql(
+        "CREATE FUNCTION slow_batch() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN PERFORM pg_sleep(0.3); RETURN NULL; END $$;
+         CREATE TRIGGER slow_batch AFTER UPDATE ON order_items
+           FOR EACH STATEMENT EXECUTE FUNCTION slow_batch();",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let child = db.spawn(&[
+        "backfill",
+        "payments",
+        "--format",
+        "json",
+        "--batch-size",
+        "100",
+        "--max-lock-waiters",
+        "0",
+        "--throttle-min-hold",
+        "1s",
+        "--ignore-autovacuum",
+    ]);
+    // The application: takes a SHARE lock on order_items again and again, for 4 s.
+    let mut app = db.conn().await;
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < deadline {
+        let _ = sqlx::raw_sql(
+            "BEGIN; SET LOCAL lock_timeout = '1s'; LOCK TABLE order_items IN SHARE MODE; COMMIT",
+        )
+        .execute(&mut app)
+        .await;
+        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut app).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (code, report) = crate::harness::json_run(child.wait_with_output().unwrap());
+    assert_eq!(code, 0, "{report:#}");
+    assert!(
+        report["held"]["lock_waiters"]["times"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1,
+        "{report:#}"
+    );
+    assert_finished_by_itself(&mut conn, &report).await;
+}
+
 /// migrate's batched copy (step 018) holds between two batches on the same signals.
 #[tokio::test]
 async fn the_throttle_query_holds_migrates_batched_copy_too() {
