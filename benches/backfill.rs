@@ -24,21 +24,7 @@ const SET_BASED_SQL: &str = include_str!("set_based_backfill.sql");
 async fn main() {
     let orders = bench_orders();
     let cluster = harness::cluster();
-    let batched_db = cluster.fresh_db().await;
-    eprintln!("seeding and migrating {orders} orders…");
-    let prepared = Instant::now();
-    batched_db.seed(orders, false).await;
-    let migrate = batched_db
-        .paytool_std()
-        .args(["migrate", "-q"])
-        .output()
-        .expect("paytool migrate");
-    assert!(
-        migrate.status.success(),
-        "{}",
-        String::from_utf8_lossy(&migrate.stderr)
-    );
-    eprintln!("ready in {:.1} s", prepared.elapsed().as_secs_f64());
+    let batched_db = common::seeded_and_migrated(cluster, orders).await;
     let set_based_url = cluster.copy_of(&batched_db, "set").await.url;
     let items: i64 = sqlx::query_scalar("SELECT count(*) FROM order_items")
         .fetch_one(&mut batched_db.conn().await)

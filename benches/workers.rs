@@ -20,21 +20,7 @@ use common::bench_orders;
 async fn main() {
     let orders = bench_orders();
     let cluster = harness::cluster();
-    let template = cluster.fresh_db().await;
-    eprintln!("seeding and migrating {orders} orders…");
-    let prepared = Instant::now();
-    template.seed(orders, false).await;
-    let migrate = template
-        .paytool_std()
-        .args(["migrate", "-q"])
-        .output()
-        .expect("paytool migrate");
-    assert!(
-        migrate.status.success(),
-        "{}",
-        String::from_utf8_lossy(&migrate.stderr)
-    );
-    eprintln!("ready in {:.1} s", prepared.elapsed().as_secs_f64());
+    let template = common::seeded_and_migrated(cluster, orders).await;
     let runs: [(&str, Option<&str>); 5] = [
         ("alone (reference)", None),
         ("--workers 1", Some("1")),
