@@ -1,10 +1,10 @@
 //! Health-aware throttling: between two batches, one query reads the database's health
-//! (standbys' replay lag, the WAL archive backlog, autovacuum on the step's table, sessions
-//! waiting for locks) and the operator's own `--throttle-query`. While a signal is over its
-//! limit the backfill (and migrate's batched copy) holds: no batch commits, the progress bar
-//! and a log line say which signal and its value. It resumes once every signal is below half
-//! its limit and the hold has lasted
-//! its minimum (hysteresis, so it does not flap), and the report gives the time held per signal.
+//! (standbys' replay lag, the WAL archive backlog, autovacuum on the step's table) and the
+//! operator's own `--throttle-query`; each batch counts, just before it commits, the sessions
+//! queued behind its locks. While a signal is over its limit the backfill (and migrate's
+//! batched copy) holds: no batch commits, the progress bar and a log line say which signal and
+//! its value. It resumes once every signal is below half its limit and the hold has lasted its
+//! minimum (hysteresis, so it does not flap), and the report gives the time held per signal.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -95,7 +95,7 @@ pub struct Held {
     pub times: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Throttle {
     pub settings: ThrottleSettings,
     /// Who holds, as the log names it: "backfill" or "migrate".
@@ -305,6 +305,50 @@ impl Throttle {
 /// its commit.
 pub async fn sessions_waiting_for_this_batch(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(WAITING_SQL).fetch_one(conn).await
+}
+
+/// [`sessions_waiting_for_this_batch`] in a savepoint of the batch's transaction: a count that
+/// fails (a statement timeout on a busy lock table) is said and taken as 0, and the batch
+/// commits all the same. A lost connection still fails the batch, at its commit.
+pub async fn count_waiting_or_zero(tx: &mut PgConnection) -> i64 {
+    let counted = async {
+        let mut savepoint = tx.begin().await?;
+        let waiting = sessions_waiting_for_this_batch(&mut savepoint).await;
+        match waiting {
+            Ok(n) => {
+                savepoint.commit().await?;
+                Ok(n)
+            }
+            Err(err) => {
+                savepoint.rollback().await?;
+                Err(err)
+            }
+        }
+    };
+    match counted.await {
+        Ok(n) => n,
+        Err(err) => {
+            tracing::warn!("could not count the sessions waiting for the batch ({err})");
+            0
+        }
+    }
+}
+
+/// The time held per signal as people read it: "12 s for replica_lag (2 holds), …"; `None`
+/// when nothing held.
+pub fn held_summary(held: &BTreeMap<&'static str, Held>) -> Option<String> {
+    let parts: Vec<String> = held
+        .iter()
+        .map(|(signal, h)| {
+            format!(
+                "{} for {signal} ({} hold{})",
+                crate::human::millis(h.ms),
+                h.times,
+                if h.times == 1 { "" } else { "s" }
+            )
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 /// The worker's row in paytool.backfill_workers: what holds it, or nothing. Best effort: the

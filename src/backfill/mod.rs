@@ -1038,7 +1038,7 @@ async fn run_batch(
         Some(range) => range.advance(&mut tx, &last_id, scanned, changed).await?,
     }
     let waiting = if count_waiting {
-        throttle::sessions_waiting_for_this_batch(&mut tx).await?
+        throttle::count_waiting_or_zero(&mut tx).await
     } else {
         0
     };

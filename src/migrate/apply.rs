@@ -340,7 +340,7 @@ impl Attempt<'_> {
                     .fetch_one(&mut *tx)
                     .await?;
                 let waiting = if *count_waiting {
-                    crate::throttle::sessions_waiting_for_this_batch(&mut tx).await?
+                    crate::throttle::count_waiting_or_zero(&mut tx).await
                 } else {
                     0
                 };
@@ -553,24 +553,11 @@ async fn run_batches(
     }
     bar.finish_and_clear();
     // Said in the step's note: the copy took longer than its rows for a reason.
-    let held: Vec<String> = throttle
-        .held
-        .iter()
-        .map(|(signal, held)| {
-            format!(
-                "held {} for {signal}",
-                crate::human::duration(Duration::from_millis(held.ms))
-            )
-        })
-        .collect();
+    let held = crate::throttle::held_summary(&throttle.held).map(|held| format!("held {held}"));
     db::reset_batch_planner(conn).await?;
     // The next steps validate and index this column, and the application's queries plan on it.
     db::analyze_after_rewrite(conn, step.table).await;
-    Ok((
-        changed_total,
-        retries,
-        (!held.is_empty()).then(|| held.join(", ")),
-    ))
+    Ok((changed_total, retries, held))
 }
 
 async fn down_attempt(conn: &mut PgConnection, lock_timeout: Duration) -> Result<(), sqlx::Error> {

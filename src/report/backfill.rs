@@ -94,25 +94,12 @@ impl Render for BackfillReport {
                 "Interrupted (Ctrl-C or SIGTERM): the batch under way was committed and the checkpoint kept; run paytool backfill payments again to resume.",
             )?;
         }
-        if !self.held.is_empty() {
-            let held: Vec<String> = self
-                .held
-                .iter()
-                .map(|(signal, h)| {
-                    format!(
-                        "{} for {signal} ({} hold{})",
-                        millis(h.ms),
-                        h.times,
-                        if h.times == 1 { "" } else { "s" }
-                    )
-                })
-                .collect();
+        if let Some(held) = crate::throttle::held_summary(&self.held) {
             paragraph(
                 out,
                 screen,
                 &format!(
-                    "Held for the database's health: {} (a hold counts for every signal over its limit during it).",
-                    held.join(", ")
+                    "Held for the database's health: {held} (a hold counts for every signal over its limit during it)."
                 ),
             )?;
         }
