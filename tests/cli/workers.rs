@@ -169,3 +169,59 @@ async fn a_killed_cooperative_run_is_finished_by_the_next_and_workers_refuse_res
         .assert()
         .code(2);
 }
+
+/// Ranges of uuid keys (a legacy variant, SPEC §2): cut, claimed and walked as uuids, the end
+/// state the same as one worker's.
+#[tokio::test]
+async fn workers_on_uuid_ids_end_as_one_worker_would() {
+    let template = crate::harness::cluster().fresh_db().await;
+    template.seed(12_000, false).await;
+    sqlx::raw_sql(crate::variants::UUID_IDS)
+        .execute(&mut template.conn().await)
+        .await
+        .unwrap();
+    template
+        .paytool()
+        .args(["migrate", "-q"])
+        .assert()
+        .success();
+    let alone = crate::harness::cluster().copy_of(&template, "alone").await;
+    let shared = crate::harness::cluster().copy_of(&template, "shared").await;
+    alone
+        .paytool()
+        .args(["backfill", "payments", "-q", "--ignore-autovacuum"])
+        .assert()
+        .success();
+    let out = shared
+        .paytool()
+        .args([
+            "backfill",
+            "payments",
+            "--format",
+            "json",
+            "--ignore-autovacuum",
+        ])
+        .args(["--workers", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&out.stdout);
+    assert!(
+        report["steps"][0]["ranges"].as_u64().unwrap() >= 2,
+        "{report:#}"
+    );
+    let payments: i64 = sqlx::query_scalar("SELECT count(*) FROM payments")
+        .fetch_one(&mut shared.conn().await)
+        .await
+        .unwrap();
+    assert!(payments > 11_000, "{payments}");
+    assert_eq!(report["steps"][2]["changed"], payments);
+    assert_eq!(
+        backfilled_digest(&mut shared.conn().await).await,
+        backfilled_digest(&mut alone.conn().await).await
+    );
+}
