@@ -56,7 +56,7 @@ async fn bench_shape(shape: &Shape, orders: i64) {
             .execute(&mut conn)
             .await
             .unwrap();
-        sqlx::raw_sql(&shape.load_sql(orders))
+        sqlx::raw_sql(sqlx::AssertSqlSafe(shape.load_sql(orders)))
             .execute(&mut conn)
             .await
             .unwrap();
@@ -186,7 +186,7 @@ async fn application(url: String, sql: String, orders: i64, stop: Arc<AtomicBool
     while !stop.load(Ordering::Relaxed) {
         n += 1;
         let started = Instant::now();
-        sqlx::query(&sql)
+        sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
             .bind((n * 7919) % orders + 1)
             .bind(orders * 10 + n)
             .execute(&mut conn)
@@ -202,7 +202,7 @@ async fn catch_up_ms(db: &harness::TestDb, shape: &Shape, orders: i64) -> f64 {
     let mut conn = db.conn().await;
     let sql = shape.writer_sql();
     for n in 0..100 {
-        sqlx::query(&sql)
+        sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
             .bind(n + 1)
             .bind(orders * 20 + n)
             .execute(&mut conn)

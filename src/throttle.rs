@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use sqlx::{Connection, PgConnection};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 const HEALTH_SQL: &str = include_str!("../sql/backfill/health.sql");
 const WAITING_SQL: &str = include_str!("../sql/backfill/waiting_for_this_batch.sql");
@@ -293,7 +293,7 @@ impl Throttle {
             .await?;
         // The operator's own query, by design (their signal), run read-only: the one SQL text
         // paytool does not ship itself.
-        let hold: Option<bool> = sqlx::query_scalar(query.as_str())
+        let hold: Option<bool> = sqlx::query_scalar(AssertSqlSafe(query.clone()))
             .fetch_one(&mut *tx)
             .await?;
         tx.rollback().await?;

@@ -1,13 +1,14 @@
 //! Connections, their settings, advisory locks and the classification of database errors.
 
 mod catalog;
+mod connect_error;
 mod keys;
 mod pooler;
 mod url;
 
 use std::time::{Duration, Instant};
 
-use sqlx::{ConnectOptions, Connection, PgConnection};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection};
 use thiserror::Error;
 
 pub use catalog::*;
@@ -51,6 +52,13 @@ pub enum DbError {
         "the schema {schema:?} of ?schema= does not exist in this database (names are case-sensitive)"
     )]
     SchemaMissing { schema: String },
+    #[error(
+        "?schema={schema} did not take effect: the session's schema is {current:?}; paytool stops rather than act \
+         on another schema (is something between paytool and PostgreSQL resetting the search_path?)"
+    )]
+    SchemaNotApplied { schema: String, current: String },
+    #[error("cannot connect to {url}: {reason}")]
+    ConnectRefused { url: String, reason: String },
     #[error(
         "{url} is a standby (in recovery, read-only): paytool {command} writes, point --database-url at the primary \
          (paytool verify constraints runs on a standby)"
@@ -101,6 +109,8 @@ impl DbError {
             | DbError::DatabaseMissing { .. }
             | DbError::LegacySchemaMissing { .. }
             | DbError::SchemaMissing { .. }
+            | DbError::SchemaNotApplied { .. }
+            | DbError::ConnectRefused { .. }
             | DbError::Standby { .. }
             | DbError::Partitioned { .. }
             | DbError::Citus
@@ -197,15 +207,16 @@ pub async fn connect(url: Option<&DatabaseUrl>) -> Result<PgConnection, DbError>
         // Long statements are paytool's own business (index builds, scans) and reported in
         // its summaries; sqlx's statement and slow-statement logs would only repeat the SQL text.
         .disable_statement_logging();
-    let attempt = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await;
+    let limit = url.connect_timeout().unwrap_or(CONNECT_TIMEOUT);
+    let attempt = tokio::time::timeout(limit, PgConnection::connect_with(&options)).await;
     let mut conn = match attempt {
         Err(_) => {
             return Err(DbError::Unreachable {
                 url: url.redacted().to_owned(),
-                reason: format!("no answer within {CONNECT_TIMEOUT:?}"),
+                reason: format!("no answer within {}", crate::human::duration(limit)),
             });
         }
-        Ok(result) => result.map_err(|e| classify_connect_error(url, e))?,
+        Ok(result) => result.map_err(|e| connect_error::classify(url, e))?,
     };
     // Before anything is set on the session, which a pooler would leave to the next client.
     if let Some(probe) = pooler::probe(&mut conn, &options).await
@@ -230,7 +241,7 @@ pub async fn connect(url: Option<&DatabaseUrl>) -> Result<PgConnection, DbError>
             reason: e.to_string(),
         })?;
     if let Some(schema) = url.schema() {
-        require_schema(&mut conn, schema).await?;
+        use_schema(&mut conn, url, schema).await?;
     }
     announce_url_parameters(url);
     Ok(conn)
@@ -270,23 +281,33 @@ pub async fn inherited_timeouts(
     .await
 }
 
-/// Prisma's `?schema=NAME` must name an existing schema: with a wrong one, every table would
-/// look missing.
-async fn require_schema(conn: &mut PgConnection, schema: &str) -> Result<(), DbError> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regnamespace(quote_ident($1)) IS NOT NULL")
-        .bind(schema)
-        .fetch_one(conn)
-        .await
-        .map_err(|e| DbError::Unreachable {
-            url: String::new(),
-            reason: e.to_string(),
-        })?;
-    if exists {
-        Ok(())
-    } else {
-        Err(DbError::SchemaMissing {
+/// Prisma's `?schema=NAME`: every name paytool's SQL uses resolves in that schema first. Set
+/// on the session once connected (never as a startup parameter, which a pooler may refuse or
+/// drop), then read back: whatever is in between, paytool acts on that schema or not at all.
+async fn use_schema(
+    conn: &mut PgConnection,
+    url: &DatabaseUrl,
+    schema: &str,
+) -> Result<(), DbError> {
+    let current: Option<String> =
+        sqlx::query_as("SELECT set_config('search_path', $1, false), current_schema()::text")
+            .bind(url::quote_identifier(schema))
+            .fetch_one(conn)
+            .await
+            .map(|(_, current): (String, Option<String>)| current)
+            .map_err(|e| DbError::Unreachable {
+                url: url.redacted().to_owned(),
+                reason: e.to_string(),
+            })?;
+    match current {
+        Some(current) if current == schema => Ok(()),
+        None => Err(DbError::SchemaMissing {
             schema: schema.to_owned(),
-        })
+        }),
+        Some(current) => Err(DbError::SchemaNotApplied {
+            schema: schema.to_owned(),
+            current,
+        }),
     }
 }
 
@@ -304,38 +325,6 @@ fn announce_url_parameters(url: &DatabaseUrl) {
             );
         }
     });
-}
-
-fn classify_connect_error(url: &DatabaseUrl, err: sqlx::Error) -> DbError {
-    let redacted = url.redacted().to_owned();
-    if let Some(db) = err.as_database_error() {
-        let reason = db.message().to_owned();
-        return match db.code().as_deref() {
-            Some(sqlstate::INVALID_PASSWORD | sqlstate::INVALID_AUTHORIZATION) => {
-                DbError::AuthFailed {
-                    url: redacted,
-                    reason,
-                }
-            }
-            Some(sqlstate::INVALID_CATALOG_NAME) => DbError::DatabaseMissing {
-                url: redacted,
-                reason,
-            },
-            _ => DbError::Unreachable {
-                url: redacted,
-                reason,
-            },
-        };
-    }
-    let reason = match &err {
-        sqlx::Error::Io(io) => io.to_string(),
-        sqlx::Error::Tls(tls) => format!("TLS error: {tls}"),
-        other => other.to_string(),
-    };
-    DbError::Unreachable {
-        url: redacted,
-        reason: reason.replace(url.expose(), "<database url>"),
-    }
 }
 
 /// The SQLSTATE of a database error, if it is one.
@@ -445,7 +434,7 @@ async fn analyze(conn: &mut PgConnection, table: &'static str) -> Result<(), sql
     )
     .await?;
     // The table name comes from paytool's constant step list, never from input.
-    sqlx::raw_sql(&format!("ANALYZE {table}"))
+    sqlx::raw_sql(AssertSqlSafe(format!("ANALYZE {table}")))
         .execute(&mut *tx)
         .await?;
     tx.commit().await

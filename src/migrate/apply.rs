@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use sqlx::{Connection, PgConnection};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use super::history::{self, StepState, StepStatus};
 use super::preflight::{self, PreflightReport};
@@ -324,7 +324,8 @@ impl Attempt<'_> {
                 Ok(AttemptResult::default())
             }
             Attempt::Statement(sql) => {
-                sqlx::raw_sql(sql).execute(conn).await?;
+                // Step SQL ships with paytool (sql/migrate), never from input.
+                sqlx::raw_sql(AssertSqlSafe(*sql)).execute(conn).await?;
                 Ok(AttemptResult::default())
             }
             Attempt::Batch {
@@ -334,7 +335,7 @@ impl Attempt<'_> {
                 count_waiting,
             } => {
                 let mut tx = conn.begin().await?;
-                let (last_id, changed): (Option<String>, i64) = sqlx::query_as(sql)
+                let (last_id, changed): (Option<String>, i64) = sqlx::query_as(AssertSqlSafe(*sql))
                     .bind(*after)
                     .bind(*size)
                     .fetch_one(&mut *tx)

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use serde::Serialize;
-use sqlx::PgConnection;
+use sqlx::{AssertSqlSafe, PgConnection};
 
 use super::apply::{Attempt, retry_transient};
 use super::{LockPolicy, MIGRATE_LOCK};
@@ -48,7 +48,7 @@ async fn count_payment_rows(conn: &mut PgConnection) -> anyhow::Result<Vec<(Stri
     for table in PAYMENT_TABLES {
         if db::relation_exists(conn, table).await? {
             // Table names come from the constant list above, never from input.
-            let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
                 .fetch_one(&mut *conn)
                 .await?;
             counts.push((table.to_owned(), n));

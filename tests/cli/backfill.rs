@@ -52,7 +52,7 @@ fn step<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value 
 }
 
 async fn scalar(conn: &mut PgConnection, sql: &str) -> i64 {
-    sqlx::query_scalar(sql)
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
         .fetch_one(conn)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"))

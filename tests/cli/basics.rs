@@ -97,10 +97,12 @@ async fn wrong_password_is_a_configuration_error_without_the_password() {
     let db = cluster.fresh_db().await;
     let mut admin = cluster.admin().await;
     let role = format!("app_{}", db.name);
-    sqlx::raw_sql(&format!("CREATE ROLE {role} LOGIN PASSWORD 'right-one'"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {role} LOGIN PASSWORD 'right-one'"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
     paytool()
         .args(["migrate", "status"])
         .env("DATABASE_URL", cluster.url(&role, Some(SECRET), &db.name))

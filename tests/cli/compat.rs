@@ -151,7 +151,7 @@ async fn verify_names_each_missing_compat_object_and_any_left_after_cleanup() {
     drop(conn);
     for (i, (sql, named)) in breakages.iter().enumerate() {
         let copy = cluster().copy_of(&db, &format!("c{i}")).await;
-        sqlx::raw_sql(sql)
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
             .execute(&mut copy.conn().await)
             .await
             .unwrap();

@@ -67,10 +67,12 @@ impl Cluster {
             NEXT_DB.fetch_add(1, Ordering::SeqCst)
         );
         let mut admin = self.admin().await;
-        sqlx::raw_sql(&format!("CREATE DATABASE {name} TEMPLATE template0"))
-            .execute(&mut admin)
-            .await
-            .unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {name} TEMPLATE template0"
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
         TestDb {
             name: name.clone(),
             url: self.url("postgres", None, &name),
@@ -105,10 +107,10 @@ impl Cluster {
     pub async fn copy_of(&self, template: &TestDb, suffix: &str) -> TestDb {
         let name = format!("{}_{suffix}", template.name);
         let mut admin = self.admin().await;
-        sqlx::raw_sql(&format!(
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "CREATE DATABASE {name} TEMPLATE {}",
             template.name
-        ))
+        )))
         .execute(&mut admin)
         .await
         .unwrap();
@@ -250,7 +252,7 @@ pub async fn catalog_snapshot(conn: &mut PgConnection) -> String {
     ];
     let mut lines = Vec::new();
     for sql in queries {
-        let rows: Vec<String> = sqlx::query_scalar(sql)
+        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
             .fetch_all(&mut *conn)
             .await
             .expect("catalog query");
@@ -269,7 +271,7 @@ pub async fn legacy_data_digest(conn: &mut PgConnection) -> String {
         UNION ALL SELECT 's' || id || machine_id || product_id || slot_number || ':' || quantity || updated_at::text FROM stocks
         UNION ALL SELECT 'o' || id || user_id || coalesce(machine_id, '~') || status::text || created_at::text || updated_at::text FROM orders
         UNION ALL SELECT 'i' || id || order_id || coalesce(product_id, '~') || quantity FROM order_items) AS rows";
-    sqlx::query_scalar(sql)
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
         .fetch_one(conn)
         .await
         .expect("digest")
@@ -306,7 +308,7 @@ pub async fn wait_for(
 ) {
     let deadline = std::time::Instant::now() + within;
     loop {
-        let holds: Option<bool> = sqlx::query_scalar(condition)
+        let holds: Option<bool> = sqlx::query_scalar(sqlx::AssertSqlSafe(condition.to_owned()))
             .bind(arg)
             .fetch_optional(&mut *conn)
             .await

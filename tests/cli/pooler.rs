@@ -1,11 +1,15 @@
-//! PgBouncer between paytool and PostgreSQL (issue 12): Debian's `pgbouncer`, started per test
-//! in front of the suite's cluster, in transaction and in session pooling.
+//! PgBouncer between paytool and PostgreSQL: Debian's `pgbouncer`, started per test in front of
+//! the suite's cluster, in transaction and in session pooling, configured as it comes (no
+//! `ignore_startup_parameters`: it refuses any startup parameter it does not track).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use predicates::prelude::*;
+use std::str::FromStr;
+
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
 use crate::harness::{TestDb, cluster, paytool, seeded_and_migrated};
@@ -20,7 +24,13 @@ struct PgBouncer {
 }
 
 impl PgBouncer {
+    /// A stock PgBouncer: refuses every startup parameter it does not track.
     fn start(pool_mode: &str) -> PgBouncer {
+        PgBouncer::start_ignoring(pool_mode, "")
+    }
+
+    /// One that drops the startup parameters `ignore` lists, as some installations do.
+    fn start_ignoring(pool_mode: &str, ignore: &str) -> PgBouncer {
         assert!(
             Path::new(PGBOUNCER).is_file(),
             "Debian's pgbouncer is not installed (scripts/test.sh installs it)"
@@ -42,7 +52,7 @@ impl PgBouncer {
                 "[databases]\n* = host=127.0.0.1 port={pg}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\n\
                  listen_port = {port}\nunix_socket_dir =\nauth_type = trust\nauth_file = {dir}/users.txt\n\
                  pool_mode = {pool_mode}\ndefault_pool_size = 4\nmax_client_conn = 200\n\
-                 ignore_startup_parameters = extra_float_digits,options\nlogfile = {dir}/pgbouncer.log\n",
+                 ignore_startup_parameters = {ignore}\nlogfile = {dir}/pgbouncer.log\n",
                 pg = cluster().port,
                 dir = dir.display(),
             ),
@@ -87,6 +97,15 @@ impl Drop for PgBouncer {
     }
 }
 
+/// The application's connection through the pooler: a driver that sends no startup parameter a
+/// stock PgBouncer refuses (libpq's, Prisma's pg adapter).
+async fn app_connection(url: &str) -> PgConnection {
+    let options = PgConnectOptions::from_str(url)
+        .unwrap()
+        .extra_float_digits(None);
+    PgConnection::connect_with(&options).await.unwrap()
+}
+
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -115,9 +134,9 @@ async fn a_transaction_pooler_is_refused_before_anything_is_left_on_it() {
     let bouncer = PgBouncer::start("transaction");
     let through = bouncer.url(&db);
     // Busy pooled server connections, as in production: the other clients' transactions.
-    let mut app = PgConnection::connect(&through).await.unwrap();
+    let mut app = app_connection(&through).await;
     sqlx::raw_sql("SELECT 1").execute(&mut app).await.unwrap();
-    let mut in_transaction = PgConnection::connect(&through).await.unwrap();
+    let mut in_transaction = app_connection(&through).await;
     sqlx::raw_sql("BEGIN; SELECT 1")
         .execute(&mut in_transaction)
         .await
@@ -125,6 +144,7 @@ async fn a_transaction_pooler_is_refused_before_anything_is_left_on_it() {
     for args in [
         vec!["migrate"],
         vec!["migrate", "plan"],
+        vec!["migrate", "status"],
         vec!["backfill", "payments"],
         vec!["verify", "constraints"],
     ] {
@@ -221,4 +241,104 @@ async fn session_pooling_runs_the_whole_flow() {
         .await
         .unwrap();
     assert!(payments > 0);
+}
+
+/// A legacy shop in schema "Shop", nothing in public: through a pooler that lost `?schema=`,
+/// every command would find no legacy tables.
+async fn shop_in_its_own_schema() -> TestDb {
+    let db = cluster().fresh_db().await;
+    let mut conn = db.conn().await;
+    sqlx::raw_sql("CREATE SCHEMA \"Shop\"; SET search_path TO \"Shop\"")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    paytool::seed::seed(
+        &mut conn,
+        db.name.clone(),
+        paytool::seed::SeedOptions {
+            orders: 50,
+            stock_anomalies: false,
+        },
+    )
+    .await
+    .unwrap();
+    db
+}
+
+#[tokio::test]
+async fn prismas_schema_is_the_one_acted_on_through_any_pooler() {
+    // Stock, and one that silently drops `options` (where a startup search_path would be lost).
+    for bouncer in [
+        PgBouncer::start("session"),
+        PgBouncer::start_ignoring("session", "extra_float_digits,options"),
+    ] {
+        let db = shop_in_its_own_schema().await;
+        let through = format!("{}?schema=Shop", bouncer.url(&db));
+        for args in [
+            vec!["migrate", "-q"],
+            vec!["backfill", "payments", "-q"],
+            vec!["verify", "constraints", "-q"],
+            vec!["migrate", "status", "-q"],
+        ] {
+            paytool()
+                .env("DATABASE_URL", &through)
+                .args(&args)
+                .assert()
+                .success();
+        }
+        let mut conn = db.conn().await;
+        let (in_shop, in_public): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM \"Shop\".payments),
+                    (SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace)",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert!(in_shop > 0, "payments made in \"Shop\"");
+        assert_eq!(in_public, 0, "nothing made in public");
+        paytool()
+            .env(
+                "DATABASE_URL",
+                format!("{}?schema=Nowhere", bouncer.url(&db)),
+            )
+            .args(["migrate", "status"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(
+                "\"Nowhere\" of ?schema= does not exist",
+            ));
+    }
+    // In transaction pooling the refusal comes first, with ?schema= too.
+    let db = shop_in_its_own_schema().await;
+    let bouncer = PgBouncer::start("transaction");
+    paytool()
+        .env("DATABASE_URL", format!("{}?schema=Shop", bouncer.url(&db)))
+        .args(["migrate", "status"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(REFUSAL));
+}
+
+#[tokio::test]
+async fn pgbouncers_errors_are_told_apart() {
+    let db = cluster().fresh_db().await;
+    let bouncer = PgBouncer::start("session");
+    // PgBouncer answers 08P01 for all; paytool reads which.
+    let unknown_db = format!("postgres://postgres@127.0.0.1:{}/nope", bouncer.port);
+    paytool()
+        .env("DATABASE_URL", unknown_db)
+        .args(["migrate", "status"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("does not exist"));
+    let with_options = format!("{}?options=-c%20work_mem%3D64MB", bouncer.url(&db));
+    paytool()
+        .env("DATABASE_URL", with_options)
+        .args(["migrate", "status"])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("refuses the startup parameter options")
+                .and(predicate::str::contains("ignore_startup_parameters")),
+        );
 }

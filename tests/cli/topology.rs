@@ -92,9 +92,9 @@ async fn a_role_without_usage_on_the_schema_is_told_so() {
     let db = crate::harness::seeded_and_migrated(20).await;
     let mut conn = db.conn().await;
     let role = format!("nousage_{}", db.name);
-    sqlx::raw_sql(&format!(
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "CREATE ROLE {role} LOGIN PASSWORD 'pw'; REVOKE ALL ON SCHEMA public FROM PUBLIC;"
-    ))
+    )))
     .execute(&mut conn)
     .await
     .unwrap();
@@ -170,11 +170,11 @@ fn limits_are_checked_when_the_command_line_is_parsed() {
 async fn timeouts_set_by_someone_else_do_not_cut_paytools_work_and_plan_says_so() {
     let db = cluster().fresh_db().await;
     let mut admin = cluster().admin().await;
-    sqlx::raw_sql(&format!(
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "ALTER DATABASE {0} SET statement_timeout = '50ms';
          ALTER DATABASE {0} SET idle_in_transaction_session_timeout = '100ms';",
         db.name
-    ))
+    )))
     .execute(&mut admin)
     .await
     .unwrap();
@@ -459,10 +459,10 @@ async fn sessions_waiting_for_a_batch_are_counted_and_others_are_not() {
 async fn a_count_of_waiters_that_fails_does_not_fail_the_batch() {
     let db = crate::harness::seeded_and_migrated(20).await;
     let role = format!("nolocks_{}", db.name);
-    sqlx::raw_sql(&format!(
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "CREATE ROLE {role} LOGIN PASSWORD 'pw'; GRANT ALL ON ALL TABLES IN SCHEMA public TO {role};
          REVOKE SELECT ON pg_catalog.pg_locks FROM PUBLIC;"
-    ))
+    )))
     .execute(&mut db.conn().await)
     .await
     .unwrap();
@@ -840,11 +840,11 @@ async fn an_owner_that_is_no_superuser_runs_every_command() {
     let db = cluster().fresh_db().await;
     let role = format!("owner_{}", db.name);
     let mut admin = db.conn().await;
-    sqlx::raw_sql(&format!(
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "CREATE ROLE {role} LOGIN PASSWORD 'pw' NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION;
          ALTER DATABASE {0} OWNER TO {role};",
         db.name
-    ))
+    )))
     .execute(&mut admin)
     .await
     .unwrap();
@@ -942,10 +942,10 @@ async fn an_owner_that_is_no_superuser_runs_every_command() {
         .args(["migrate", "cleanup", "--watch", "0s"])
         .assert()
         .success();
-    let not_owned: i64 = sqlx::query_scalar(&format!(
+    let not_owned: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname IN ('public', 'paytool') AND c.relowner <> '{role}'::regrole"
-    ))
+    )))
     .fetch_one(&mut conn)
     .await
     .unwrap();

@@ -45,7 +45,10 @@ async fn whole_flow_on(variant: &str) -> serde_json::Value {
     let db = cluster().fresh_db().await;
     db.seed(800, false).await;
     let mut conn = db.conn().await;
-    sqlx::raw_sql(variant).execute(&mut conn).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(variant.to_owned()))
+        .execute(&mut conn)
+        .await
+        .unwrap();
 
     let (code, report) = run_json(&db, &["migrate"]);
     assert_eq!(

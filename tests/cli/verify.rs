@@ -41,7 +41,7 @@ async fn verified_db(suffix: &str) -> TestDb {
 
 async fn break_with(db: &TestDb, sql: &str) {
     let mut conn = db.conn().await;
-    sqlx::raw_sql(sql)
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
         .execute(&mut conn)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
