@@ -25,6 +25,8 @@ pub(super) fn classify(url: &DatabaseUrl, err: sqlx::Error) -> DbError {
     let cause = match &err {
         sqlx::Error::Database(db) => from_server(db.code().as_deref(), db.message(), &facts),
         sqlx::Error::Tls(tls) => from_tls(&tls.to_string(), &facts),
+        // rustls' verdicts on the certificate arrive as I/O errors.
+        sqlx::Error::Io(io) if looks_like_tls(&io.to_string()) => from_tls(&io.to_string(), &facts),
         sqlx::Error::Io(io) => from_io(io),
         other => Cause::Transient(other.to_string()),
     };
@@ -150,17 +152,23 @@ fn from_pgbouncer(message: &str, facts: &Facts, wrong_password: impl Fn() -> Cau
     Cause::Transient(format!("PgBouncer: {message}"))
 }
 
+fn looks_like_tls(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("certificate") || m.contains("tls") || m.contains("handshake")
+}
+
 pub(super) fn from_tls(message: &str, facts: &Facts) -> Cause {
     let roots = facts
         .root_cert
         .clone()
         .unwrap_or_else(|| "the trust store paytool ships (Mozilla's roots)".to_owned());
-    if message.contains("UnknownIssuer") || message.contains("unknown issuer") {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("unknownissuer") || lower.contains("unknown issuer") {
         Cause::Config(format!(
             "the server's certificate is not signed by a CA in {roots}: set sslrootcert to the CA certificate that \
              signed it (your provider publishes it)"
         ))
-    } else if message.contains("NotValidForName") {
+    } else if lower.contains("notvalidforname") || lower.contains("not valid for name") {
         Cause::Config(format!(
             "the server's certificate is not valid for the host name {:?}: connect by a name the certificate lists, \
              or use sslmode=verify-ca, which checks the chain but not the name",
@@ -172,7 +180,7 @@ pub(super) fn from_tls(message: &str, facts: &Facts) -> Cause {
              sslmode=prefer"
                 .to_owned(),
         )
-    } else if message.contains("Expired") || message.contains("NotValidYet") {
+    } else if lower.contains("expired") || lower.contains("notvalidyet") {
         Cause::Config(format!(
             "the server's certificate is not valid now ({message})"
         ))

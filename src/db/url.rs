@@ -355,13 +355,13 @@ fn resolve_tls(params: &[(String, String)], env_root: Option<PathBuf>) -> Result
     }
     if get("channel_binding") == Some("require") {
         return Err(
-            "channel_binding=require cannot be honoured: paytool's PostgreSQL driver does not do SCRAM channel binding;              remove it and use sslmode=verify-full, which authenticates the server by its certificate"
+            "channel_binding=require cannot be honoured: paytool's PostgreSQL driver does not do SCRAM channel binding; remove it and use sslmode=verify-full, which authenticates the server by its certificate"
                 .to_owned(),
         );
     }
     if get("sslidentity").is_some() || get("sslpassword").is_some() {
         return Err(
-            "a PKCS#12 client identity (sslidentity/sslpassword) is not supported: convert it to PEM              (openssl pkcs12 -in identity.p12 -nodes -out client.pem) and pass sslcert=client.pem&sslkey=client.pem"
+            "a PKCS#12 client identity (sslidentity/sslpassword) is not supported: convert it to PEM (openssl pkcs12 -in identity.p12 -nodes -out client.pem) and pass sslcert=client.pem&sslkey=client.pem"
                 .to_owned(),
         );
     }

@@ -122,7 +122,7 @@ impl Cluster {
 }
 
 /// Stops the cluster and removes its directory once the test process is gone.
-fn spawn_watchdog(bin: &Path, dir: &Path, data: &Path) {
+pub fn spawn_watchdog(bin: &Path, dir: &Path, data: &Path) {
     let pg_ctl = bin.join("pg_ctl");
     let stop = if nix::unistd::Uid::effective().is_root() {
         format!(

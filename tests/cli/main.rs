@@ -3,6 +3,7 @@
 mod backfill;
 mod basics;
 mod compat;
+mod connections;
 mod demo;
 mod events;
 mod harness;
