@@ -1,5 +1,6 @@
-//! Health-aware throttling: between two batches, one query reads the database's health
-//! (standbys' replay lag, the WAL archive backlog, autovacuum on the step's table) and the
+//! Health-aware throttling: between two batches, a few cheap queries read the database's health
+//! (standbys' replay lag, the WAL archive backlog, autovacuum on the step's table; each signal
+//! this role may read, the others named once with the privilege they need) and the
 //! operator's own `--throttle-query`; each batch counts, just before it commits, the sessions
 //! queued behind its locks. While a signal is over its limit the backfill (and migrate's
 //! batched copy) holds: no batch commits, the progress bar and a log line say which signal and
@@ -13,6 +14,9 @@ use serde::Serialize;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 const HEALTH_SQL: &str = include_str!("../sql/backfill/health.sql");
+const REPLICAS_SQL: &str = include_str!("../sql/backfill/health_replicas.sql");
+const ARCHIVE_SQL: &str = include_str!("../sql/backfill/health_archive.sql");
+const AUTOVACUUM_SQL: &str = include_str!("../sql/backfill/health_autovacuum.sql");
 const WAITING_SQL: &str = include_str!("../sql/backfill/waiting_for_this_batch.sql");
 
 /// How often a hold looks again, and how often it says it still holds.
@@ -71,13 +75,22 @@ impl Signal {
     }
 }
 
-/// One reading of sql/backfill/health.sql.
-#[derive(Debug, Clone, Default, sqlx::FromRow)]
+/// One reading of the health signals; None where not read.
+#[derive(Debug, Clone, Default)]
 struct Health {
     replica_lag_ms: Option<i64>,
     replica_lag_bytes: Option<i64>,
     archive_backlog: Option<i64>,
     autovacuum: bool,
+}
+
+/// What this role may read (sql/backfill/health.sql), asked once per run.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct Readable {
+    sees_replication: bool,
+    archiving: bool,
+    may_list_archive: bool,
+    role: String,
 }
 
 /// A signal over its limit: which, and its value as people read it.
@@ -105,6 +118,10 @@ pub struct Throttle {
     pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// The most sessions found waiting for a batch's locks since the last health check.
     waiting_for_batches: i64,
+    /// Read at the first health check.
+    readable: Option<Readable>,
+    /// The autovacuum query failed once (pg_locks denied): not asked again.
+    autovacuum_unreadable: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +136,8 @@ impl Throttle {
             held: BTreeMap::new(),
             stop: None,
             waiting_for_batches: 0,
+            readable: None,
+            autovacuum_unreadable: false,
         }
     }
 
@@ -218,17 +237,14 @@ impl Throttle {
     /// The signals over `fraction` of their limit; `waiting`: sessions that waited for the
     /// last batches' locks.
     async fn over_limits(
-        &self,
+        &mut self,
         conn: &mut PgConnection,
         table: &str,
         waiting: i64,
         fraction: f64,
     ) -> Result<Vec<Over>, sqlx::Error> {
+        let health = self.read_health(conn, table).await?;
         let s = &self.settings;
-        let health: Health = sqlx::query_as(HEALTH_SQL)
-            .bind(table)
-            .fetch_one(&mut *conn)
-            .await?;
         let mut over = Vec::new();
         let scaled = |limit: i64| (limit as f64 * fraction) as i64;
         if let Some(ms) = health.replica_lag_ms
@@ -280,6 +296,56 @@ impl Throttle {
             });
         }
         Ok(over)
+    }
+
+    /// Every signal this role may read. The first time, asks what it may read and says once
+    /// which signals it cannot, and the privilege that would let it.
+    async fn read_health(
+        &mut self,
+        conn: &mut PgConnection,
+        table: &str,
+    ) -> Result<Health, sqlx::Error> {
+        if self.readable.is_none() {
+            let readable: Readable = sqlx::query_as(HEALTH_SQL).fetch_one(&mut *conn).await?;
+            say_unreadable(&readable);
+            self.readable = Some(readable);
+        }
+        let readable = self.readable.clone().expect("just read");
+        let mut health = Health::default();
+        if readable.sees_replication {
+            let (ms, bytes): (Option<i64>, Option<i64>) =
+                sqlx::query_as(REPLICAS_SQL).fetch_one(&mut *conn).await?;
+            health.replica_lag_ms = ms;
+            health.replica_lag_bytes = bytes;
+        }
+        if readable.archiving && readable.may_list_archive {
+            health.archive_backlog = Some(
+                sqlx::query_scalar(ARCHIVE_SQL)
+                    .fetch_one(&mut *conn)
+                    .await?,
+            );
+        }
+        if self.settings.autovacuum && !self.autovacuum_unreadable {
+            match sqlx::query_scalar(AUTOVACUUM_SQL)
+                .bind(table)
+                .fetch_one(&mut *conn)
+                .await
+            {
+                Ok(running) => health.autovacuum = running,
+                Err(err) if crate::db::sqlstate_of(&err).as_deref() == Some("42501") => {
+                    tracing::warn!(
+                        "{}: autovacuum is not watched: the role {} may not read pg_locks ({})",
+                        self.work,
+                        readable.role,
+                        err.as_database_error()
+                            .map_or_else(|| err.to_string(), |d| d.message().to_owned())
+                    );
+                    self.autovacuum_unreadable = true;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(health)
     }
 
     /// The operator's own signal, in a read-only transaction of its own.
@@ -364,4 +430,24 @@ async fn say_held(conn: &mut PgConnection, worker: Option<&str>, why: Option<&st
     .bind(why)
     .execute(conn)
     .await;
+}
+
+/// Said once per run: the signals this role cannot read, and how to let it.
+fn say_unreadable(readable: &Readable) {
+    let mut unread = Vec::new();
+    if !readable.sees_replication {
+        unread.push("standbys' replay lag");
+    }
+    if readable.archiving && !readable.may_list_archive {
+        unread.push("the WAL archive backlog");
+    }
+    if !unread.is_empty() {
+        tracing::warn!(
+            "throttling cannot read {} as the role {}: GRANT pg_monitor TO {} to hold on them too \
+             (autovacuum and waiting sessions are watched all the same)",
+            unread.join(" nor "),
+            readable.role,
+            readable.role
+        );
+    }
 }

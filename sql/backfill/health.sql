@@ -1,18 +1,9 @@
--- The database's health between two backfill batches, in one cheap query. NULL where this role
--- may not see it (pg_stat_replication's positions and the archive status need pg_monitor).
--- $1: the table the step writes. Sessions waiting behind a batch are counted by the batch
--- itself (waiting_for_this_batch.sql): between two batches paytool holds no lock.
+-- What this role can read of the database's health, asked once per run. Standbys' replay
+-- positions and the archive status need pg_monitor (or pg_read_all_stats / EXECUTE on
+-- pg_ls_archive_statusdir); without them PostgreSQL hides the values (NULL) or refuses the
+-- call even inside a CASE branch that is not taken, so each signal is read by its own query.
 SELECT
-    (SELECT (extract(EPOCH FROM max(r.replay_lag)) * 1000)::BIGINT FROM pg_stat_replication AS r)
-        AS replica_lag_ms,
-    (SELECT max(pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn))::BIGINT FROM pg_stat_replication AS r)
-        AS replica_lag_bytes,
-    CASE
-        WHEN pg_has_role('pg_monitor', 'MEMBER') AND current_setting('archive_mode') <> 'off'
-            THEN (SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready')
-    END AS archive_backlog,
-    EXISTS (
-        SELECT 1 FROM pg_stat_progress_vacuum AS v
-        JOIN pg_stat_activity AS a ON a.pid = v.pid
-        WHERE v.relid = to_regclass($1) AND a.backend_type = 'autovacuum worker'
-    ) AS autovacuum
+    pg_has_role('pg_read_all_stats', 'USAGE') AS sees_replication,
+    current_setting('archive_mode') <> 'off' AS archiving,
+    has_function_privilege('pg_ls_archive_statusdir()', 'EXECUTE') AS may_list_archive,
+    current_user::TEXT AS role

@@ -1,6 +1,5 @@
 -- Where each backfill step stands. Written in the same transaction as the batch it
 -- describes, so a killed run resumes exactly after the last committed batch.
-CREATE SCHEMA IF NOT EXISTS paytool;
 
 CREATE TABLE IF NOT EXISTS paytool.backfill_checkpoints (
     step TEXT PRIMARY KEY,

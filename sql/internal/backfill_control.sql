@@ -1,6 +1,5 @@
 -- How operators steer running backfills from any machine: one row of settings every worker
 -- reads between two batches, and one row per worker saying where it is.
-CREATE SCHEMA IF NOT EXISTS paytool;
 
 CREATE TABLE IF NOT EXISTS paytool.backfill_control (
     singleton BOOLEAN PRIMARY KEY DEFAULT true CHECK (singleton),

@@ -3,7 +3,6 @@
 -- is one cut of one step; each range is its own checkpoint, written in the transaction of the
 -- batch it describes. A claim is a lease that its process renews while it lives: a killed
 -- worker's range is reclaimed once the lease has run out, and resumed after its last key.
-CREATE SCHEMA IF NOT EXISTS paytool;
 
 CREATE TABLE IF NOT EXISTS paytool.backfill_generations (
     step TEXT NOT NULL,

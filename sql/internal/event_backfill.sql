@@ -1,7 +1,6 @@
 -- Where `paytool backfill events` stands, one row per event type pattern it lists. Written in
 -- the same transaction as the page of events it describes: a killed run resumes at the page
 -- after the last one committed, over the same window.
-CREATE SCHEMA IF NOT EXISTS paytool;
 
 CREATE TABLE IF NOT EXISTS paytool.event_backfill (
     type_pattern TEXT PRIMARY KEY,

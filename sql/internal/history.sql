@@ -1,7 +1,6 @@
 -- paytool's own bookkeeping, created only once the preflight has passed.
 -- One row per migration step; `state` is 'running' while a non-transactional step is under
 -- way, so an interrupted step is visible (sqlx's migrator records only successes).
-CREATE SCHEMA IF NOT EXISTS paytool;
 
 CREATE TABLE IF NOT EXISTS paytool.schema_history (
     version INTEGER PRIMARY KEY,

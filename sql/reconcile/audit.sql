@@ -1,5 +1,4 @@
 -- The trail of every repair reconcile --apply made: what, on which row, before and after.
-CREATE SCHEMA IF NOT EXISTS paytool;
 
 CREATE TABLE IF NOT EXISTS paytool.reconcile_audit (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -35,9 +35,10 @@ SELECT to_regclass('paytool.backfill_payment_queue') IS NULL
 
 /// paytool's backfill tables. When the payment queue is (re)created, the orders already
 /// totalled without a payment yet are queued, once.
-pub async fn ensure_table(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+pub async fn ensure_table(conn: &mut PgConnection) -> anyhow::Result<()> {
     let mut tx = conn.begin().await?;
-    sqlx::raw_sql(CHECKPOINTS_SQL).execute(&mut *tx).await?;
+    crate::db::bookkeeping::ensure(&mut tx, CHECKPOINTS_SQL, &["paytool.backfill_checkpoints"])
+        .await?;
     let queue_needed: bool = sqlx::query_scalar(PAYMENT_QUEUE_NEEDED_SQL)
         .fetch_one(&mut *tx)
         .await?;
@@ -47,7 +48,7 @@ pub async fn ensure_table(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
             .execute(&mut *tx)
             .await?;
     }
-    tx.commit().await
+    Ok(tx.commit().await?)
 }
 
 /// The key to resume after, if an earlier run of the step stopped before its end.

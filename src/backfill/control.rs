@@ -76,9 +76,13 @@ pub enum ControlRequest {
     Set(SetRequest),
 }
 
-pub async fn ensure_tables(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::raw_sql(CONTROL_SQL).execute(conn).await?;
-    Ok(())
+pub async fn ensure_tables(conn: &mut PgConnection) -> anyhow::Result<()> {
+    crate::db::bookkeeping::ensure(
+        conn,
+        CONTROL_SQL,
+        &["paytool.backfill_control", "paytool.backfill_workers"],
+    )
+    .await
 }
 
 /// This worker's name: host and process id, as in pg_stat_activity's client view.
@@ -132,7 +136,7 @@ pub async fn run(
     database: String,
     request: &ControlRequest,
     by: &str,
-) -> Result<ControlReport, sqlx::Error> {
+) -> anyhow::Result<ControlReport> {
     if matches!(request, ControlRequest::Status) {
         // Read-only: it runs on a standby and for a SELECT-only role, and creates nothing.
         let exists: bool =

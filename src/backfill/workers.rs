@@ -88,15 +88,20 @@ pub struct Cooperation {
     pub lease: Duration,
 }
 
-pub async fn ensure_tables(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+pub async fn ensure_tables(conn: &mut PgConnection) -> anyhow::Result<()> {
     let mut tx = conn.begin().await?;
     // Two processes starting together would both create the tables otherwise.
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(CUT_LOCK)
         .execute(&mut *tx)
         .await?;
-    sqlx::raw_sql(RANGES_SQL).execute(&mut *tx).await?;
-    tx.commit().await
+    crate::db::bookkeeping::ensure(
+        &mut tx,
+        RANGES_SQL,
+        &["paytool.backfill_generations", "paytool.backfill_ranges"],
+    )
+    .await?;
+    Ok(tx.commit().await?)
 }
 
 /// One range of one generation: where a cooperative batch writes its checkpoint.

@@ -1,5 +1,6 @@
 //! Connections, their settings, advisory locks and the classification of database errors.
 
+pub mod bookkeeping;
 mod catalog;
 mod connect_error;
 mod keys;
@@ -57,6 +58,12 @@ pub enum DbError {
          on another schema (is something between paytool and PostgreSQL resetting the search_path?)"
     )]
     SchemaNotApplied { schema: String, current: String },
+    #[error("the role {role} lacks {privilege}: {fix}")]
+    MissingPrivilege {
+        role: String,
+        privilege: String,
+        fix: String,
+    },
     #[error("cannot connect to {url}: {reason}")]
     ConnectRefused { url: String, reason: String },
     #[error(
@@ -111,6 +118,7 @@ impl DbError {
             | DbError::SchemaMissing { .. }
             | DbError::SchemaNotApplied { .. }
             | DbError::ConnectRefused { .. }
+            | DbError::MissingPrivilege { .. }
             | DbError::Standby { .. }
             | DbError::Partitioned { .. }
             | DbError::Citus

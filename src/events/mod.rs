@@ -145,7 +145,7 @@ pub async fn run(
     let mut conn = db::connect(url).await?;
     db::require_primary(&mut conn, url, "backfill events").await?;
     crate::migrate::require_migrated(&mut conn).await?;
-    sqlx::raw_sql(CHECKPOINT_SQL).execute(&mut conn).await?;
+    db::bookkeeping::ensure(&mut conn, CHECKPOINT_SQL, &["paytool.event_backfill"]).await?;
     let stripe = request.stripe.client(key).map_err(EventsError::from)?;
     let stored = Arc::new(AtomicU64::new(0));
     let bar = progress.stages_with_counter(PAYMENT_EVENT_TYPES.len() as u64, {

@@ -43,9 +43,8 @@ pub async fn load(conn: &mut PgConnection) -> Result<Vec<HistoryRow>, sqlx::Erro
     sqlx::query_as(LOAD_SQL).fetch_all(conn).await
 }
 
-pub async fn ensure_table(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::raw_sql(HISTORY_SQL).execute(conn).await?;
-    Ok(())
+pub async fn ensure_table(conn: &mut PgConnection) -> anyhow::Result<()> {
+    db::bookkeeping::ensure(conn, HISTORY_SQL, &["paytool.schema_history"]).await
 }
 
 pub async fn mark_running(conn: &mut PgConnection, step: &Step) -> Result<(), sqlx::Error> {

@@ -54,7 +54,7 @@ pub async fn apply_all(
     run_id: &str,
     findings: &[Finding],
 ) -> anyhow::Result<Vec<AppliedRepair>> {
-    sqlx::raw_sql(AUDIT_TABLE_SQL).execute(&mut *conn).await?;
+    crate::db::bookkeeping::ensure(conn, AUDIT_TABLE_SQL, &["paytool.reconcile_audit"]).await?;
     let mut work: Vec<(&Finding, &Repair)> = findings
         .iter()
         .flat_map(|f| f.repairs.iter().map(move |r| (f, r)))

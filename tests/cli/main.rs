@@ -10,6 +10,7 @@ mod harness;
 mod migrate;
 mod pooler;
 mod prisma;
+mod privileges;
 mod reconcile;
 mod topology;
 mod variants;
