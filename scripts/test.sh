@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints (clippy, squawk on sql/), unit and integration
-# tests against a real PostgreSQL the suite starts itself and a real Prisma Client
-# (tests/app, Node). Installs what is missing.
+# tests against a real PostgreSQL the suite starts itself (15, and 13-18 for the version
+# matrix) and a real Prisma Client (tests/app, Node). Installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -12,6 +12,7 @@ ensure_postgres
 ensure_pgbouncer
 ensure_squawk
 ensure_prisma_app
+ensure_test_servers
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

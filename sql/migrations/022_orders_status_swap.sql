@@ -22,3 +22,20 @@ ALTER INDEX orders_status_new_idx RENAME TO orders_status_idx;
 -- (ours, made redundant by SET NOT NULL above)
 -- squawk-ignore ban-drop-constraint
 ALTER TABLE orders DROP CONSTRAINT orders_status_new_not_null;
+-- PostgreSQL 18 records NOT NULL as a constraint, named after the column it was set on
+-- (status_new, and with a suffix since step 019's CHECK took that name): rename it to what
+-- PostgreSQL names it on a fresh table, so schema-diff tools see no drift. Before 18 there is
+-- no such constraint and nothing happens.
+DO $$
+DECLARE
+    not_null_name name;
+BEGIN
+    SELECT c.conname INTO not_null_name
+    FROM pg_constraint AS c
+    JOIN pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+    WHERE c.conrelid = 'orders'::regclass AND c.contype = 'n' AND a.attname = 'status';
+    IF not_null_name IS NOT NULL AND not_null_name <> 'orders_status_not_null' THEN
+        EXECUTE format('ALTER TABLE orders RENAME CONSTRAINT %I TO orders_status_not_null', not_null_name);
+    END IF;
+END
+$$;

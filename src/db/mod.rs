@@ -58,6 +58,11 @@ pub enum DbError {
          on another schema (is something between paytool and PostgreSQL resetting the search_path?)"
     )]
     SchemaNotApplied { schema: String, current: String },
+    #[error(
+        "{url} runs PostgreSQL {version}: paytool supports PostgreSQL 14 to 18 (13 is out of support and lacks what \
+         the migration needs); upgrade the server first. Nothing was read or written"
+    )]
+    UnsupportedServer { url: String, version: String },
     #[error("the role {role} lacks {privilege}: {fix}")]
     MissingPrivilege {
         role: String,
@@ -119,6 +124,7 @@ impl DbError {
             | DbError::SchemaNotApplied { .. }
             | DbError::ConnectRefused { .. }
             | DbError::MissingPrivilege { .. }
+            | DbError::UnsupportedServer { .. }
             | DbError::Standby { .. }
             | DbError::Partitioned { .. }
             | DbError::Citus
@@ -236,6 +242,7 @@ pub async fn connect(url: Option<&DatabaseUrl>) -> Result<PgConnection, DbError>
             evidence: probe.evidence(),
         });
     }
+    require_supported_server(&mut conn, url).await?;
     // If paytool dies (kill -9), its backend notices within seconds and aborts what it was
     // doing, instead of finishing a half-wanted concurrent index build. PostgreSQL 14+ only,
     // so a failure here is not fatal.
@@ -253,6 +260,50 @@ pub async fn connect(url: Option<&DatabaseUrl>) -> Result<PgConnection, DbError>
     }
     announce_url_parameters(url);
     Ok(conn)
+}
+
+/// The PostgreSQL majors paytool runs on (SPEC §7), checked by the test suite.
+pub const SUPPORTED_MAJORS: std::ops::RangeInclusive<u32> = 14..=18;
+
+/// Refuses a server paytool does not support before anything is read or written: PostgreSQL
+/// 13 lacks what step 006 needs (`CREATE OR REPLACE TRIGGER`), and would fail after five steps
+/// were applied. Warns once on 14.0–14.3, whose concurrent index builds could miss entries.
+async fn require_supported_server(
+    conn: &mut PgConnection,
+    url: &DatabaseUrl,
+) -> Result<(), DbError> {
+    let (number, version): (i32, String) = sqlx::query_as(
+        "SELECT current_setting('server_version_num')::int, current_setting('server_version')",
+    )
+    .fetch_one(conn)
+    .await
+    .map_err(|e| DbError::Unreachable {
+        url: url.redacted().to_owned(),
+        reason: e.to_string(),
+    })?;
+    let major = (number / 10_000) as u32;
+    if major < *SUPPORTED_MAJORS.start() {
+        return Err(DbError::UnsupportedServer {
+            url: url.redacted().to_owned(),
+            version,
+        });
+    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if (140_000..140_004).contains(&number) {
+            tracing::warn!(
+                "PostgreSQL {version}: 14.0 to 14.3 can build indexes with CREATE INDEX CONCURRENTLY that miss \
+                 entries (fixed in 14.4), and paytool migrate builds nine that way: upgrade to the latest 14.x first"
+            );
+        } else if major > *SUPPORTED_MAJORS.end() {
+            tracing::warn!(
+                "PostgreSQL {version} is newer than the versions paytool is tested on ({} to {})",
+                SUPPORTED_MAJORS.start(),
+                SUPPORTED_MAJORS.end()
+            );
+        }
+    });
+    Ok(())
 }
 
 /// The session timeouts a role or database may set (`ALTER ROLE … SET statement_timeout`)

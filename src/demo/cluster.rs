@@ -124,7 +124,15 @@ impl TempCluster {
     /// initdb in a new temporary directory named `{prefix}XXXXXX`, then start the server.
     /// The superuser `postgres` connects without password; other roles need theirs.
     pub fn start(prefix: &str, settings: &[&str]) -> Result<TempCluster, ClusterError> {
-        let bin = postgres_bin_dir()?;
+        TempCluster::start_with(postgres_bin_dir()?, prefix, settings)
+    }
+
+    /// [`TempCluster::start`] with the server programs of `bin` (another major, say).
+    pub fn start_with(
+        bin: PathBuf,
+        prefix: &str,
+        settings: &[&str],
+    ) -> Result<TempCluster, ClusterError> {
         let dir = tempfile::Builder::new().prefix(prefix).tempdir()?.keep();
         let cluster = TempCluster {
             bin,

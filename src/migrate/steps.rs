@@ -392,7 +392,9 @@ pub const STEPS: &[Step] = &[
         Some(
             "orders.status becomes VARCHAR; the enum type order_status stays, with the operators of \
              step 24, until `paytool migrate cleanup`"
-        )
+        ),
+        // Before the NOT NULL constraint of PostgreSQL 18 was renamed.
+        earlier: &["166775eda0246bc45d8599823fa5e5f4f0da430d3673d3d8dbf87197d6d69de1"]
     ),
     step!(
         23,

@@ -12,6 +12,7 @@ mod pooler;
 mod prisma;
 mod privileges;
 mod reconcile;
+mod servers;
 mod topology;
 mod variants;
 mod verify;
