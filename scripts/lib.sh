@@ -70,6 +70,12 @@ ensure_prisma_app() {
         (cd tests/app && npm ci --no-audit --no-fund --loglevel=error)
     fi
     (cd tests/app && ./generate.sh)
+    # Prisma 7's client beside it (SPEC §7): the same models and driver.
+    if [ ! -d tests/app7/node_modules/@prisma/client ]; then
+        echo "==> npm ci in tests/app7 (Prisma 7)" >&2
+        (cd tests/app7 && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+    (cd tests/app7 && ./generate.sh)
 }
 
 # Real PostgreSQL servers of the other majors (13, 14, 16, 17, 18) for the version matrix

@@ -134,9 +134,9 @@ async fn run_command(cli: Cli) -> anyhow::Result<u8> {
             write_out(&page, &mut stdout)?;
             Ok(exit::OK)
         }
-        Command::Prisma(cli::PrismaCommand::Schema) => {
+        Command::Prisma(cli::PrismaCommand::Schema(args)) => {
             let mut conn = db::connect(url).await?;
-            let report = prisma::schema(&mut conn).await?;
+            let report = prisma::schema(&mut conn, args.partial_indexes).await?;
             print(&report, format, &mut stdout)?;
             Ok(exit::OK)
         }

@@ -126,15 +126,24 @@ pub enum PrismaCommand {
     /// Print the upgraded schema.prisma models of the migrated database (status String, payments,
     /// payment_events, refunds, snapshot and total fields), native types read from the database.
     #[command(
-        after_help = "Examples:\n  # then merge into schema.prisma\n  paytool prisma schema > prisma/payment-models.prisma\n  paytool prisma schema --format json | jq -r .schema\n\nKeep your generator and datasource blocks; columns of your own are listed as\ncomments.\n\nExit codes: 0 printed, 2 database not migrated or usage error, 3 runtime\nfailure."
+        after_help = "Examples:\n  # then merge into schema.prisma\n  paytool prisma schema > prisma/payment-models.prisma\n  paytool prisma schema --format json | jq -r .schema\n  # a schema with previewFeatures = [\"partialIndexes\"]\n  paytool prisma schema --partial-indexes\n\nKeep your generator and datasource blocks; columns of your own are listed as\ncomments.\n\nExit codes: 0 printed, 2 database not migrated or usage error, 3 runtime\nfailure."
     )]
-    Schema,
+    Schema(SchemaArgs),
     /// Write the payment system as a Prisma migration (DIR/<timestamp>_payment_system/migration.sql)
     /// and record it as applied in _prisma_migrations, as `prisma migrate resolve --applied` does.
     #[command(
         after_help = "Examples:\n  paytool prisma baseline --migrations-dir prisma/migrations\n  # then: Database schema is up to date!\n  npx prisma migrate status\n\nRe-running it is safe: an identical migration already written and recorded\nis left as it is.\n\nExit codes: 0 written and recorded, 2 database not migrated or usage error,\n3 runtime failure."
     )]
     Baseline(BaselineArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Print paytool's two partial indexes as @@index attributes, for a schema with
+    /// previewFeatures = ["partialIndexes"] (Prisma 7's db pull turns it on; without them
+    /// there, prisma migrate dev drops them). By default they are comments saying so.
+    #[arg(long)]
+    pub partial_indexes: bool,
 }
 
 #[derive(Debug, Args)]

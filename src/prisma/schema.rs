@@ -31,7 +31,15 @@ struct Column {
     column_type: String,
 }
 
-pub async fn schema(conn: &mut PgConnection) -> anyhow::Result<PrismaSchemaReport> {
+/// paytool's partial indexes (the backfill's catch-up reads them) need Prisma's
+/// `partialIndexes` preview feature, which Prisma 7's `db pull` turns on: a schema with it and
+/// without them drops them on the next `prisma migrate dev`; a schema without it cannot hold
+/// them. `partial_indexes`: print them as attributes (the schema has the feature), else as
+/// comments that say so.
+pub async fn schema(
+    conn: &mut PgConnection,
+    partial_indexes: bool,
+) -> anyhow::Result<PrismaSchemaReport> {
     crate::migrate::require_migrated(conn).await?;
     let names: Vec<String> = crate::db::LEGACY_TABLES
         .iter()
@@ -44,14 +52,14 @@ pub async fn schema(conn: &mut PgConnection) -> anyhow::Result<PrismaSchemaRepor
         .await?;
     let optional: Vec<String> = TEMPLATE
         .lines()
-        .filter_map(optional_index)
+        .filter_map(|line| optional_index(line).or_else(|| partial_index(line)))
         .map(|(_, index)| index.to_owned())
         .collect();
     let indexes: Vec<String> = sqlx::query_scalar(EXISTING_INDEXES_SQL)
         .bind(optional)
         .fetch_all(conn)
         .await?;
-    Ok(render(&columns, &indexes))
+    Ok(render(&columns, &indexes, partial_indexes))
 }
 
 /// `(line, index)` for a template line ending in `{index:NAME}`: kept only while NAME exists
@@ -62,9 +70,19 @@ fn optional_index(line: &str) -> Option<(&str, &str)> {
     Some((&line[..open], index))
 }
 
+/// `(line, index)` for a template line ending in `{partial:NAME}`: a partial index, kept while
+/// NAME exists (the backfill builds it).
+fn partial_index(line: &str) -> Option<(&str, &str)> {
+    let open = line.rfind("{partial:")?;
+    let index = line[open + "{partial:".len()..].strip_suffix('}')?;
+    Some((&line[..open], index))
+}
+
+const PARTIAL_INDEX_NOTE: &str = "  // paytool's partial index (its backfill's catch-up reads it). With previewFeatures = [\"partialIndexes\"]\n  // (Prisma 7's db pull turns it on) uncomment it, or `prisma migrate dev` drops it\n  // (`paytool prisma schema --partial-indexes` prints it so):\n";
+
 /// Fills the template's `{table.column}` placeholders with native type attributes and its
 /// `{extra:table}` lines with the columns the template does not know.
-fn render(columns: &[Column], indexes: &[String]) -> PrismaSchemaReport {
+fn render(columns: &[Column], indexes: &[String], partial_indexes: bool) -> PrismaSchemaReport {
     let types: BTreeMap<String, &str> = columns
         .iter()
         .map(|c| {
@@ -96,6 +114,19 @@ fn render(columns: &[Column], indexes: &[String]) -> PrismaSchemaReport {
                 ));
             }
             out.push('\n');
+            continue;
+        }
+        if let Some((text, index)) = partial_index(line) {
+            if indexes.iter().any(|i| i == index) {
+                if partial_indexes {
+                    out.push_str(text);
+                } else {
+                    out.push_str(PARTIAL_INDEX_NOTE);
+                    out.push_str("  // ");
+                    out.push_str(text.trim_start());
+                }
+                out.push('\n');
+            }
             continue;
         }
         if let Some((text, index)) = optional_index(line) {
@@ -197,9 +228,9 @@ mod tests {
             column("orders", "status", "character varying"),
             column("orders", "coupon_code", "text"),
         ];
-        let report = render(&columns, &[]);
+        let report = render(&columns, &[], false);
         assert!(!report.schema.contains("@@index([userId])\n"));
-        let with_index = render(&columns, &["orders_user_id_idx".to_owned()]);
+        let with_index = render(&columns, &["orders_user_id_idx".to_owned()], false);
         assert!(with_index.schema.contains("  @@index([userId])\n"));
         assert!(
             report
@@ -219,5 +250,23 @@ mod tests {
             !report.schema.contains("{extra:") && !report.schema.contains("{users."),
             "placeholders left"
         );
+    }
+
+    #[test]
+    fn partial_indexes_are_attributes_only_when_asked() {
+        let built = [
+            "orders_pending_total_idx".to_owned(),
+            "order_items_pending_snapshot_idx".to_owned(),
+        ];
+        let live = render(&[], &built, true).schema;
+        assert!(live.contains(
+            "\n  @@index([id], map: \"orders_pending_total_idx\", where: raw(\"amount_total_cents = 0\"))\n"
+        ));
+        let commented = render(&[], &built, false).schema;
+        assert!(commented.contains(
+            "  // @@index([id], map: \"order_items_pending_snapshot_idx\", where: raw(\"label IS NULL\"))\n"
+        ));
+        assert!(commented.contains("partialIndexes"));
+        assert!(!render(&[], &[], true).schema.contains("pending"));
     }
 }

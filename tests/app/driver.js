@@ -5,10 +5,15 @@
 //
 // Usage: node driver.js legacy|upgraded [--seconds N] [--schema NAME]
 //        node driver.js upgraded --crud   (create, read, update, delete on every new model, once)
-// DATABASE_URL is the database; the generated clients live in generated/<variant>.
+// DATABASE_URL is the database; the generated clients live in generated/<variant> of the
+// current directory.
 "use strict";
 
-const { PrismaPg } = require("@prisma/adapter-pg");
+// The Prisma installation is the one of the current directory: tests/app (Prisma 6) or
+// tests/app7 (Prisma 7) run this same file.
+const path = require("node:path");
+const fromApp = (name) => require(require.resolve(name, { paths: [process.cwd()] }));
+const { PrismaPg } = fromApp("@prisma/adapter-pg");
 
 const variant = process.argv[2];
 if (variant !== "legacy" && variant !== "upgraded") {
@@ -21,7 +26,7 @@ const flag = (name) => {
 };
 const seconds = Number(flag("--seconds") ?? "0");
 const schema = flag("--schema");
-const { PrismaClient } = require(`./generated/${variant}`);
+const { PrismaClient } = require(path.join(process.cwd(), "generated", variant));
 
 // Prisma's own default pool size for 2 cores is 5; a few connections are enough to interleave.
 const pool = { connectionString: process.env.DATABASE_URL, max: 4 };

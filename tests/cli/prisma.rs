@@ -1,7 +1,8 @@
 //! The users' application as a real Prisma Client 6.19 (tests/app, `engineType = "client"` with
-//! @prisma/adapter-pg) running while paytool changes the schema under it, and the real Prisma
-//! CLI agreeing with paytool afterwards. `scripts/test.sh` installs tests/app (npm ci) and
-//! generates both clients before the suite runs.
+//! @prisma/adapter-pg) and 7.10 (tests/app7, the same models and driver) running while paytool
+//! changes the schema under it, and the real Prisma CLI 6.19 agreeing with paytool afterwards
+//! (Prisma 7's migrate commands cannot run offline: SPEC §7). `scripts/test.sh` installs both
+//! (npm ci) and generates their clients before the suite runs.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,23 +14,45 @@ use sqlx::PgConnection;
 
 use crate::harness::{catalog_snapshot, cluster, json, migrate_down, run_json};
 
-fn app_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/app");
-    assert!(
-        dir.join("node_modules/@prisma/client").is_dir()
-            && dir.join("generated/legacy/index.js").is_file()
-            && dir.join("generated/upgraded/index.js").is_file(),
-        "tests/app is not installed: run ./scripts/test.sh (npm ci, then tests/app/generate.sh)"
-    );
-    dir
+/// The Prisma major whose client the application runs.
+#[derive(Debug, Clone, Copy)]
+enum Prisma {
+    V6,
+    V7,
 }
 
-/// `node driver.js ARGS` against `url`, stdout captured (the driver's JSON summary).
+impl Prisma {
+    fn dir(self) -> PathBuf {
+        let name = match self {
+            Prisma::V6 => "tests/app",
+            Prisma::V7 => "tests/app7",
+        };
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
+        assert!(
+            dir.join("node_modules/@prisma/client").is_dir()
+                && dir.join("generated/legacy/index.js").is_file()
+                && dir.join("generated/upgraded/index.js").is_file(),
+            "{name} is not installed: run ./scripts/test.sh (npm ci, then {name}/generate.sh)"
+        );
+        dir
+    }
+}
+
+fn app_dir() -> PathBuf {
+    Prisma::V6.dir()
+}
+
+/// `node driver.js ARGS` against `url` with Prisma 6, stdout captured (the driver's JSON summary).
 fn driver(url: &str, args: &[&str]) -> Child {
+    driver_of(Prisma::V6, url, args)
+}
+
+/// The same driver run with `prisma`'s client (from its directory).
+fn driver_of(prisma: Prisma, url: &str, args: &[&str]) -> Child {
     Command::new("node")
-        .arg("driver.js")
+        .arg(app_dir().join("driver.js"))
         .args(args)
-        .current_dir(app_dir())
+        .current_dir(prisma.dir())
         .env("DATABASE_URL", url)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -94,6 +117,16 @@ async fn count_orders(conn: &mut PgConnection) -> i64 {
 
 #[tokio::test]
 async fn the_legacy_prisma_app_never_fails_across_migrate_and_the_upgraded_one_after_it() {
+    legacy_then_upgraded_app_across_migrate(Prisma::V6).await;
+}
+
+#[tokio::test]
+async fn prisma_7_never_fails_across_migrate_and_after_it() {
+    legacy_then_upgraded_app_across_migrate(Prisma::V7).await;
+}
+
+async fn legacy_then_upgraded_app_across_migrate(prisma: Prisma) {
+    let driver = |url: &str, args: &[&str]| driver_of(prisma, url, args);
     let db = cluster().fresh_db().await;
     db.seed(60_000, false).await;
     let mut conn = db.conn().await;
@@ -161,6 +194,16 @@ async fn the_legacy_prisma_app_never_fails_across_migrate_and_the_upgraded_one_a
 
 #[tokio::test]
 async fn the_legacy_prisma_app_keeps_working_through_migrate_down() {
+    legacy_app_through_migrate_down(Prisma::V6).await;
+}
+
+#[tokio::test]
+async fn prisma_7_keeps_working_through_migrate_down() {
+    legacy_app_through_migrate_down(Prisma::V7).await;
+}
+
+async fn legacy_app_through_migrate_down(prisma: Prisma) {
+    let driver = |url: &str, args: &[&str]| driver_of(prisma, url, args);
     let db = cluster().fresh_db().await;
     db.seed(5_000, false).await;
     let (code, _) = run_json(&db, &["migrate"]);
@@ -377,4 +420,68 @@ async fn prisma_baseline_refuses_an_edited_migration_and_an_unmigrated_database(
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("different payment_system migration"));
+}
+
+/// `prisma validate` of Prisma 7's CLI (offline: it needs no schema engine) on `models` under
+/// a generator with `preview`'s features.
+fn prisma_7_validates(models: &str, preview: &str) -> (bool, String) {
+    let dir = Prisma::V7.dir();
+    let file = tempfile::Builder::new()
+        .suffix(".prisma")
+        .tempfile()
+        .unwrap();
+    std::fs::write(
+        file.path(),
+        format!(
+            "generator client {{\n  provider = \"prisma-client-js\"\n  previewFeatures = [{preview}]\n}}\n\n\
+             datasource db {{\n  provider = \"postgresql\"\n}}\n\n{models}"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(dir.join("node_modules/.bin/prisma"))
+        .args(["validate", "--schema"])
+        .arg(file.path())
+        .current_dir(&dir)
+        .env("PRISMA_SCHEMA_ENGINE_BINARY", dir.join("package.json"))
+        .env("PRISMA_QUERY_ENGINE_LIBRARY", dir.join("package.json"))
+        .env("PRISMA_HIDE_UPDATE_MESSAGE", "1")
+        .env("CHECKPOINT_DISABLE", "1")
+        .output()
+        .expect("the Prisma 7 CLI runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn prisma_schema_keeps_the_partial_indexes_for_prisma_7() {
+    let db = crate::harness::seeded_and_migrated(200).await;
+    let (code, _) = run_json(&db, &["backfill", "payments", "--ignore-autovacuum"]);
+    assert_eq!(code, 0);
+    // With the preview feature, the indexes are attributes Prisma 7 accepts (and so keeps).
+    let (code, report) = run_json(&db, &["prisma", "schema", "--partial-indexes"]);
+    assert_eq!(code, 0);
+    let live = report["schema"].as_str().unwrap();
+    for index in [
+        "orders_pending_total_idx",
+        "order_items_pending_snapshot_idx",
+    ] {
+        assert!(
+            live.contains(&format!("\n  @@index([id], map: \"{index}\", where: raw(")),
+            "{live}"
+        );
+    }
+    let (valid, output) = prisma_7_validates(live, "\"partialIndexes\"");
+    assert!(valid, "{output}");
+    // Without it, they are comments saying what to do, and the schema is valid as it is.
+    let (_, report) = run_json(&db, &["prisma", "schema"]);
+    let commented = report["schema"].as_str().unwrap();
+    assert!(commented.contains("  // @@index([id], map: \"orders_pending_total_idx\""));
+    let (valid, output) = prisma_7_validates(commented, "");
+    assert!(valid, "{output}");
 }
