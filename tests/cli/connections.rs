@@ -342,3 +342,49 @@ async fn missing_privileges_and_servers_without_tls_are_named() {
     let (code, stderr) = status("postgres://app@127.0.0.1:1/shop", &[]);
     assert_eq!(code, 3, "{stderr}");
 }
+
+#[test]
+fn no_command_prints_the_password_at_any_verbosity() {
+    let s = tls_server();
+    let url = s.url(
+        "localhost",
+        &format!(
+            "sslmode=verify-full&sslrootcert={}&connection_limit=2",
+            s.cert("ca.crt")
+        ),
+    );
+    let secrets = [
+        PASSWORD.to_owned(),
+        percent_encode(PASSWORD),
+        "s3cr:et".to_owned(),
+    ];
+    for verbosity in ["-q", "-v", "-vvv"] {
+        for args in [
+            vec!["migrate", "plan"],
+            vec!["migrate", "status"],
+            vec!["verify", "constraints"],
+            vec!["backfill", "payments", "--dry-run"],
+            vec!["backfill", "status"],
+            vec!["prisma", "schema"],
+        ] {
+            let out = paytool()
+                .env("DATABASE_URL", &url)
+                .arg(verbosity)
+                .args(&args)
+                .output()
+                .unwrap();
+            let printed = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(!printed.contains("panicked"), "{args:?}: {printed}");
+            for secret in &secrets {
+                assert!(
+                    !printed.contains(secret.as_str()),
+                    "{verbosity} {args:?} printed it: {printed}"
+                );
+            }
+        }
+    }
+}
