@@ -1,41 +1,63 @@
--- One batch of the orders step, over the key range ($1, $2] of the orders not totalled yet
--- (orders_pending_total_idx): amount_total_cents = the sum of the item subtotals, for orders
--- whose items are all snapshotted. Every order whose total is now final (just totalled, or
--- without any item) and has no payment is queued for the payments step in this same
--- transaction.
+-- One batch of the orders step, over the key range ($1, $2] of the order queue's pending rows
+-- (paytool.backfill_order_queue): amount_total_cents = the sum of the item subtotals, for
+-- orders whose items are all snapshotted and not totalled yet (step 029's triggers total the
+-- application's later writes themselves). Every queued order whose total is final (just
+-- totalled, totalled already, or 0 without any item) and has no payment is queued for the
+-- payments step in this same transaction, and leaves the order queue; one that cannot be
+-- totalled stays there as `unresolved` (orders_unresolved.sql reports it) until its items
+-- change. A queue row changed meanwhile by the application (a newer queued_at) is left for the
+-- next batch: its order changed after this batch read it.
 -- The items are summed per order through LATERAL, i.e. by order_items_order_id_idx: as a
 -- plain join the planner switched to hashing all of order_items once a batch passed ~6,000
--- orders, and such batches took 3 times longer; the range on the UPDATE keeps its side an
--- index range scan too.
-WITH totals AS (
-    SELECT o.id, items.total, items.n
-    FROM orders AS o
+-- orders.
+WITH queued AS (
+    SELECT q.order_id, q.queued_at
+    FROM paytool.backfill_order_queue AS q
+    WHERE ($1 IS NULL OR q.order_id > $1) AND q.order_id <= $2 AND q.state = 'pending'
+),
+totals AS (
+    SELECT queued.order_id AS id, queued.queued_at, o.id IS NOT NULL AS found,
+           o.amount_total_cents AS current, coalesce(items.total, 0) AS total, items.n,
+           items.complete AND coalesce(items.total, 0) <= 2147483647 AS final,
+           EXISTS (SELECT 1 FROM payments AS p WHERE p.order_id = queued.order_id) AS has_payment
+    FROM queued
+    LEFT JOIN orders AS o ON o.id = queued.order_id
     CROSS JOIN LATERAL (
-        SELECT sum(i.subtotal_cents::BIGINT) AS total, bool_and(i.label IS NOT NULL) AS complete,
-               count(*) AS n
+        SELECT sum(i.subtotal_cents::BIGINT) AS total,
+               coalesce(bool_and(i.label IS NOT NULL), true) AS complete, count(*) AS n
         FROM order_items AS i
-        WHERE i.order_id = o.id
+        WHERE i.order_id = queued.order_id
     ) AS items
-    WHERE ($1 IS NULL OR o.id > $1) AND o.id <= $2
-      AND o.amount_total_cents = 0
-      AND (items.complete OR items.n = 0)
 ),
 totalled AS (
     UPDATE orders AS o
     SET amount_total_cents = totals.total::INTEGER
     FROM totals
     WHERE o.id = totals.id AND ($1 IS NULL OR o.id > $1) AND o.id <= $2
-      AND o.amount_total_cents = 0 AND totals.total BETWEEN 1 AND 2147483647
+      AND o.amount_total_cents = 0 AND totals.final AND totals.total >= 1
     RETURNING o.id
 ),
-queued AS (
+to_pay AS (
     INSERT INTO paytool.backfill_payment_queue (order_id)
-    SELECT id FROM totalled
-    UNION
     SELECT totals.id FROM totals
-    WHERE totals.n = 0
-      AND NOT EXISTS (SELECT 1 FROM payments AS p WHERE p.order_id = totals.id)
+    WHERE totals.found AND totals.final AND NOT totals.has_payment
+      AND (totals.current = totals.total OR totals.id IN (SELECT id FROM totalled))
     ON CONFLICT (order_id) DO NOTHING
+    RETURNING 1
+),
+settled AS (
+    DELETE FROM paytool.backfill_order_queue AS q
+    USING totals
+    WHERE q.order_id = totals.id AND q.queued_at = totals.queued_at
+      AND (NOT totals.found OR totals.final)
+    RETURNING 1
+),
+unresolved AS (
+    UPDATE paytool.backfill_order_queue AS q
+    SET state = 'unresolved'
+    FROM totals
+    WHERE q.order_id = totals.id AND q.queued_at = totals.queued_at
+      AND totals.found AND NOT totals.final
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM totalled) AS changed;

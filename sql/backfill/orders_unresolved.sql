@@ -1,8 +1,12 @@
--- Orders the orders step cannot total, by reason, with up to $1 sample ids each.
+-- Orders the orders step could not total (left `unresolved` in its queue), by reason, with up
+-- to $1 sample ids each: read from the queue, not from orders, so the report costs the
+-- unresolved orders only.
 WITH per_order AS (
     SELECT o.id, bool_and(i.label IS NOT NULL) AS all_snapshotted, sum(i.subtotal_cents::BIGINT) AS total
-    FROM orders AS o JOIN order_items AS i ON i.order_id = o.id
-    WHERE o.amount_total_cents = 0
+    FROM paytool.backfill_order_queue AS q
+    JOIN orders AS o ON o.id = q.order_id
+    JOIN order_items AS i ON i.order_id = o.id
+    WHERE q.state = 'unresolved'
     GROUP BY o.id
 ),
 unresolved AS (

@@ -9,6 +9,17 @@ DROP TABLE IF EXISTS payments;
 
 DROP TRIGGER IF EXISTS order_items_snapshot_immutable ON order_items;
 DROP FUNCTION IF EXISTS order_items_snapshot_immutable();
+-- Step 029: derived data following the application.
+DROP TRIGGER IF EXISTS order_items_take_snapshot ON order_items;
+DROP TRIGGER IF EXISTS order_items_retake_snapshot ON order_items;
+DROP TRIGGER IF EXISTS order_totals_follow_inserted_items ON order_items;
+DROP TRIGGER IF EXISTS order_totals_follow_updated_items ON order_items;
+DROP TRIGGER IF EXISTS order_totals_follow_deleted_items ON order_items;
+DROP TRIGGER IF EXISTS orders_enqueue_new ON orders;
+DROP FUNCTION IF EXISTS order_items_take_snapshot();
+DROP FUNCTION IF EXISTS order_totals_follow_items();
+DROP FUNCTION IF EXISTS order_totals_recompute(ANYARRAY);
+DROP FUNCTION IF EXISTS orders_enqueue_new();
 DROP TRIGGER IF EXISTS orders_status_sync ON orders;
 DROP FUNCTION IF EXISTS orders_status_sync();
 -- The legacy application's enum comparisons (step 024): the column is the enum again below.

@@ -24,6 +24,12 @@ const PAYMENT_QUEUE_SQL: &str = include_str!("../../sql/internal/backfill_paymen
 
 const PAYMENT_QUEUE_SEED_SQL: &str = include_str!("../../sql/backfill/payment_queue_seed.sql");
 
+/// Whether the order queue (made by migrate step 029) has had its one seed.
+const ORDER_QUEUE_SEEDED_SQL: &str =
+    "SELECT EXISTS (SELECT 1 FROM paytool.backfill_checkpoints WHERE step = 'order_queue_seeded')";
+
+const ORDER_QUEUE_SEED_SQL: &str = include_str!("../../sql/backfill/order_queue_seed.sql");
+
 /// Whether the payment queue is missing, or keyed by another type than orders.id (made by a
 /// paytool that did not know uuid ids).
 const PAYMENT_QUEUE_NEEDED_SQL: &str = "
@@ -33,8 +39,9 @@ SELECT to_regclass('paytool.backfill_payment_queue') IS NULL
        IS DISTINCT FROM
        (SELECT atttypid FROM pg_attribute WHERE attrelid = to_regclass('orders') AND attname = 'id')";
 
-/// paytool's backfill tables. When the payment queue is (re)created, the orders already
-/// totalled without a payment yet are queued, once.
+/// paytool's backfill tables, and their seeds, once: the payment queue (made here) with the
+/// orders totalled without a payment, the order queue (made by migrate step 029) with the
+/// orders not totalled yet.
 pub async fn ensure_table(conn: &mut PgConnection) -> anyhow::Result<()> {
     let mut tx = conn.begin().await?;
     crate::db::bookkeeping::ensure(&mut tx, CHECKPOINTS_SQL, &["paytool.backfill_checkpoints"])
@@ -45,6 +52,14 @@ pub async fn ensure_table(conn: &mut PgConnection) -> anyhow::Result<()> {
     if queue_needed {
         sqlx::raw_sql(PAYMENT_QUEUE_SQL).execute(&mut *tx).await?;
         sqlx::raw_sql(PAYMENT_QUEUE_SEED_SQL)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let seeded: bool = sqlx::query_scalar(ORDER_QUEUE_SEEDED_SQL)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !seeded {
+        sqlx::raw_sql(ORDER_QUEUE_SEED_SQL)
             .execute(&mut *tx)
             .await?;
     }

@@ -136,9 +136,10 @@ const ITEMS_RANGE_SQL: &str = "WITH batch AS (
     ORDER BY id LIMIT $2)
 SELECT (SELECT id::TEXT FROM batch ORDER BY id DESC LIMIT 1), (SELECT count(*) FROM batch)";
 const ORDERS_RANGE_SQL: &str = "WITH batch AS (
-    SELECT id FROM orders WHERE amount_total_cents = 0 AND ($1 IS NULL OR id > $1) AND id <= $3
-    ORDER BY id LIMIT $2)
-SELECT (SELECT id::TEXT FROM batch ORDER BY id DESC LIMIT 1), (SELECT count(*) FROM batch)";
+    SELECT order_id FROM paytool.backfill_order_queue
+    WHERE state = 'pending' AND ($1 IS NULL OR order_id > $1) AND order_id <= $3
+    ORDER BY order_id LIMIT $2)
+SELECT (SELECT order_id::TEXT FROM batch ORDER BY order_id DESC LIMIT 1), (SELECT count(*) FROM batch)";
 const PAYMENTS_RANGE_SQL: &str = "WITH batch AS (
     SELECT order_id FROM paytool.backfill_payment_queue
     WHERE ($1 IS NULL OR order_id > $1) AND order_id <= $3
@@ -164,15 +165,18 @@ const STEPS: [StepDef; 3] = [
         step: BackfillStep::Orders,
         name: "orders",
         writes: "orders",
-        key: ("orders", "id"),
+        // The order queue: what the application inserted or changed since the last run (step
+        // 029's triggers), and once every order not totalled yet, never the orders settled.
+        key: ("paytool.backfill_order_queue", "order_id"),
         pending_index: Some(28),
-        extent_sql: "SELECT (SELECT count(*) FROM orders WHERE amount_total_cents = 0),
-            (SELECT id::TEXT FROM orders WHERE amount_total_cents = 0 ORDER BY id DESC LIMIT 1)",
+        extent_sql: "SELECT (SELECT count(*) FROM paytool.backfill_order_queue WHERE state = 'pending'),
+            (SELECT order_id::TEXT FROM paytool.backfill_order_queue WHERE state = 'pending' ORDER BY order_id DESC LIMIT 1)",
         range_sql: ORDERS_RANGE_SQL,
         batch_sql: include_str!("../../sql/backfill/orders_batch.sql"),
         unresolved_sql: include_str!("../../sql/backfill/orders_unresolved.sql"),
-        boundaries_sql: "SELECT key::TEXT, total FROM (SELECT id AS key, row_number() OVER (ORDER BY id) AS n, count(*) OVER () AS total
-            FROM orders WHERE amount_total_cents = 0) AS pending WHERE n % $1 = 0 OR n = total ORDER BY key",
+        boundaries_sql: "SELECT key::TEXT, total FROM (SELECT order_id AS key, row_number() OVER (ORDER BY order_id) AS n,
+            count(*) OVER () AS total FROM paytool.backfill_order_queue WHERE state = 'pending') AS pending
+            WHERE n % $1 = 0 OR n = total ORDER BY key",
     },
     StepDef {
         step: BackfillStep::Payments,

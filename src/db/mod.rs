@@ -457,13 +457,16 @@ pub async fn set_timeouts(
 /// indexed keys: nested loops over plain index scans (which return keys in order, so a walk
 /// with LIMIT stops early; a bitmap scan would read every remaining key and sort) are the
 /// plan, so the others are priced out (not forbidden: a table without the index still gets a
-/// plan).
+/// plan). It also marks the transaction as paytool's batch (`paytool.backfill`): step 029's
+/// triggers, which keep derived data true after the application's writes, leave paytool's own
+/// batches alone (they do that work themselves).
 pub async fn set_batch_planner(conn: &mut PgConnection, is_local: bool) -> Result<(), sqlx::Error> {
     sqlx::query(
         "SELECT set_config('jit', 'off', $1), set_config('enable_seqscan', 'off', $1),
                 set_config('enable_hashjoin', 'off', $1), set_config('enable_mergejoin', 'off', $1),
                 set_config('enable_bitmapscan', 'off', $1),
-                set_config('plan_cache_mode', 'force_custom_plan', $1)",
+                set_config('plan_cache_mode', 'force_custom_plan', $1),
+                set_config('paytool.backfill', 'on', $1)",
     )
     .bind(is_local)
     .execute(conn)
@@ -475,7 +478,7 @@ pub async fn set_batch_planner(conn: &mut PgConnection, is_local: bool) -> Resul
 pub async fn reset_batch_planner(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::raw_sql(
         "RESET jit; RESET enable_seqscan; RESET enable_hashjoin; RESET enable_mergejoin; \
-         RESET enable_bitmapscan; RESET plan_cache_mode",
+         RESET enable_bitmapscan; RESET plan_cache_mode; RESET paytool.backfill",
     )
     .execute(conn)
     .await?;

@@ -405,6 +405,19 @@ pub const STEPS: &[Step] = &[
         Some("creates payments, payment_events and refunds (empty)")
     ),
     step!(
+        29,
+        "029_order_totals_follow_the_application",
+        Transactional,
+        "order_items",
+        ShareRowExclusive,
+        Some(
+            "triggers on order_items and orders (each locked a moment): an item written without a \
+             snapshot takes it at once, an unpaid order's item quantity may change, totals and pending \
+             payments follow every change of items, new and changed orders are queued for the \
+             backfill's catch-up"
+        )
+    ),
+    step!(
         Phase::AfterBackfill,
         27,
         "027_order_items_pending_snapshot_index",

@@ -118,6 +118,18 @@ async function payOrder(order) {
   created.get(order.id).status = "PAID";
 }
 
+// The legacy application edits an unpaid cart: one more of the first item, the second one
+// removed, another product added. After paytool's backfill, the database keeps the snapshots,
+// the order's total and its pending payment true (migrate step 029).
+async function editCart(order, { products }) {
+  const items = await prisma.orderItem.findMany({ where: { orderId: order.id }, orderBy: { id: "asc" }, select: { id: true } });
+  if (items.length === 0) return;
+  await prisma.orderItem.update({ where: { id: items[0].id }, data: { quantity: { increment: 1 } } });
+  if (items.length > 1) await prisma.orderItem.delete({ where: { id: items[1].id } });
+  await prisma.orderItem.create({ data: { orderId: order.id, productId: pick(products).id, quantity: 1 } });
+  created.get(order.id).items = items.length - (items.length > 1 ? 1 : 0) + 1;
+}
+
 async function round(data) {
   const order = await op("create order with items", () => createOrder(data));
   await op("list a user's orders by status", () =>
@@ -132,6 +144,7 @@ async function round(data) {
   await op("find orders with their items", () =>
     prisma.order.findMany({ where: { status: pick(STATUSES) }, take: 5, include: { items: true } }));
   if (!order) return;
+  if (variant === "legacy" && Math.random() < 0.5) await op("edit a cart", () => editCart(order, data));
   if (Math.random() < 0.5) {
     await op("pay an order", () => payOrder(order));
   } else {

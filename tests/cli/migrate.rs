@@ -12,7 +12,7 @@ use crate::harness::{TestDb, catalog_snapshot, cluster, json, legacy_data_digest
 /// Steps of `paytool migrate` (the cleanup step runs only with `migrate cleanup`).
 /// The steps `paytool migrate` applies (27 and 28 are built by the backfill, 25 and 26 by the
 /// cleanup).
-const STEPS: usize = 24;
+const STEPS: usize = 25;
 
 async fn history_states(conn: &mut PgConnection) -> Vec<(i32, String)> {
     sqlx::query_as("SELECT version, state FROM paytool.schema_history ORDER BY version")

@@ -108,6 +108,21 @@ async fn assert_orders_written(conn: &mut PgConnection, summary: &serde_json::Va
     }
 }
 
+fn assert_carts_were_edited(summary: &serde_json::Value) {
+    let edited = &summary["byOperation"]["edit a cart"];
+    assert!(
+        edited["ok"].as_i64().unwrap_or(0) > 5 && edited["failed"] == 0,
+        "{summary}"
+    );
+}
+
+/// Totals and payments agree with the items: verify's data checks, none failed.
+async fn assert_derived_data_true(db: &crate::harness::TestDb) {
+    let (code, report) = run_json(db, &["verify", "constraints", "--only", "data"]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["summary"]["failed"], 0, "{report:#}");
+}
+
 async fn count_orders(conn: &mut PgConnection) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM orders")
         .fetch_one(conn)
@@ -165,6 +180,15 @@ async fn legacy_then_upgraded_app_across_migrate(prisma: Prisma) {
     let legacy = stop(legacy);
     assert_no_failed_operation(&legacy, "legacy app during migrate");
     assert_orders_written(&mut conn, &legacy).await;
+    assert_carts_were_edited(&legacy);
+    // After the backfill, carts the legacy application edits keep their derived data true.
+    let (code, _) = run_json(&db, &["backfill", "payments", "--ignore-autovacuum"]);
+    assert_eq!(code, 0);
+    let editing = summary(driver(&db.url, &["legacy", "--seconds", "2"]));
+    assert_no_failed_operation(&editing, "legacy app editing carts after the backfill");
+    assert_carts_were_edited(&editing);
+    assert_orders_written(&mut conn, &editing).await;
+    assert_derived_data_true(&db).await;
 
     // The upgraded application from the end of migrate on, then after the cleanup.
     let upgraded = summary(driver(&db.url, &["upgraded", "--seconds", "2"]));

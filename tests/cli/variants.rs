@@ -248,7 +248,10 @@ async fn on_uuid_ids_plan_says_so_and_backfill_catches_up_with_uuid_keys() {
         .iter()
         .map(|s| s["changed"].as_i64().unwrap())
         .collect();
-    assert_eq!(changed, [1, 1, 1], "{again:#}");
+    // The item took its snapshot in the application's own write (step 029's triggers); the
+    // order, written PAID, keeps its total for the catch-up to make (the triggers never change
+    // a paid order's total), which reads that one queued order and makes its payment.
+    assert_eq!(changed, [0, 1, 1], "{again:#}");
     let (status, amount): (String, i32) = sqlx::query_as(
         "SELECT p.status, p.amount_cents FROM payments p JOIN orders o ON o.id = p.order_id
          WHERE o.id = $1::uuid AND p.amount_cents = o.amount_total_cents",
