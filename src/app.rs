@@ -256,6 +256,7 @@ fn throttle_settings(args: &cli::ThrottleArgs) -> backfill::ThrottleSettings {
         max_replica_lag_bytes: args.max_replica_lag_bytes,
         max_archive_backlog: args.max_archive_backlog,
         autovacuum: !args.ignore_autovacuum,
+        autovacuum_min_rows: args.autovacuum_min_rows,
         max_lock_waiters: args.max_lock_waiters,
         throttle_query: args.throttle_query.clone(),
         min_hold: args.throttle_min_hold,

@@ -574,6 +574,11 @@ pub struct ThrottleArgs {
     /// Do not hold while autovacuum works on the table a step writes.
     #[arg(long)]
     pub ignore_autovacuum: bool,
+    /// Hold for autovacuum only in steps with at least this many rows to write: a catch-up of a
+    /// few hundred rows cannot slow a vacuum down, and a hold would make it last many times its
+    /// work.
+    #[arg(long, value_name = "ROWS", default_value_t = 10_000, value_parser = clap::value_parser!(i64).range(0..))]
+    pub autovacuum_min_rows: i64,
     /// Your own signal: a query returning one boolean, true to hold (run read-only).
     #[arg(long, value_name = "SQL")]
     pub throttle_query: Option<String>,

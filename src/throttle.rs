@@ -19,6 +19,15 @@ const ARCHIVE_SQL: &str = include_str!("../sql/backfill/health_archive.sql");
 const AUTOVACUUM_SQL: &str = include_str!("../sql/backfill/health_autovacuum.sql");
 const WAITING_SQL: &str = include_str!("../sql/backfill/waiting_for_this_batch.sql");
 
+/// A step that writes fewer rows than this (`--autovacuum-min-rows`) does not hold for
+/// autovacuum: its writes cannot slow a vacuum down (a few pages of dead tuples against the
+/// table's), while a hold (at least `--throttle-min-hold`) would make a catch-up of seconds
+/// last many times its work. GitLab stops a batched migration for any autovacuum on its
+/// tables; its migrations are large by nature. The other signals hold whatever the size:
+/// replica lag and the archive backlog grow with any write, and the sessions waiting are
+/// waiting now.
+pub const AUTOVACUUM_MIN_ROWS: i64 = 10_000;
+
 /// How often a hold looks again, and how often it says it still holds.
 const LOOK_EVERY: Duration = Duration::from_millis(500);
 const SAY_EVERY: Duration = Duration::from_secs(30);
@@ -31,6 +40,8 @@ pub struct ThrottleSettings {
     /// WAL segments waiting for the archiver.
     pub max_archive_backlog: i64,
     pub autovacuum: bool,
+    /// Steps writing fewer rows do not hold for autovacuum ([`AUTOVACUUM_MIN_ROWS`]).
+    pub autovacuum_min_rows: i64,
     pub max_lock_waiters: i64,
     /// The operator's SQL: one boolean, true to hold.
     pub throttle_query: Option<String>,
@@ -45,6 +56,7 @@ impl Default for ThrottleSettings {
             max_replica_lag_bytes: 256 * 1024 * 1024,
             max_archive_backlog: 42,
             autovacuum: true,
+            autovacuum_min_rows: AUTOVACUUM_MIN_ROWS,
             max_lock_waiters: 5,
             throttle_query: None,
             min_hold: Duration::from_secs(5),
@@ -122,6 +134,8 @@ pub struct Throttle {
     readable: Option<Readable>,
     /// The autovacuum query failed once (pg_locks denied): not asked again.
     autovacuum_unreadable: bool,
+    /// Rows the current step has to write, when known (`autovacuum_min_rows`).
+    rows_to_write: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,7 +152,21 @@ impl Throttle {
             waiting_for_batches: 0,
             readable: None,
             autovacuum_unreadable: false,
+            rows_to_write: None,
         }
+    }
+
+    /// The rows the step now starting has to write: a small one does not hold for autovacuum.
+    pub fn step_writes(&mut self, rows: i64) {
+        self.rows_to_write = Some(rows);
+    }
+
+    /// Whether autovacuum is a reason to hold for the work at hand.
+    fn autovacuum_matters(&self) -> bool {
+        self.settings.autovacuum
+            && self
+                .rows_to_write
+                .is_none_or(|rows| rows >= self.settings.autovacuum_min_rows)
     }
 
     /// What [`sessions_waiting_for_this_batch`] counted before a batch committed, for the next
@@ -274,7 +302,7 @@ impl Throttle {
                 limit: format!("{} segments", s.max_archive_backlog),
             });
         }
-        if s.autovacuum && health.autovacuum {
+        if self.autovacuum_matters() && health.autovacuum {
             over.push(Over {
                 signal: Signal::Autovacuum,
                 value: format!("running on {table}"),
@@ -325,7 +353,7 @@ impl Throttle {
                     .await?,
             );
         }
-        if self.settings.autovacuum && !self.autovacuum_unreadable {
+        if self.autovacuum_matters() && !self.autovacuum_unreadable {
             match sqlx::query_scalar(AUTOVACUUM_SQL)
                 .bind(table)
                 .fetch_one(&mut *conn)
@@ -449,5 +477,30 @@ fn say_unreadable(readable: &Readable) {
             readable.role,
             readable.role
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn autovacuum_holds_only_steps_with_enough_to_write() {
+        let mut throttle = Throttle::new(ThrottleSettings::default(), "backfill");
+        // Before a step says its size (migrate's copy): the table is the work.
+        assert!(throttle.autovacuum_matters());
+        throttle.step_writes(100);
+        assert!(!throttle.autovacuum_matters());
+        throttle.step_writes(AUTOVACUUM_MIN_ROWS);
+        assert!(throttle.autovacuum_matters());
+        let mut ignoring = Throttle::new(
+            ThrottleSettings {
+                autovacuum: false,
+                ..ThrottleSettings::default()
+            },
+            "backfill",
+        );
+        ignoring.step_writes(1_000_000);
+        assert!(!ignoring.autovacuum_matters());
     }
 }

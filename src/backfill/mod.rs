@@ -573,6 +573,7 @@ impl Backfill<'_> {
         let resumed_after = self.take_checkpoint(conn, step, restart).await?;
         let key_type = IdType::of(conn, step.key.0, step.key.1).await?;
         let (total, end_key) = extent(conn, step).await?;
+        self.throttle.lock().await.step_writes(total);
         let end_key = end_key.map(|k| Key::parse(key_type, &k)).transpose()?;
         let bar = self.progress.rows(step.name, total as u64);
         let mut tally = Tally::new(self.batch.first_size());

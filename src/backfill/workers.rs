@@ -327,6 +327,10 @@ impl Backfill<'_> {
         cooperation: Cooperation,
         wait: Duration,
     ) -> anyhow::Result<Vec<WorkerOutcome>> {
+        self.throttle
+            .lock()
+            .await
+            .step_writes(generation.total_rows);
         let bar = self.progress.rows(step.name, generation.total_rows as u64);
         let (_, scanned_before) = ranges_left(conn, step, generation).await?;
         bar.set_position(scanned_before.max(0) as u64);

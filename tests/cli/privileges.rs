@@ -114,6 +114,9 @@ async fn a_role_without_pg_monitor_still_holds_for_a_vacuum_it_cannot_see() {
         "json",
         "--throttle-min-hold",
         "1s",
+        // A small shop: hold whatever the step's size.
+        "--autovacuum-min-rows",
+        "0",
     ]);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let snapshotted: i64 =
@@ -147,4 +150,27 @@ async fn a_role_without_pg_monitor_still_holds_for_a_vacuum_it_cannot_see() {
         !stderr.contains("could not read the database's health"),
         "{stderr}"
     );
+
+    // Holds in proportion: a catch-up of a few rows does not wait for the vacuum.
+    sqlx::raw_sql(
+        "INSERT INTO orders (id, user_id) SELECT 'late-' || g, (SELECT min(id) FROM users)
+         FROM generate_series(1, 5) AS g",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE orders IN SHARE UPDATE EXCLUSIVE MODE")
+        .execute(&mut vacuum)
+        .await
+        .unwrap();
+    let out = shop
+        .paytool_std()
+        .args(["backfill", "payments", "--format", "json"])
+        .output()
+        .unwrap();
+    let (code, report) = json_run(out);
+    assert_eq!(code, 0, "{report:#}");
+    assert!(report["held"].get("autovacuum").is_none(), "{report:#}");
+    assert_eq!(report["steps"][1]["scanned"], 5, "{report:#}");
+    sqlx::raw_sql("COMMIT").execute(&mut vacuum).await.unwrap();
 }
