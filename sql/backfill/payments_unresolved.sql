@@ -1,19 +1,15 @@
--- Orders left without a payment row, by reason, with up to $1 sample ids each. Among the
--- orders not totalled yet (orders_pending_total_idx): some items have no snapshot, or the sum
--- of their subtotals overflows INTEGER; among the queued ones: a total that is not the sum of
--- their items (changed since).
-WITH pending AS (
-    SELECT o.id,
-           EXISTS (SELECT 1 FROM order_items AS i WHERE i.order_id = o.id AND i.label IS NULL) AS incomplete,
-           (SELECT sum(i.subtotal_cents::BIGINT) FROM order_items AS i WHERE i.order_id = o.id) AS total
-    FROM orders AS o
-    WHERE o.amount_total_cents = 0
-      AND NOT EXISTS (SELECT 1 FROM payments AS p WHERE p.order_id = o.id)
-),
-unresolved AS (
-    SELECT id, CASE WHEN incomplete THEN 'items_without_snapshot' ELSE 'total_not_final' END AS reason
-    FROM pending
-    WHERE incomplete OR total > 2147483647
+-- Orders left without a payment row, by reason, with up to $1 sample ids each: the orders the
+-- orders step could not total (kept `unresolved` in its queue: some items have no snapshot, or
+-- the sum of their subtotals overflows INTEGER), and the payment queue's leftovers (a total
+-- that is not the sum of their items, changed since). Read from the two queues, never from
+-- the orders settled at 0, so the report costs the unresolved orders only.
+WITH unresolved AS (
+    SELECT q.order_id AS id,
+           CASE WHEN EXISTS (SELECT 1 FROM order_items AS i WHERE i.order_id = q.order_id AND i.label IS NULL)
+                THEN 'items_without_snapshot' ELSE 'total_not_final' END AS reason
+    FROM paytool.backfill_order_queue AS q
+    WHERE q.state = 'unresolved'
+      AND NOT EXISTS (SELECT 1 FROM payments AS p WHERE p.order_id = q.order_id)
     UNION ALL
     SELECT q.order_id, 'total_not_final'
     FROM paytool.backfill_payment_queue AS q

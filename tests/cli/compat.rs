@@ -261,22 +261,7 @@ async fn down_removes_the_operators_and_brings_the_enum_back_even_after_cleanup(
 
 #[tokio::test]
 async fn the_whole_flow_runs_in_the_schema_of_a_prisma_url() {
-    let db = cluster().fresh_db().await;
-    let mut conn = db.conn().await;
-    sqlx::raw_sql("CREATE SCHEMA \"Shop\"; SET search_path TO \"Shop\"")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    paytool::seed::seed(
-        &mut conn,
-        db.name.clone(),
-        paytool::seed::SeedOptions {
-            orders: 1_500,
-            stock_anomalies: false,
-        },
-    )
-    .await
-    .unwrap();
+    let (db, mut conn) = crate::harness::shop_in_schema_shop(1_500).await;
     // pgbouncer=true is refused (tests/cli/pooler.rs): it says the URL goes through a
     // transaction pooler.
     let url = format!("{}?schema=Shop&connection_limit=5&pool_timeout=10", db.url);

@@ -213,6 +213,29 @@ impl TestDb {
     }
 }
 
+/// A fresh database whose legacy shop of `orders` orders lives in the schema "Shop", as with
+/// Prisma's `?schema=Shop`; nothing in public. Returns it and a connection whose search_path is
+/// "Shop".
+pub async fn shop_in_schema_shop(orders: i64) -> (TestDb, PgConnection) {
+    let db = cluster().fresh_db().await;
+    let mut conn = db.conn().await;
+    sqlx::raw_sql("CREATE SCHEMA \"Shop\"; SET search_path TO \"Shop\"")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    paytool::seed::seed(
+        &mut conn,
+        db.name.clone(),
+        paytool::seed::SeedOptions {
+            orders,
+            stock_anomalies: false,
+        },
+    )
+    .await
+    .unwrap();
+    (db, conn)
+}
+
 pub fn paytool() -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::cargo_bin("paytool").expect("paytool binary");
     cmd.env_remove("DATABASE_URL")

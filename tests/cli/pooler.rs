@@ -246,23 +246,7 @@ async fn session_pooling_runs_the_whole_flow() {
 /// A legacy shop in schema "Shop", nothing in public: through a pooler that lost `?schema=`,
 /// every command would find no legacy tables.
 async fn shop_in_its_own_schema() -> TestDb {
-    let db = cluster().fresh_db().await;
-    let mut conn = db.conn().await;
-    sqlx::raw_sql("CREATE SCHEMA \"Shop\"; SET search_path TO \"Shop\"")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    paytool::seed::seed(
-        &mut conn,
-        db.name.clone(),
-        paytool::seed::SeedOptions {
-            orders: 50,
-            stock_anomalies: false,
-        },
-    )
-    .await
-    .unwrap();
-    db
+    crate::harness::shop_in_schema_shop(50).await.0
 }
 
 #[tokio::test]
