@@ -63,7 +63,9 @@ impl Progress {
 
     fn bar(&self, len: u64, template: &str) -> ProgressBar {
         if !self.enabled {
-            return ProgressBar::hidden();
+            // Drawn nowhere, but with its length: what it counts (position, rate) is what
+            // `backfill status` shows of a run started from a job, without a terminal.
+            return ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
         }
         let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
         if let Ok(style) = ProgressStyle::with_template(template) {
@@ -87,10 +89,10 @@ impl Progress {
     where
         F: Fn() -> String + Send + Sync + Clone + 'static,
     {
-        if !self.enabled {
-            return ProgressBar::hidden();
-        }
         let bar = self.bar(total, "{spinner} [{pos}/{len}] {msg} ({counter}) {elapsed}");
+        if !self.enabled {
+            return bar;
+        }
         if let Ok(style) =
             ProgressStyle::with_template("{spinner} [{pos}/{len}] {msg} ({counter}) {elapsed}")
         {

@@ -734,9 +734,26 @@ async fn a_second_process_pauses_steers_and_resumes_a_running_backfill() {
         Duration::from_secs(30),
     )
     .await;
+    crate::harness::wait_for(
+        &mut conn,
+        "SELECT rows_done > 0 FROM paytool.backfill_workers WHERE step = $1",
+        "items",
+        "the worker has done a batch",
+        Duration::from_secs(30),
+    )
+    .await;
     let (code, status) = crate::harness::run_json(&db, &["backfill", "status"]);
     assert_eq!(code, 0);
     assert_eq!(status["workers"][0]["step"], "items", "{status:#}");
+    // Started from a job (JSON on stdout, no terminal: no bar drawn), it still says how far it
+    // is and how fast it goes, so the status has a real total and an ETA.
+    let worker = &status["workers"][0];
+    assert!(worker["rows_total"].as_i64().unwrap() > 5_000, "{status:#}");
+    assert!(worker["rows_done"].as_i64().unwrap() > 0, "{status:#}");
+    assert!(
+        worker["rows_per_second"].as_f64().unwrap_or(0.0) > 0.0,
+        "{status:#}"
+    );
     assert_eq!(crate::harness::run_json(&db, &["backfill", "pause"]).0, 0);
     crate::harness::wait_for(
         &mut conn,
