@@ -651,7 +651,8 @@ pub struct LockArgs {
     /// this is the safety net). Concurrent index builds and validations have none.
     #[arg(long, default_value = "15s", value_parser = statement_timeout)]
     pub statement_timeout: Duration,
-    /// How long to wait for another paytool migrate on the same database to finish.
+    /// How long to wait for another paytool migrate on the same database to finish (and, for
+    /// `migrate down`, a running backfill, whose tables it drops).
     #[arg(long, default_value = "10m", value_parser = wait_time)]
     pub wait: Duration,
     /// How long a concurrent index build may wait for transactions other sessions keep open

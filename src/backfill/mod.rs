@@ -21,17 +21,13 @@ use thiserror::Error;
 pub use batch::BatchPolicy;
 pub use workers::Cooperation;
 
-use crate::db::{self, AdvisoryLock, DatabaseUrl, IdType, Key};
+use crate::db::{self, DatabaseUrl, IdType, Key};
 use crate::exit;
 use crate::migrate::{self, steps::StepKind};
 use crate::progress::Progress;
 use crate::retry::Backoff;
 
-/// Serializes backfill runs on one database (their checkpoints would otherwise clash).
-pub const BACKFILL_LOCK: AdvisoryLock = AdvisoryLock {
-    key: 0x7061_7974_6f6f_6c02,
-    operation: "backfill",
-};
+pub use crate::db::BACKFILL_LOCK;
 
 /// Serializes the creation of paytool's backfill tables, for one transaction.
 const SETUP_LOCK: i64 = 0x7061_7974_6f6f_6c06;

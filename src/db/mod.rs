@@ -523,6 +523,13 @@ pub async fn analyze_after_rewrite(conn: &mut PgConnection, table: &'static str)
     }
 }
 
+/// Serializes backfill runs on one database (their checkpoints would otherwise clash); held
+/// shared by cooperative workers. `migrate down`, which drops the checkpoints, takes it too.
+pub const BACKFILL_LOCK: AdvisoryLock = AdvisoryLock {
+    key: 0x7061_7974_6f6f_6c02,
+    operation: "backfill",
+};
+
 /// A session-level advisory lock that serializes paytool runs of one kind on a database.
 /// It lives as long as the connection: a killed paytool releases it with its backend.
 pub struct AdvisoryLock {

@@ -28,6 +28,9 @@ pub async fn down(
     let started = Instant::now();
     db::require_legacy_schema(conn).await?;
     MIGRATE_LOCK.acquire(conn, policy.wait).await?;
+    // A backfill under way would lose its tables and checkpoints under it, and die promising a
+    // checkpoint to resume from: down waits for it to stop (up to --wait), then says who runs.
+    db::BACKFILL_LOCK.acquire(conn, policy.wait).await?;
     let destroyed_rows = count_payment_rows(conn).await?;
     let attempt = Attempt::Down {
         lock_timeout: policy.lock_timeout,

@@ -804,6 +804,44 @@ async fn a_second_process_pauses_steers_and_resumes_a_running_backfill() {
 }
 
 #[tokio::test]
+async fn migrate_down_waits_for_a_running_backfill_and_never_cuts_it() {
+    let db = crate::harness::seeded_and_migrated(3000).await;
+    let mut conn = db.conn().await;
+    let child = slow_backfill(&db);
+    crate::harness::wait_for(
+        &mut conn,
+        "SELECT count(*) > 0 FROM paytool.backfill_workers WHERE step = $1",
+        "items",
+        "the backfill runs",
+        Duration::from_secs(30),
+    )
+    .await;
+    let out = db
+        .paytool_std()
+        .args([
+            "migrate",
+            "down",
+            "--i-understand-this-destroys-payment-data",
+            "--wait",
+            "1s",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("another paytool backfill") && stderr.contains("paytool pid"),
+        "{stderr}"
+    );
+    // The backfill went on undisturbed and finished; down, run again, then goes through.
+    let (code, report) = crate::harness::json_run(child.wait_with_output().unwrap());
+    assert_eq!(code, 0, "{report:#}");
+    assert!(assert_finished_by_itself(&mut conn, &report).await > 0);
+    drop(conn);
+    crate::harness::migrate_down(&db);
+}
+
+#[tokio::test]
 async fn ctrl_c_commits_the_batch_under_way_and_the_next_run_resumes() {
     let db = crate::harness::seeded_and_migrated(3000).await;
     let mut conn = db.conn().await;
