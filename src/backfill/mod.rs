@@ -738,7 +738,31 @@ impl Backfill<'_> {
                     );
                     tokio::time::sleep(delay).await;
                     if db::is_connection_lost(&err) {
-                        *conn = self.reconnect(wait, lane).await?;
+                        // A server restarting refuses connections for a moment: each failed
+                        // reconnection takes the next delay of the same retry budget.
+                        *conn = loop {
+                            match self.reconnect(wait, lane).await {
+                                Ok(conn) => break conn,
+                                Err(again) if is_unreachable(&again) => {
+                                    failures_in_a_row += 1;
+                                    let Some(delay) = delays.next() else {
+                                        return Err(again.context(format!(
+                                            "step {}: the connection was lost and could not be made again after {failures_in_a_row} attempts; \
+                                             the checkpoint is kept, run paytool backfill payments again to resume",
+                                            step.name
+                                        )));
+                                    };
+                                    tally.retries += 1;
+                                    tracing::warn!(
+                                        "step {}: cannot reconnect yet ({again:#}); retry {failures_in_a_row} in {}",
+                                        step.name,
+                                        crate::human::duration(delay)
+                                    );
+                                    tokio::time::sleep(delay).await;
+                                }
+                                Err(other) => return Err(other),
+                            }
+                        };
                     }
                     // The last COMMIT may or may not have reached the server: ask it.
                     let committed = match &lane.range {
@@ -858,6 +882,14 @@ impl Backfill<'_> {
         }
         Ok(conn)
     }
+}
+
+/// A connection that failed for a reason that may pass by itself (the server restarting).
+fn is_unreachable(err: &anyhow::Error) -> bool {
+    matches!(
+        err.downcast_ref::<db::DbError>(),
+        Some(db::DbError::Unreachable { .. })
+    )
 }
 
 /// Who walks a key range, and where its checkpoint is.

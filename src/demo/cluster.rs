@@ -271,6 +271,20 @@ impl TempCluster {
         self.run("pg_ctl start", &mut cmd)
     }
 
+    /// Stops the server (`-m fast`: every session is cut), leaves it down for `down_for`, and
+    /// starts it again on the same port (without the settings given to `start`); returns once it
+    /// accepts connections.
+    pub fn restart_after(&self, down_for: std::time::Duration) -> Result<(), ClusterError> {
+        let mut stop = self.pg("pg_ctl");
+        stop.arg("-D")
+            .arg(self.data_dir())
+            .args(["-m", "fast", "-w", "stop"])
+            .stdout(Stdio::null());
+        self.run("pg_ctl stop", &mut stop)?;
+        std::thread::sleep(down_for);
+        self.start_server(&[])
+    }
+
     pub fn bin(&self) -> &Path {
         &self.bin
     }

@@ -12,6 +12,7 @@ mod pooler;
 mod prisma;
 mod privileges;
 mod reconcile;
+mod restarts;
 mod servers;
 mod topology;
 mod variants;
