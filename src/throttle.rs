@@ -333,12 +333,15 @@ impl Throttle {
         conn: &mut PgConnection,
         table: &str,
     ) -> Result<Health, sqlx::Error> {
-        if self.readable.is_none() {
-            let readable: Readable = sqlx::query_as(HEALTH_SQL).fetch_one(&mut *conn).await?;
-            say_unreadable(&readable);
-            self.readable = Some(readable);
-        }
-        let readable = self.readable.clone().expect("just read");
+        let readable = match &self.readable {
+            Some(readable) => readable.clone(),
+            None => {
+                let readable: Readable = sqlx::query_as(HEALTH_SQL).fetch_one(&mut *conn).await?;
+                say_unreadable(&readable);
+                self.readable = Some(readable.clone());
+                readable
+            }
+        };
         let mut health = Health::default();
         if readable.sees_replication {
             let (ms, bytes): (Option<i64>, Option<i64>) =

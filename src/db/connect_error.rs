@@ -111,12 +111,12 @@ pub(super) fn from_server(code: Option<&str>, message: &str, facts: &Facts) -> C
             "{message} (the server is starting, shutting down or recovering)"
         )),
         Some("53300") => Cause::Transient(format!("{message} (every connection slot is taken)")),
-        Some("08P01") => from_pgbouncer(message, facts, wrong_password),
+        Some("08P01") => from_pgbouncer(message, wrong_password),
         _ => Cause::Transient(message.to_owned()),
     }
 }
 
-fn from_pgbouncer(message: &str, facts: &Facts, wrong_password: impl Fn() -> Cause) -> Cause {
+fn from_pgbouncer(message: &str, wrong_password: impl Fn() -> Cause) -> Cause {
     let m = message.to_ascii_lowercase();
     if m.contains("password authentication failed")
         || m.contains("sasl authentication failed")
@@ -148,7 +148,6 @@ fn from_pgbouncer(message: &str, facts: &Facts, wrong_password: impl Fn() -> Cau
             "PgBouncer: {message} (PgBouncer itself cannot log in to PostgreSQL: check its own credentials for the server)"
         ));
     }
-    let _ = facts;
     Cause::Transient(format!("PgBouncer: {message}"))
 }
 

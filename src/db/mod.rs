@@ -348,18 +348,24 @@ async fn use_schema(
     url: &DatabaseUrl,
     schema: &str,
 ) -> Result<(), DbError> {
-    let current: Option<String> =
-        sqlx::query_as("SELECT set_config('search_path', $1, false), current_schema()::text")
-            .bind(url::quote_identifier(schema))
-            .fetch_one(conn)
-            .await
-            .map(|(_, current): (String, Option<String>)| current)
-            .map_err(|e| DbError::Unreachable {
-                url: url.redacted().to_owned(),
-                reason: e.to_string(),
-            })?;
+    // current_schema() skips a schema the role may not use: whether it exists says which.
+    let (_, current, exists, role): (String, Option<String>, bool, String) = sqlx::query_as(
+        "SELECT set_config('search_path', $1, false), current_schema()::text,
+                to_regnamespace($1) IS NOT NULL, current_user::text",
+    )
+    .bind(url::quote_identifier(schema))
+    .fetch_one(conn)
+    .await
+    .map_err(|e| DbError::Unreachable {
+        url: url.redacted().to_owned(),
+        reason: e.to_string(),
+    })?;
     match current {
         Some(current) if current == schema => Ok(()),
+        None if exists => Err(DbError::NoSchemaUsage {
+            role,
+            schema: schema.to_owned(),
+        }),
         None => Err(DbError::SchemaMissing {
             schema: schema.to_owned(),
         }),
@@ -377,11 +383,25 @@ fn announce_url_parameters(url: &DatabaseUrl) {
         if let Some(schema) = url.schema() {
             tracing::info!("?schema={schema}: tables are read and created in schema {schema}");
         }
-        if !url.ignored_parameters().is_empty() {
+        let (prisma, others): (Vec<&str>, Vec<&str>) = url
+            .ignored_parameters()
+            .iter()
+            .map(String::as_str)
+            .partition(|p| url::PRISMA_POOL_PARAMETERS.contains(p));
+        if !prisma.is_empty() {
             tracing::info!(
                 "ignoring Prisma's own URL parameters: {} (they configure Prisma's pool, not PostgreSQL)",
-                url.ignored_parameters().join(", ")
+                prisma.join(", ")
             );
+        }
+        if !others.is_empty() {
+            tracing::info!(
+                "ignoring the URL parameters {} (paytool keeps one session per run and checks the server it reached)",
+                others.join(", ")
+            );
+        }
+        for translation in &url.tls().translated {
+            tracing::info!("{translation}");
         }
     });
 }

@@ -30,7 +30,7 @@ const DRIVER_PARAMETERS: [&str; 8] = [
 ];
 
 /// Prisma's pool settings: they configure Prisma's own client, not a PostgreSQL session.
-const PRISMA_POOL_PARAMETERS: [&str; 7] = [
+pub(super) const PRISMA_POOL_PARAMETERS: [&str; 7] = [
     "connection_limit",
     "pool_timeout",
     "pgbouncer",
@@ -42,7 +42,7 @@ const PRISMA_POOL_PARAMETERS: [&str; 7] = [
 
 /// libpq settings with no effect on what paytool does (it keeps one session per run and
 /// checks the server it reached itself).
-const LIBPQ_UNUSED_PARAMETERS: [&str; 16] = [
+const LIBPQ_UNUSED_PARAMETERS: [&str; 19] = [
     "target_session_attrs",
     "keepalives",
     "keepalives_idle",
@@ -58,6 +58,9 @@ const LIBPQ_UNUSED_PARAMETERS: [&str; 16] = [
     "sslcrl",
     "sslcrldir",
     "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    "sslcertmode",
+    "sslkeylogfile",
     "load_balance_hosts",
 ];
 
@@ -753,6 +756,16 @@ mod tests {
         ])
         .unwrap();
         assert!(matches!(lax.mode, Some(PgSslMode::Require)));
+        // Prisma's CA without sslaccept: libpq's rule, a root certificate verifies the chain.
+        let ca_only = tls_of(&[("sslmode", "require"), ("sslcert", ca_path)]).unwrap();
+        assert!(matches!(ca_only.mode, Some(PgSslMode::VerifyCa)));
+        let ca_lax = tls_of(&[
+            ("sslmode", "require"),
+            ("sslcert", ca_path),
+            ("sslaccept", "accept_invalid_certs"),
+        ])
+        .unwrap();
+        assert!(matches!(ca_lax.mode, Some(PgSslMode::Require)));
         assert!(tls_of(&[("sslaccept", "maybe")]).is_err());
     }
 

@@ -261,6 +261,13 @@ fn prismas_tls_parameters_verify_when_asked() {
     let strict = format!("sslmode=require&sslcert={ca}&sslaccept=strict&connection_limit=3");
     let (code, stderr) = status(&s.url("localhost", &strict), &[]);
     assert_eq!(code, CONNECTED, "{stderr}");
+    // -v says what paytool made of Prisma's parameters.
+    assert!(
+        stderr.contains("sslaccept=strict: the server's certificate and host name are verified")
+            && stderr.contains("read as Prisma means it")
+            && stderr.contains("ignoring Prisma's own URL parameters: connection_limit"),
+        "{stderr}"
+    );
     let (code, stderr) = status(&s.url("127.0.0.1", &strict), &[]);
     assert_eq!(code, 2, "strict verification is on: {stderr}");
     assert!(stderr.contains("not valid for the host name"), "{stderr}");
@@ -379,6 +386,10 @@ fn no_command_prints_the_password_at_any_verbosity() {
                 String::from_utf8_lossy(&out.stderr)
             );
             assert!(!printed.contains("panicked"), "{args:?}: {printed}");
+            // They reached the server: a URL refused before connecting would prove nothing.
+            if args == ["migrate", "status"] {
+                assert_eq!(out.status.code(), Some(CONNECTED), "{printed}");
+            }
             for secret in &secrets {
                 assert!(
                     !printed.contains(secret.as_str()),

@@ -213,6 +213,37 @@ impl TestDb {
     }
 }
 
+/// A cluster of the test's own (to restart it, or of another major: `bin`, else the suite's
+/// PostgreSQL), removed when the test process ends, with a database `shop` of `orders` legacy
+/// orders.
+pub async fn own_cluster_with_shop(
+    bin: Option<std::path::PathBuf>,
+    prefix: &str,
+    orders: i64,
+) -> (paytool::demo::cluster::TempCluster, TestDb) {
+    use paytool::demo::cluster::TempCluster;
+    let started = match bin {
+        Some(bin) => TempCluster::start_with(bin, prefix, &["max_connections=100"]),
+        None => TempCluster::start(prefix, &["max_connections=100"]),
+    };
+    let mut pg = started.unwrap_or_else(|e| panic!("{prefix} cluster starts: {e}"));
+    pg.keep();
+    spawn_watchdog(pg.bin(), pg.dir(), &pg.data_dir());
+    let mut admin = PgConnection::connect(&pg.url("postgres", None, "postgres"))
+        .await
+        .unwrap();
+    sqlx::raw_sql("CREATE DATABASE shop")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let db = TestDb {
+        name: "shop".to_owned(),
+        url: pg.url("postgres", None, "shop"),
+    };
+    db.seed(orders, false).await;
+    (pg, db)
+}
+
 /// A fresh database whose legacy shop of `orders` orders lives in the schema "Shop", as with
 /// Prisma's `?schema=Shop`; nothing in public. Returns it and a connection whose search_path is
 /// "Shop".

@@ -174,3 +174,113 @@ async fn a_role_without_pg_monitor_still_holds_for_a_vacuum_it_cannot_see() {
     assert_eq!(report["steps"][1]["scanned"], 5, "{report:#}");
     sqlx::raw_sql("COMMIT").execute(&mut vacuum).await.unwrap();
 }
+
+/// The application's role, granted only the legacy tables (no privilege on payments nor on
+/// paytool's schema), edits carts: step 029's triggers, running as their owner, keep totals,
+/// pending payments and the backfill's queue true all the same.
+#[tokio::test]
+async fn an_application_role_without_privileges_on_payments_still_keeps_them_true() {
+    let db = crate::harness::seeded_and_migrated(300).await;
+    let (code, report) = json_run(
+        db.paytool_std()
+            .args([
+                "backfill",
+                "payments",
+                "--format",
+                "json",
+                "--ignore-autovacuum",
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(code, 0, "{report}");
+    let role = format!("app_{}", db.name);
+    let mut admin = db.conn().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {role} LOGIN PASSWORD 'pw';
+         GRANT SELECT, INSERT, UPDATE, DELETE ON orders, order_items, products, users TO {role};"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let may: (bool, bool) = sqlx::query_as(
+        "SELECT has_table_privilege($1, 'payments', 'UPDATE'), has_schema_privilege($1, 'paytool', 'USAGE')",
+    )
+    .bind(&role)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(may, (false, false));
+    let order: String = sqlx::query_scalar(
+        "SELECT o.id FROM orders o JOIN payments p ON p.order_id = o.id
+         WHERE o.status = 'PENDING' AND p.status = 'requires_payment_method'
+           AND (SELECT count(*) FROM order_items i WHERE i.order_id = o.id AND i.label IS NOT NULL) >= 2
+           AND NOT EXISTS (SELECT 1 FROM order_items i WHERE i.order_id = o.id AND i.label IS NULL)
+         ORDER BY o.id LIMIT 1",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    let app = TestDb {
+        name: db.name.clone(),
+        url: cluster().url(&role, Some("pw"), &db.name),
+    };
+    let mut conn = app.conn().await;
+    for statement in [
+        "UPDATE order_items SET quantity = quantity + 1
+         WHERE id = (SELECT min(id) FROM order_items WHERE order_id = $1)",
+        "DELETE FROM order_items WHERE id = (SELECT max(id) FROM order_items WHERE order_id = $1)",
+        "INSERT INTO order_items (id, order_id, product_id, quantity)
+         SELECT 'added-by-app', $1, (SELECT min(id) FROM products WHERE price BETWEEN 1 AND 100), 2",
+        "INSERT INTO orders (id, user_id) SELECT 'new-by-app', (SELECT min(id) FROM users) WHERE $1 <> ''",
+    ] {
+        sqlx::query(statement)
+            .bind(&order)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    let (total, items_total, paid_amount): (i32, i64, i32) = sqlx::query_as(
+        "SELECT o.amount_total_cents, (SELECT sum(subtotal_cents)::bigint FROM order_items WHERE order_id = o.id),
+                p.amount_cents
+         FROM orders o JOIN payments p ON p.order_id = o.id WHERE o.id = $1",
+    )
+    .bind(&order)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(total as i64, items_total);
+    assert_eq!(paid_amount, total);
+    let queued: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM paytool.backfill_order_queue WHERE order_id IN ($1, 'new-by-app') AND state = 'pending'",
+    )
+    .bind(&order)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(queued, 2);
+}
+
+#[tokio::test]
+async fn a_prisma_schema_the_role_may_not_use_is_named_as_such() {
+    let (db, mut conn) = crate::harness::shop_in_schema_shop(20).await;
+    let role = format!("nousage_{}", db.name);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {role} LOGIN PASSWORD 'pw'"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let url = format!("{}?schema=Shop", cluster().url(&role, Some("pw"), &db.name));
+    let out = crate::harness::paytool()
+        .env("DATABASE_URL", url)
+        .args(["migrate", "status"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("may not use the schema Shop") && stderr.contains("GRANT USAGE ON SCHEMA"),
+        "{stderr}"
+    );
+}

@@ -5,26 +5,14 @@ use std::time::Duration;
 
 use sqlx::{Connection, PgConnection};
 
-use crate::harness::{TestDb, backfilled_digest, json_run, spawn_watchdog, wait_for};
+use crate::harness::{TestDb, backfilled_digest, json_run, own_cluster_with_shop, wait_for};
 
 #[tokio::test]
 async fn a_server_restart_in_the_middle_of_a_backfill_costs_a_pause_not_the_run() {
-    let mut pg = paytool::demo::cluster::TempCluster::start("paytool-test-restart-", &[])
-        .expect("a cluster to restart");
-    pg.keep();
-    spawn_watchdog(pg.bin(), pg.dir(), &pg.data_dir());
+    let (pg, db) = own_cluster_with_shop(None, "paytool-test-restart-", 2_000).await;
     let mut admin = PgConnection::connect(&pg.url("postgres", None, "postgres"))
         .await
         .unwrap();
-    sqlx::raw_sql("CREATE DATABASE shop")
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let db = TestDb {
-        name: "shop".to_owned(),
-        url: pg.url("postgres", None, "shop"),
-    };
-    db.seed(2_000, false).await;
     let out = db.paytool_std().args(["migrate", "-q"]).output().unwrap();
     assert!(
         out.status.success(),

@@ -7,9 +7,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use sqlx::{Connection, PgConnection};
+use sqlx::PgConnection;
 
-use crate::harness::{TestDb, json_run, spawn_watchdog};
+use crate::harness::{TestDb, json_run, own_cluster_with_shop};
 
 /// The server programs of `major`, as tests/servers/package.json installs them.
 fn server_bin(major: u32) -> PathBuf {
@@ -25,27 +25,13 @@ fn server_bin(major: u32) -> PathBuf {
 
 /// A throwaway cluster of `major` with a database `shop` of `orders` legacy orders.
 async fn shop_on(major: u32, orders: i64) -> TestDb {
-    let mut pg = paytool::demo::cluster::TempCluster::start_with(
-        server_bin(major),
+    own_cluster_with_shop(
+        Some(server_bin(major)),
         &format!("paytool-test-pg{major}-"),
-        &["max_connections=100"],
+        orders,
     )
-    .unwrap_or_else(|e| panic!("PostgreSQL {major} starts: {e}"));
-    pg.keep();
-    spawn_watchdog(pg.bin(), pg.dir(), &pg.data_dir());
-    let mut admin = PgConnection::connect(&pg.url("postgres", None, "postgres"))
-        .await
-        .unwrap();
-    sqlx::raw_sql("CREATE DATABASE shop")
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let db = TestDb {
-        name: "shop".to_owned(),
-        url: pg.url("postgres", None, "shop"),
-    };
-    db.seed(orders, false).await;
-    db
+    .await
+    .1
 }
 
 fn run(db: &TestDb, args: &[&str]) -> (i32, serde_json::Value) {

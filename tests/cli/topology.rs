@@ -707,6 +707,23 @@ async fn a_standby_whose_replay_is_paused_holds_the_backfill_until_it_catches_up
     assert!(assert_finished_by_itself(&mut main, &report).await > 2_000);
 }
 
+/// [`slow_backfill`], once its worker shows in the status.
+async fn slow_backfill_under_way(
+    db: &crate::harness::TestDb,
+    conn: &mut PgConnection,
+) -> std::process::Child {
+    let child = slow_backfill(db);
+    crate::harness::wait_for(
+        conn,
+        "SELECT count(*) > 0 FROM paytool.backfill_workers WHERE step = $1",
+        "items",
+        "the worker shows in the status",
+        Duration::from_secs(30),
+    )
+    .await;
+    child
+}
+
 /// A backfill slow enough to act on while it runs: batches of 100 rows, 100 ms apart.
 fn slow_backfill(db: &crate::harness::TestDb) -> std::process::Child {
     db.spawn(&[
@@ -725,15 +742,7 @@ fn slow_backfill(db: &crate::harness::TestDb) -> std::process::Child {
 async fn a_second_process_pauses_steers_and_resumes_a_running_backfill() {
     let db = crate::harness::seeded_and_migrated(3000).await;
     let mut conn = db.conn().await;
-    let child = slow_backfill(&db);
-    crate::harness::wait_for(
-        &mut conn,
-        "SELECT count(*) > 0 FROM paytool.backfill_workers WHERE step = $1",
-        "items",
-        "the worker shows in the status",
-        Duration::from_secs(30),
-    )
-    .await;
+    let child = slow_backfill_under_way(&db, &mut conn).await;
     crate::harness::wait_for(
         &mut conn,
         "SELECT rows_done > 0 FROM paytool.backfill_workers WHERE step = $1",
@@ -807,15 +816,7 @@ async fn a_second_process_pauses_steers_and_resumes_a_running_backfill() {
 async fn migrate_down_waits_for_a_running_backfill_and_never_cuts_it() {
     let db = crate::harness::seeded_and_migrated(3000).await;
     let mut conn = db.conn().await;
-    let child = slow_backfill(&db);
-    crate::harness::wait_for(
-        &mut conn,
-        "SELECT count(*) > 0 FROM paytool.backfill_workers WHERE step = $1",
-        "items",
-        "the backfill runs",
-        Duration::from_secs(30),
-    )
-    .await;
+    let child = slow_backfill_under_way(&db, &mut conn).await;
     let out = db
         .paytool_std()
         .args([
