@@ -251,15 +251,21 @@ pub async fn connect(url: Option<&DatabaseUrl>) -> Result<PgConnection, DbError>
         .await;
     own_the_session_timeouts(&mut conn)
         .await
-        .map_err(|e| DbError::Unreachable {
-            url: url.redacted().to_owned(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| session_lost(url, e))?;
     if let Some(schema) = url.schema() {
         use_schema(&mut conn, url, schema).await?;
     }
     announce_url_parameters(url);
     Ok(conn)
+}
+
+/// A statement of the connection's setup failed: the session is gone (or unusable), which may
+/// pass by itself.
+fn session_lost(url: &DatabaseUrl, err: sqlx::Error) -> DbError {
+    DbError::Unreachable {
+        url: url.redacted().to_owned(),
+        reason: err.to_string(),
+    }
 }
 
 /// The PostgreSQL majors paytool runs on (SPEC §7), checked by the test suite.
@@ -277,10 +283,7 @@ async fn require_supported_server(
     )
     .fetch_one(conn)
     .await
-    .map_err(|e| DbError::Unreachable {
-        url: url.redacted().to_owned(),
-        reason: e.to_string(),
-    })?;
+    .map_err(|e| session_lost(url, e))?;
     let major = (number / 10_000) as u32;
     if major < *SUPPORTED_MAJORS.start() {
         return Err(DbError::UnsupportedServer {
@@ -356,10 +359,7 @@ async fn use_schema(
     .bind(url::quote_identifier(schema))
     .fetch_one(conn)
     .await
-    .map_err(|e| DbError::Unreachable {
-        url: url.redacted().to_owned(),
-        reason: e.to_string(),
-    })?;
+    .map_err(|e| session_lost(url, e))?;
     match current {
         Some(current) if current == schema => Ok(()),
         None if exists => Err(DbError::NoSchemaUsage {
