@@ -71,6 +71,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<u8> {
             Ok(output.exit_code())
         }
         Command::Backfill(cli::BackfillCommand::Payments(args)) => {
+            let url = url.ok_or(db::DbError::NoUrl)?;
             let report = backfill::run(&backfill_request(args), url, progress).await?;
             print(&report, format, &mut stdout)?;
             Ok(report.exit_code())
@@ -90,12 +91,17 @@ async fn run_command(cli: Cli) -> anyhow::Result<u8> {
             if !matches!(command, cli::BackfillCommand::Status) {
                 db::require_primary(&mut conn, url, "backfill pause/resume/set").await?;
             }
-            let by = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+            // Who, as the operator's login says; without one (a container, a job), the
+            // database role, which the database then records.
+            let by = std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .ok()
+                .filter(|name| !name.is_empty());
             let report = backfill::control::run(
                 &mut conn,
                 db::display_name(url),
                 &control_request(command),
-                &by,
+                by.as_deref(),
             )
             .await?;
             print(&report, format, &mut stdout)?;

@@ -154,3 +154,23 @@ mod tests {
         );
     }
 }
+
+/// The backfill's three passes (`paytool backfill payments --step`), in the order they run:
+/// item snapshots, order totals, payment rows. Migration steps name the pass they wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackfillStep {
+    Items,
+    Orders,
+    Payments,
+}
+
+impl BackfillStep {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackfillStep::Items => "items",
+            BackfillStep::Orders => "orders",
+            BackfillStep::Payments => "payments",
+        }
+    }
+}

@@ -63,9 +63,8 @@ impl Progress {
 
     fn bar(&self, len: u64, template: &str) -> ProgressBar {
         if !self.enabled {
-            // Drawn nowhere, but with its length: what it counts (position, rate) is what
-            // `backfill status` shows of a run started from a job, without a terminal.
-            return ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
+            // Never read back: what a run counts lives in its own state (backfill's counters).
+            return ProgressBar::hidden();
         }
         let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
         if let Ok(style) = ProgressStyle::with_template(template) {

@@ -217,6 +217,8 @@ impl Throttle {
         loop {
             bar.set_message(format!("{label}: held ({why})"));
             tokio::time::sleep(LOOK_EVERY).await;
+            // A held worker still beats: `backfill status` tells it from a dead one.
+            say_held(conn, worker, Some(&why)).await;
             // Hysteresis: resume only below half of every limit.
             // No batch runs while held: nobody waits for one.
             let still = self.over_limits(conn, table, 0, 0.5).await?;

@@ -22,5 +22,7 @@ CREATE TABLE IF NOT EXISTS paytool.backfill_workers (
     rows_per_second DOUBLE PRECISION,
     held TEXT,
     started_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    heartbeat_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    heartbeat_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- The worker's backend: gone from pg_stat_activity, the worker is dead.
+    pid INTEGER
 );

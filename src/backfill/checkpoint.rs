@@ -12,8 +12,7 @@ INSERT INTO paytool.backfill_checkpoints (step, last_id) VALUES ($1, '')
 ON CONFLICT (step) DO UPDATE
 SET last_id = '', scanned = 0, changed = 0, batches = 0, started_at = now(), updated_at = now(), finished_at = NULL";
 
-/// Runs inside the batch's transaction, so the checkpoint and the batch commit together.
-pub const ADVANCE_SQL: &str = "
+const ADVANCE_SQL: &str = "
 UPDATE paytool.backfill_checkpoints
 SET last_id = $2, scanned = scanned + $3, changed = changed + $4, batches = batches + 1, updated_at = now()
 WHERE step = $1";
@@ -94,5 +93,23 @@ pub async fn last_id(conn: &mut PgConnection, step: &str) -> Result<String, sqlx
 
 pub async fn finish(conn: &mut PgConnection, step: &str) -> Result<(), sqlx::Error> {
     sqlx::query(FINISH_SQL).bind(step).execute(conn).await?;
+    Ok(())
+}
+
+/// In the batch's transaction, so the checkpoint and the batch commit together.
+pub async fn advance(
+    conn: &mut PgConnection,
+    step: &str,
+    last_id: &str,
+    scanned: i64,
+    changed: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(ADVANCE_SQL)
+        .bind(step)
+        .bind(last_id)
+        .bind(scanned)
+        .bind(changed)
+        .execute(conn)
+        .await?;
     Ok(())
 }

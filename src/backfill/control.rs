@@ -8,6 +8,12 @@ use sqlx::{AssertSqlSafe, PgConnection};
 const CONTROL_SQL: &str = include_str!("../../sql/internal/backfill_control.sql");
 const TICK_SQL: &str = include_str!("../../sql/backfill/control_tick.sql");
 const STATUS_SQL: &str = include_str!("../../sql/backfill/control_status.sql");
+const WORKERS_PID_SQL: &str = include_str!("../../sql/internal/backfill_workers_pid.sql");
+
+const HAS_PID_SQL: &str = "
+SELECT EXISTS (SELECT 1 FROM pg_attribute
+               WHERE attrelid = 'paytool.backfill_workers'::regclass AND attname = 'pid'
+                 AND NOT attisdropped)";
 
 const SETTINGS_SQL: &str =
     "SELECT paused, batch_size, pause_ms, target_batch_ms, changed_by, changed_at::TEXT
@@ -25,7 +31,29 @@ pub struct ControlSettings {
     pub changed_at: Option<String>,
 }
 
-/// One running worker, as it last said.
+/// Whether a worker listed by `backfill status` still works (see control_status.sql).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum WorkerState {
+    Running,
+    /// Its database session is closed: killed, crashed, or its connection cut.
+    Gone,
+    /// Its session is open, but it has not said anything for a minute.
+    Silent,
+}
+
+impl WorkerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerState::Running => "running",
+            WorkerState::Gone => "gone",
+            WorkerState::Silent => "silent",
+        }
+    }
+}
+
+/// One worker heard from in the last ten minutes, as it last said.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct WorkerRow {
     pub worker: String,
@@ -37,12 +65,21 @@ pub struct WorkerRow {
     pub held: Option<String>,
     pub seconds_since_heartbeat: i64,
     pub started_at: String,
+    pub state: WorkerState,
+    /// Seconds left in its step at its own rate, while it runs.
+    #[sqlx(skip)]
+    pub eta_seconds: Option<u64>,
 }
 
 impl WorkerRow {
-    /// Seconds left in its step at its current rate.
-    pub fn eta_seconds(&self) -> Option<u64> {
-        let rate = self.rows_per_second.filter(|r| *r > 0.0)?;
+    /// Its own rows per second, while it runs: a dead worker has no rate.
+    pub fn rate(&self) -> Option<f64> {
+        self.rows_per_second
+            .filter(|_| self.state == WorkerState::Running)
+    }
+
+    fn eta(&self) -> Option<u64> {
+        let rate = self.rate().filter(|r| *r > 0.0)?;
         Some(((self.rows_total - self.rows_done).max(0) as f64 / rate) as u64)
     }
 }
@@ -53,7 +90,7 @@ pub struct ControlReport {
     pub database: String,
     pub action: &'static str,
     pub settings: ControlSettings,
-    /// Workers seen in the last minute.
+    /// Workers heard from in the last ten minutes, with their state.
     pub workers: Vec<WorkerRow>,
 }
 
@@ -82,7 +119,23 @@ pub async fn ensure_tables(conn: &mut PgConnection) -> anyhow::Result<()> {
         CONTROL_SQL,
         &["paytool.backfill_control", "paytool.backfill_workers"],
     )
-    .await
+    .await?;
+    let has_pid: bool = sqlx::query_scalar(HAS_PID_SQL)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !has_pid {
+        sqlx::raw_sql(WORKERS_PID_SQL)
+            .execute(&mut *conn)
+            .await
+            .map_err(|err| {
+                anyhow::Error::new(err).context(
+                    "paytool.backfill_workers, made by an earlier paytool, needs a pid column; \
+                     its owner (the role that ran the first backfill) can add it: \
+                     ALTER TABLE paytool.backfill_workers ADD COLUMN pid INTEGER",
+                )
+            })?;
+    }
+    Ok(())
 }
 
 /// This worker's name: host and process id, as in pg_stat_activity's client view.
@@ -135,7 +188,7 @@ pub async fn run(
     conn: &mut PgConnection,
     database: String,
     request: &ControlRequest,
-    by: &str,
+    by: Option<&str>,
 ) -> anyhow::Result<ControlReport> {
     if matches!(request, ControlRequest::Status) {
         // Read-only: it runs on a standby and for a SELECT-only role, and creates nothing.
@@ -187,7 +240,7 @@ pub async fn run(
             sqlx::query(
                 "UPDATE paytool.backfill_control SET batch_size = coalesce($2, batch_size),
                  pause_ms = coalesce($3, pause_ms), target_batch_ms = coalesce($4, target_batch_ms),
-                 changed_by = $1, changed_at = now()",
+                 changed_by = coalesce($1, session_user::TEXT), changed_at = now()",
             )
             .bind(by)
             .bind(set.batch_size)
@@ -199,7 +252,11 @@ pub async fn run(
         }
     };
     let settings = sqlx::query_as(SETTINGS_SQL).fetch_one(&mut *conn).await?;
-    let workers = sqlx::query_as(STATUS_SQL).fetch_all(&mut *conn).await?;
+    let mut workers: Vec<WorkerRow> = sqlx::query_as(STATUS_SQL).fetch_all(&mut *conn).await?;
+    for worker in &mut workers {
+        worker.rows_per_second = worker.rate();
+        worker.eta_seconds = worker.eta();
+    }
     Ok(ControlReport {
         database,
         action,
@@ -208,10 +265,11 @@ pub async fn run(
     })
 }
 
-async fn change(conn: &mut PgConnection, sql: &str, by: &str) -> Result<(), sqlx::Error> {
-    // `sql` is one of this module's constant statements.
+async fn change(conn: &mut PgConnection, sql: &str, by: Option<&str>) -> Result<(), sqlx::Error> {
+    // `sql` is one of this module's constant statements. Without an operator's login, the
+    // database role says who.
     sqlx::query(AssertSqlSafe(format!(
-        "{sql}, changed_by = $1, changed_at = now()"
+        "{sql}, changed_by = coalesce($1, session_user::TEXT), changed_at = now()"
     )))
     .bind(by)
     .execute(conn)

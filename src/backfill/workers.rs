@@ -17,8 +17,12 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection};
 
-use super::{Backfill, Lane, StepDef, StepReport, Tally, control};
-use crate::db::{self, IdType, Key};
+use super::catalogue::StepDef;
+use super::control;
+use super::counters::StepCounters;
+use super::report::{StepReport, Tally};
+use super::runner::{self, Lane, RetryBudget, Runner, Session};
+use crate::db::{self, Key};
 
 const RANGES_SQL: &str = include_str!("../../sql/internal/backfill_ranges.sql");
 const CLAIM_SQL: &str = include_str!("../../sql/backfill/range_claim.sql");
@@ -259,7 +263,7 @@ async fn join_or_cut(
     }))
 }
 
-impl Backfill<'_> {
+impl Runner<'_> {
     /// One step shared with every cooperative worker of every process: generations until one
     /// cut during this run is done (an earlier run's unfinished one is finished first).
     pub(super) async fn run_step_cooperative(
@@ -268,15 +272,19 @@ impl Backfill<'_> {
         step: &StepDef,
         cooperation: Cooperation,
         run_started: DateTime<Utc>,
-        wait: Duration,
     ) -> anyhow::Result<StepReport> {
         let started = Instant::now();
-        let key_type = IdType::of(conn, step.key.0, step.key.1).await?;
+        let main = Session::Main;
         let mut tally = Tally::new(self.batch.first_size());
         let (mut ranges, mut reclaimed) = (0, 0);
         let mut resumed_after = None;
-        while !self.stop.load(Ordering::Relaxed) {
-            let Some(generation) = join_or_cut(conn, step, &self.worker, run_started).await? else {
+        while !self.stopped() {
+            let generation = self
+                .retrying(conn, main, "cutting the step into ranges", async |c| {
+                    join_or_cut(c, step, &self.worker, run_started).await
+                })
+                .await?;
+            let Some(generation) = generation else {
                 break;
             };
             if !generation.current && resumed_after.is_none() {
@@ -288,27 +296,33 @@ impl Backfill<'_> {
                 resumed_after = Some(format!("generation {}", generation.generation));
             }
             let outcomes = self
-                .share_generation(conn, step, key_type, generation, cooperation, wait)
+                .share_generation(conn, step, generation, cooperation)
                 .await?;
             for outcome in outcomes {
+                // The batch size carries over from one generation to the next too.
+                let next_size = outcome.tally.next_size;
                 tally.absorb(outcome.tally);
+                tally.next_size = next_size;
                 ranges += outcome.ranges;
                 reclaimed += outcome.reclaimed;
             }
-            if self.stop.load(Ordering::Relaxed) {
+            if self.stopped() {
                 break;
             }
-            sqlx::query(FINISH_SQL)
-                .bind(step.name)
-                .bind(generation.generation)
-                .execute(&mut *conn)
-                .await?;
+            self.retrying(conn, main, "closing the generation", async |c| {
+                sqlx::query(FINISH_SQL)
+                    .bind(step.name)
+                    .bind(generation.generation)
+                    .execute(c)
+                    .await
+            })
+            .await?;
             if generation.current {
                 break;
             }
         }
         let mut report = self
-            .after_step(conn, step, tally, resumed_after, started)
+            .after_step(conn, main, step, tally, resumed_after, started)
             .await?;
         report.cooperative = true;
         report.workers = cooperation.workers;
@@ -317,31 +331,38 @@ impl Backfill<'_> {
         Ok(report)
     }
 
-    /// This process's workers on one generation, while this connection renews their leases.
+    /// This process's workers on one generation, while the main connection renews their
+    /// leases.
     async fn share_generation(
         &self,
         conn: &mut PgConnection,
         step: &StepDef,
-        key_type: IdType,
         generation: Generation,
         cooperation: Cooperation,
-        wait: Duration,
     ) -> anyhow::Result<Vec<WorkerOutcome>> {
         self.throttle
             .lock()
             .await
             .step_writes(generation.total_rows);
-        let bar = self.progress.rows(step.name, generation.total_rows as u64);
-        let (_, scanned_before) = ranges_left(conn, step, generation).await?;
-        bar.set_position(scanned_before.max(0) as u64);
+        let (_, scanned_before) = self
+            .retrying(conn, Session::Main, "reading the ranges left", async |c| {
+                ranges_left(c, step, generation).await
+            })
+            .await?;
+        let counters = StepCounters::start(
+            &self.progress,
+            step.name,
+            generation.total_rows,
+            scanned_before,
+        );
         let finished = AtomicBool::new(false);
         let workers = async {
             let each = (1..=cooperation.workers).map(|k| {
                 let worker = format!("{}/{k}", self.worker);
-                let bar = bar.clone();
+                let counters = &counters;
                 async move {
                     let outcome = self
-                        .cooperate(step, key_type, generation, &worker, cooperation, wait, &bar)
+                        .cooperate(step, generation, &worker, cooperation, counters)
                         .await;
                     if outcome.is_err() {
                         // The others stop after their batch: the run fails as a whole.
@@ -354,10 +375,10 @@ impl Backfill<'_> {
             finished.store(true, Ordering::Relaxed);
             outcomes
         };
-        let renew = renew_leases(&mut *conn, &self.worker, cooperation.lease, &finished);
+        let renew = self.renew_leases(&mut *conn, cooperation.lease, &finished);
         let (outcomes, ()) = tokio::join!(workers, renew);
-        bar.finish_and_clear();
-        if self.stop.load(Ordering::Relaxed) {
+        counters.finish();
+        if self.stopped() {
             // Given back at once, for the next run not to wait for the leases to run out.
             let _ = sqlx::query(GIVE_BACK_SQL)
                 .bind(&self.worker)
@@ -368,36 +389,44 @@ impl Backfill<'_> {
     }
 
     /// One worker: claim a range, walk it, mark it done, again; then wait until the ranges
-    /// other workers hold are done too.
-    #[allow(clippy::too_many_arguments)]
+    /// other workers hold are done too. Every statement lives under the run's retry policy:
+    /// a restarted server or a terminated backend costs a pause, not the run.
     async fn cooperate(
         &self,
         step: &StepDef,
-        key_type: IdType,
         generation: Generation,
         worker: &str,
         cooperation: Cooperation,
-        wait: Duration,
-        bar: &indicatif::ProgressBar,
+        counters: &StepCounters,
     ) -> anyhow::Result<WorkerOutcome> {
-        let mut conn = db::connect(Some(self.url)).await?;
+        let session = Session::Worker;
+        let mut conn = self.first_connection(session, worker).await?;
+        let key_type = self.key_type(step);
         let mut outcome = WorkerOutcome {
             tally: Tally::new(self.batch.first_size()),
             ranges: 0,
             reclaimed: 0,
         };
         let mut said_waiting = false;
-        while !self.stop.load(Ordering::Relaxed) {
-            let claimed: Option<Claimed> = sqlx::query_as(CLAIM_SQL)
-                .bind(step.name)
-                .bind(generation.generation)
-                .bind(&self.worker)
-                .bind(worker)
-                .bind(cooperation.lease.as_millis() as i64)
-                .fetch_optional(&mut conn)
+        while !self.stopped() {
+            let claimed: Option<Claimed> = self
+                .retrying(&mut conn, session, "claiming a range", async |c| {
+                    sqlx::query_as(CLAIM_SQL)
+                        .bind(step.name)
+                        .bind(generation.generation)
+                        .bind(&self.worker)
+                        .bind(worker)
+                        .bind(cooperation.lease.as_millis() as i64)
+                        .fetch_optional(c)
+                        .await
+                })
                 .await?;
             let Some(claimed) = claimed else {
-                let (left, _) = ranges_left(&mut conn, step, generation).await?;
+                let (left, _) = self
+                    .retrying(&mut conn, session, "reading the ranges left", async |c| {
+                        ranges_left(c, step, generation).await
+                    })
+                    .await?;
                 if left == 0 {
                     break;
                 }
@@ -412,8 +441,8 @@ impl Backfill<'_> {
                     worker,
                     step: step.name,
                     position: None,
-                    rows_done: bar.position() as i64,
-                    rows_total: bar.length().unwrap_or(0) as i64,
+                    rows_done: counters.done(),
+                    rows_total: counters.total(),
                     rows_per_second: 0.0,
                     held: Some(format!("waiting for {left} range(s) of other workers")),
                 };
@@ -423,7 +452,7 @@ impl Backfill<'_> {
             };
             if claimed.reclaimed {
                 tracing::warn!(
-                    "{worker}: step {}: range {} was claimed before and not finished (a stopped or dead worker); resuming it after {:?}",
+                    "{worker}: step {}: range {} was claimed before and its lease ran out (a dead or stuck worker); resuming it after {:?}",
                     step.name,
                     claimed.range_no,
                     claimed.last_id
@@ -449,25 +478,76 @@ impl Backfill<'_> {
             let lane = Lane {
                 worker,
                 range: Some(range),
+                counters,
             };
-            self.walk(
-                &mut conn,
-                step,
-                (&from, &to),
-                wait,
-                &mut outcome.tally,
-                bar,
-                &lane,
-            )
-            .await?;
-            if self.stop.load(Ordering::Relaxed) {
+            self.walk(&mut conn, step, (&from, &to), &mut outcome.tally, &lane)
+                .await?;
+            if self.stopped() {
                 break;
             }
-            range.done(&mut conn).await?;
+            self.retrying(&mut conn, session, "marking a range done", async |c| {
+                range.done(c).await
+            })
+            .await?;
             outcome.ranges += 1;
         }
         control::leave(&mut conn, worker).await;
         Ok(outcome)
+    }
+
+    /// A worker's first connection, under the same retry policy as the ones after it: the
+    /// server may be restarting just as the worker starts.
+    async fn first_connection(
+        &self,
+        session: Session,
+        worker: &str,
+    ) -> anyhow::Result<PgConnection> {
+        let mut budget = RetryBudget::new(self.max_retries);
+        loop {
+            match self.connect(session).await {
+                Ok(conn) => return Ok(conn),
+                Err(err) if runner::is_unreachable(&err) => {
+                    let delay = budget
+                        .failed(&format!("{worker}: connecting"), &format_args!("{err:#}"))?;
+                    tracing::warn!(
+                        "{worker}: cannot connect yet ({err:#}); retry in {}",
+                        crate::human::duration(delay)
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Renews this process's leases four times per lease until `finished`. A failed renewal
+    /// is said and tried again, on a connection made again if it was lost: the leases last
+    /// long enough for a few.
+    async fn renew_leases(&self, conn: &mut PgConnection, lease: Duration, finished: &AtomicBool) {
+        let every = lease / 4;
+        let mut last = Instant::now();
+        while !finished.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if last.elapsed() < every {
+                continue;
+            }
+            last = Instant::now();
+            let renewed = sqlx::query(RENEW_SQL)
+                .bind(&self.worker)
+                .bind(lease.as_millis() as i64)
+                .execute(&mut *conn)
+                .await;
+            let Err(err) = renewed else {
+                continue;
+            };
+            tracing::warn!("could not renew the workers' leases ({err}); trying again");
+            if db::is_connection_lost(&err) {
+                match self.connect(Session::Main).await {
+                    Ok(fresh) => *conn = fresh,
+                    Err(again) => tracing::warn!("cannot reconnect yet ({again:#})"),
+                }
+            }
+        }
     }
 }
 
@@ -481,31 +561,4 @@ async fn ranges_left(
         .bind(generation.generation)
         .fetch_one(conn)
         .await
-}
-
-/// Renews this process's leases four times per lease until `finished`. A failed renewal is
-/// said and tried again: the leases last long enough for a few.
-async fn renew_leases(
-    conn: &mut PgConnection,
-    process: &str,
-    lease: Duration,
-    finished: &AtomicBool,
-) {
-    let every = lease / 4;
-    let mut last = Instant::now();
-    while !finished.load(Ordering::Relaxed) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if last.elapsed() < every {
-            continue;
-        }
-        last = Instant::now();
-        if let Err(err) = sqlx::query(RENEW_SQL)
-            .bind(process)
-            .bind(lease.as_millis() as i64)
-            .execute(&mut *conn)
-            .await
-        {
-            tracing::warn!("could not renew the workers' leases ({err}); trying again");
-        }
-    }
 }

@@ -10,6 +10,7 @@ use super::preflight::{self, PreflightReport};
 use super::steps::{Phase, Step, StepKind};
 use super::{LockPolicy, MIGRATE_LOCK, MigrateError, Timeouts};
 use crate::db::{self, IdType, IndexState, Key};
+use crate::domain::BackfillStep;
 use crate::progress::Progress;
 use crate::throttle::Throttle;
 
@@ -152,20 +153,18 @@ pub async fn apply(
     Ok(finish(report, started))
 }
 
-/// The steps of [`Phase::AfterBackfill`] among `versions` that are not applied yet, run by
-/// `paytool backfill payments` once the steps they serve completed a full pass. Under the
-/// migrate lock (waiting up to `wait`), with paytool's default lock policy.
+/// The steps of [`Phase::AfterBackfill`] that wait for one of `passes` and are not applied yet,
+/// run by `paytool backfill payments` once those passes completed. Under the migrate lock
+/// (waiting up to `wait`), with paytool's default lock policy.
 pub async fn apply_after_backfill(
     conn: &mut PgConnection,
-    versions: &[i32],
+    passes: &[BackfillStep],
     wait: Duration,
     progress: &Progress,
 ) -> anyhow::Result<Vec<StepRun>> {
+    let waits_for_passes = |s: &Step| s.after_pass.is_some_and(|pass| passes.contains(&pass));
     let statuses = super::current_statuses(conn).await?;
-    let pending: Vec<&Step> = super::pending_steps(&statuses, Phase::AfterBackfill)
-        .filter(|s| versions.contains(&s.version))
-        .collect();
-    if pending.is_empty() {
+    if !super::pending_steps(&statuses, Phase::AfterBackfill).any(waits_for_passes) {
         return Ok(Vec::new());
     }
     let policy = LockPolicy {
@@ -173,6 +172,18 @@ pub async fn apply_after_backfill(
         ..LockPolicy::default()
     };
     MIGRATE_LOCK.acquire(conn, policy.wait).await?;
+    // Read again under the lock: a cooperative peer may have built them while this process
+    // waited, and only one of them may say it did.
+    let statuses = match super::current_statuses(conn).await {
+        Ok(statuses) => statuses,
+        Err(err) => {
+            MIGRATE_LOCK.release(conn).await?;
+            return Err(err);
+        }
+    };
+    let pending: Vec<&Step> = super::pending_steps(&statuses, Phase::AfterBackfill)
+        .filter(|s| waits_for_passes(s))
+        .collect();
     let mut runs = Vec::new();
     for step in pending {
         let run = run_step(conn, step, &policy, 0, progress).await;

@@ -335,8 +335,16 @@ fn watched(policy: &LockPolicy, url: Option<&DatabaseUrl>) -> LockPolicy {
 
 /// The embedded steps compared with the history; refuses histories from a newer paytool.
 pub async fn current_statuses(conn: &mut PgConnection) -> anyhow::Result<Vec<StepStatus>> {
+    let orders_id = IdType::of(conn, "orders", "id").await?;
+    statuses_for(conn, orders_id).await
+}
+
+async fn statuses_for(
+    conn: &mut PgConnection,
+    orders_id: IdType,
+) -> anyhow::Result<Vec<StepStatus>> {
     let rows = history::load(conn).await?;
-    let steps = steps::steps_for(IdType::of(conn, "orders", "id").await?);
+    let steps = steps::steps_for(orders_id);
     let (statuses, unknown) = history::compare(steps, &rows);
     if !unknown.is_empty() {
         let names: Vec<String> = unknown
@@ -348,17 +356,27 @@ pub async fn current_statuses(conn: &mut PgConnection) -> anyhow::Result<Vec<Ste
     Ok(statuses)
 }
 
+/// What the commands that read or write the payment schema need to know of a migrated
+/// database, worked out once by [`require_migrated`].
+#[derive(Debug, Clone, Copy)]
+pub struct Migrated {
+    /// The type of orders.id, and so of every key that names an order.
+    pub orders_id: IdType,
+}
+
 /// Refuses a database on which `paytool migrate` has not finished (the cleanup may be pending):
-/// the commands that read or write the payment schema need all of it.
-pub async fn require_migrated(conn: &mut PgConnection) -> anyhow::Result<()> {
+/// the commands that read or write the payment schema need all of it. Checks the legacy
+/// schema first.
+pub async fn require_migrated(conn: &mut PgConnection) -> anyhow::Result<Migrated> {
     db::require_legacy_schema(conn).await?;
-    let statuses = current_statuses(conn).await?;
+    let orders_id = IdType::of(conn, "orders", "id").await?;
+    let statuses = statuses_for(conn, orders_id).await?;
     let pending = pending_steps(&statuses, Phase::Migrate).count();
     if pending > 0 {
         let total = steps::steps_of(Phase::Migrate).count();
         return Err(MigrateError::NotMigrated { pending, total }.into());
     }
-    Ok(())
+    Ok(Migrated { orders_id })
 }
 
 /// The steps of `phase` not applied yet, in the order they run.

@@ -7,6 +7,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::db::IdType;
+use crate::domain::BackfillStep;
 
 /// How a step is executed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -100,6 +101,9 @@ pub struct Step {
     /// they could run on (Liquibase's validCheckSum): a database that applied one of them is
     /// not in drift.
     pub earlier_checksums: &'static [&'static str],
+    /// For a step of [`Phase::AfterBackfill`]: the backfill pass whose first complete run
+    /// builds it.
+    pub after_pass: Option<BackfillStep>,
 }
 
 impl Step {
@@ -158,6 +162,20 @@ pub fn checksum(sql: &str) -> String {
 }
 
 macro_rules! step {
+    (after_pass: $pass:expr, $version:expr, $file:literal, $kind:expr, $table:literal, $lock:expr, $note:expr) => {
+        Step {
+            after_pass: Some($pass),
+            ..step!(
+                Phase::AfterBackfill,
+                $version,
+                $file,
+                $kind,
+                $table,
+                $lock,
+                $note
+            )
+        }
+    };
     ($version:expr, $file:literal, $kind:expr, $table:literal, $lock:expr, $note:expr, earlier: $earlier:expr) => {
         Step {
             earlier_checksums: $earlier,
@@ -178,6 +196,7 @@ macro_rules! step {
             lock: $lock,
             note: $note,
             earlier_checksums: &[],
+            after_pass: None,
         }
     };
 }
@@ -418,7 +437,7 @@ pub const STEPS: &[Step] = &[
         )
     ),
     step!(
-        Phase::AfterBackfill,
+        after_pass: BackfillStep::Items,
         27,
         "027_order_items_pending_snapshot_index",
         ConcurrentIndex {
@@ -433,7 +452,7 @@ pub const STEPS: &[Step] = &[
         )
     ),
     step!(
-        Phase::AfterBackfill,
+        after_pass: BackfillStep::Orders,
         28,
         "028_orders_pending_total_index",
         ConcurrentIndex {

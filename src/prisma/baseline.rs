@@ -58,7 +58,7 @@ pub async fn baseline(
     {
         return Err(PrismaError::BadName(request.name.clone()).into());
     }
-    crate::migrate::require_migrated(conn).await?;
+    let migrated = crate::migrate::require_migrated(conn).await?;
     let statuses = crate::migrate::current_statuses(conn).await?;
     let pending_cleanup: Vec<i32> = crate::migrate::pending_steps(&statuses, Phase::Cleanup)
         .map(|s| s.version)
@@ -68,7 +68,7 @@ pub async fn baseline(
     let suffix = format!("_{}", request.name);
     let ours = existing.iter().find(|m| m.ends_with(&suffix)).cloned();
     let earlier = existing.iter().any(|m| !m.ends_with(&suffix));
-    let id_type = IdType::of(conn, "orders", "id").await?;
+    let id_type = migrated.orders_id;
     if !earlier && id_type != IdType::Text {
         return Err(PrismaError::NoLegacyMigration { dir: dir.clone() }.into());
     }

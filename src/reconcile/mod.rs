@@ -135,9 +135,7 @@ pub async fn run(
     if args.apply {
         db::require_primary(&mut conn, url, "reconcile --apply").await?;
     }
-    db::require_legacy_schema(&mut conn).await?;
-    crate::migrate::require_migrated(&mut conn).await?;
-    let id_type = IdType::of(&mut conn, "orders", "id").await?;
+    let id_type = crate::migrate::require_migrated(&mut conn).await?.orders_id;
     let stripe = args.stripe.client(key).map_err(ReconcileError::from)?;
     let orders = load_orders(&mut conn, &window, id_type).await?;
     let stripe_window = stripe_window(&window, &orders);

@@ -23,7 +23,10 @@ impl Render for BackfillReport {
                     step.workers,
                     match step.ranges_reclaimed {
                         0 => String::new(),
-                        n => format!(", {} taken over from a stopped worker", count(n as i64)),
+                        n => format!(
+                            ", {} taken over after their lease ran out (a dead or hung worker)",
+                            count(n as i64)
+                        ),
                     }
                 )?;
                 if let Some(generation) = &step.resumed_after {

@@ -36,25 +36,26 @@ impl Render for ControlReport {
         if self.workers.is_empty() {
             return writeln!(
                 out,
-                "No backfill is running (none seen in the last minute)."
+                "No backfill is running (none heard from in the last ten minutes)."
             );
         }
         let mut grid = Grid::new(&[
-            "worker", "step", "done", "rows/s", "ETA", "held", "position",
+            "worker", "state", "step", "done", "rows/s", "ETA", "held", "position",
         ])
         .prose(&["held"])
         .optional(&["position"]);
         for w in &self.workers {
             grid.add_row(vec![
                 w.worker.clone(),
+                w.state.as_str().to_owned(),
                 w.step.clone(),
                 format!(
                     "{}/{}",
                     grouped(w.rows_done as u64),
                     grouped(w.rows_total as u64)
                 ),
-                w.rows_per_second.map_or("-".into(), |r| grouped(r as u64)),
-                w.eta_seconds().map_or("-".into(), |s| {
+                w.rate().map_or("-".into(), |r| grouped(r as u64)),
+                w.eta_seconds.map_or("-".into(), |s| {
                     humantime::format_duration(std::time::Duration::from_secs(s)).to_string()
                 }),
                 w.held.clone().unwrap_or_else(|| "-".into()),

@@ -432,3 +432,28 @@ pub async fn backfilled_digest(conn: &mut PgConnection) -> String {
     .await
     .expect("digest")
 }
+
+/// Rows the backfill has committed so far: snapshots taken plus payments made.
+pub async fn committed(conn: &mut PgConnection) -> i64 {
+    sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM order_items WHERE label IS NOT NULL)
+              + (SELECT count(*) FROM payments)",
+    )
+    .fetch_one(conn)
+    .await
+    .unwrap()
+}
+
+/// The held run ended by itself with every payment made; returns how many.
+pub async fn assert_finished_by_itself(conn: &mut PgConnection, report: &serde_json::Value) -> i64 {
+    let payments: i64 = sqlx::query_scalar("SELECT count(*) FROM payments")
+        .fetch_one(conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        report["steps"][2]["changed"].as_i64().unwrap(),
+        payments,
+        "it finished by itself: {report:#}"
+    );
+    payments
+}

@@ -1,4 +1,4 @@
-//! How big the next batch is: a pure function of the last one.
+//! The batch optimizer: how big the next batch is, a pure function of the last one.
 
 use std::time::Duration;
 

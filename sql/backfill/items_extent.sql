@@ -1,0 +1,4 @@
+-- The items step's pending rows when it starts: how many, and the largest key (the run stops
+-- there; rows the application adds later are left whole for the next run).
+SELECT (SELECT count(*) FROM order_items WHERE label IS NULL),
+       (SELECT id::TEXT FROM order_items WHERE label IS NULL ORDER BY id DESC LIMIT 1)

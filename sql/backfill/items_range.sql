@@ -1,0 +1,8 @@
+-- The next batch of pending items: (last key, rows) of the next $2 keys after $1 (NULL: from
+-- the first), up to $3. $1 and $3 are bound with the key column's type, text or uuid; the last
+-- key comes back as text, taken with ORDER BY because uuid has no max(). Through the partial
+-- index of the pending items (migrate step 027): a catch-up reads almost nothing.
+WITH batch AS (
+    SELECT id FROM order_items WHERE label IS NULL AND ($1 IS NULL OR id > $1) AND id <= $3
+    ORDER BY id LIMIT $2)
+SELECT (SELECT id::TEXT FROM batch ORDER BY id DESC LIMIT 1), (SELECT count(*) FROM batch)

@@ -1,0 +1,93 @@
+//! The backfill's three steps and their SQL (in `sql/backfill/`), in the order they run: what
+//! each writes, which key it walks, and the statements that find and do its work.
+
+use super::BackfillStep;
+
+/// The column whose type a step's keys have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum KeyedBy {
+    /// order_items.id.
+    ItemIds,
+    /// orders.id (the queues are keyed by order).
+    OrderIds,
+}
+
+/// One step and its SQL.
+pub(super) struct StepDef {
+    pub step: BackfillStep,
+    pub name: &'static str,
+    /// The table the step writes, analyzed once it changed rows: the next step reads it.
+    pub writes: &'static str,
+    /// Whose ids the step's keys are: their type (text or uuid) is resolved once per run.
+    pub keyed_by: KeyedBy,
+    /// Pending row count and largest pending key, when the step starts.
+    pub extent_sql: &'static str,
+    /// The next batch: (last key, rows) of the next $2 keys after $1, up to $3.
+    pub range_sql: &'static str,
+    pub batch_sql: &'static str,
+    pub unresolved_sql: &'static str,
+    /// Every $1-th pending key and the last one, in order, as text, each with the number of
+    /// pending keys: where cooperative workers' ranges end.
+    pub boundaries_sql: &'static str,
+}
+
+macro_rules! step_sql {
+    ($step:literal, $part:literal) => {
+        include_str!(concat!("../../sql/backfill/", $step, "_", $part, ".sql"))
+    };
+}
+
+macro_rules! step_def {
+    ($step:expr, $name:literal, writes: $writes:literal, keyed_by: $keyed_by:expr) => {
+        StepDef {
+            step: $step,
+            name: $name,
+            writes: $writes,
+            keyed_by: $keyed_by,
+            extent_sql: step_sql!($name, "extent"),
+            range_sql: step_sql!($name, "range"),
+            batch_sql: step_sql!($name, "batch"),
+            unresolved_sql: step_sql!($name, "unresolved"),
+            boundaries_sql: step_sql!($name, "boundaries"),
+        }
+    };
+}
+
+pub(super) const STEPS: [StepDef; 3] = [
+    step_def!(BackfillStep::Items, "items", writes: "order_items", keyed_by: KeyedBy::ItemIds),
+    // The order queue: what the application inserted or changed since the last run (fed by
+    // migrate's triggers), and once every order not totalled yet, never the orders settled.
+    step_def!(
+        BackfillStep::Orders,
+        "orders",
+        writes: "orders",
+        keyed_by: KeyedBy::OrderIds
+    ),
+    step_def!(
+        BackfillStep::Payments,
+        "payments",
+        writes: "payments",
+        keyed_by: KeyedBy::OrderIds
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_run_in_the_order_each_reads_what_the_one_before_wrote() {
+        let order: Vec<BackfillStep> = STEPS.iter().map(|s| s.step).collect();
+        assert_eq!(
+            order,
+            [
+                BackfillStep::Items,
+                BackfillStep::Orders,
+                BackfillStep::Payments
+            ]
+        );
+        for step in &STEPS {
+            assert_eq!(step.name, step.step.name());
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! What a backfill run reports, and the tally its batches keep to make it.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::exit;
+use crate::throttle;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Unresolved {
+    pub reason: String,
+    pub rows: i64,
+    pub sample: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StepReport {
+    pub step: &'static str,
+    /// Rows of the step's table read by this run.
+    pub scanned: i64,
+    /// Rows written (items snapshotted, orders totalled, payments inserted); with --dry-run,
+    /// rows that would be.
+    pub changed: i64,
+    /// Scanned rows that needed nothing (already done) and are not unresolved.
+    pub skipped: i64,
+    /// Rows that cannot be resolved, in the whole table, after this run.
+    pub unresolved: i64,
+    pub unresolved_by_reason: Vec<Unresolved>,
+    pub duration_ms: u64,
+    pub rows_per_second: u64,
+    pub batches: u64,
+    pub longest_batch_ms: u64,
+    /// Median batch duration.
+    pub p50_batch_ms: u64,
+    /// 95th percentile of the batch durations: the usual worst, where `longest_batch_ms` may
+    /// be one outlier (a checkpoint, a cold page).
+    pub p95_batch_ms: u64,
+    pub last_batch_size: i64,
+    /// Batches retried after a lock timeout, deadlock, serialization failure or lost
+    /// connection, and statements between batches retried after a lost connection.
+    pub retries: u32,
+    /// The key this run resumed after, when an earlier run had stopped part-way (with
+    /// --workers: the generation of ranges it finished).
+    pub resumed_after: Option<String>,
+    /// Run with --workers: shared with other workers through ranges of keys.
+    pub cooperative: bool,
+    /// Workers of this process (--workers; 1 without it).
+    pub workers: u32,
+    /// Ranges this process's workers finished (--workers only).
+    pub ranges: u64,
+    /// Of those, ranges another worker had claimed and not finished (a dead or stopped one).
+    pub ranges_reclaimed: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackfillReport {
+    pub database: String,
+    pub dry_run: bool,
+    pub strict: bool,
+    /// Rounds run: 1, or with --follow as many as ran until interrupted.
+    pub rounds: u64,
+    pub steps: Vec<StepReport>,
+    /// Partial indexes of the pending rows this run built once its first complete pass was
+    /// done (migrate's after-backfill steps).
+    pub indexes_built: Vec<&'static str>,
+    /// Why those indexes could not be built this time (the migrate lock held by a long
+    /// migration, a lock never obtained): the backfill itself is done, the next run tries again.
+    pub indexes_not_built: Option<String>,
+    /// Time held per health signal (throttling), every signal that held at least once.
+    pub held: BTreeMap<&'static str, throttle::Held>,
+    /// Stopped by Ctrl-C or SIGTERM before the end (not in --follow, where that is the end).
+    pub interrupted: bool,
+}
+
+impl BackfillReport {
+    pub(super) fn new(database: String, dry_run: bool, strict: bool) -> Self {
+        BackfillReport {
+            database,
+            dry_run,
+            strict,
+            rounds: 1,
+            steps: Vec::new(),
+            indexes_built: Vec::new(),
+            indexes_not_built: None,
+            held: BTreeMap::new(),
+            interrupted: false,
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        let unresolved = self.steps.iter().any(|s| s.unresolved > 0);
+        if self.interrupted {
+            exit::RUNTIME_FAILURE
+        } else if self.strict && unresolved {
+            exit::PROBLEMS_FOUND
+        } else {
+            exit::OK
+        }
+    }
+}
+
+/// Adds one round's step reports to the totals: counts add up, the worst batch stays, the
+/// unresolved rows are those of the last round.
+pub(super) fn merge_round(totals: &mut Vec<StepReport>, round: Vec<StepReport>) {
+    for step in round {
+        match totals.iter_mut().find(|t| t.step == step.step) {
+            None => totals.push(step),
+            Some(total) => {
+                let duration_ms = total.duration_ms + step.duration_ms;
+                let scanned = total.scanned + step.scanned;
+                if step.batches > total.batches {
+                    total.p50_batch_ms = step.p50_batch_ms;
+                }
+                total.p95_batch_ms = total.p95_batch_ms.max(step.p95_batch_ms);
+                total.longest_batch_ms = total.longest_batch_ms.max(step.longest_batch_ms);
+                total.scanned = scanned;
+                total.changed += step.changed;
+                total.skipped += step.skipped;
+                total.batches += step.batches;
+                total.retries += step.retries;
+                total.last_batch_size = step.last_batch_size;
+                total.ranges += step.ranges;
+                total.ranges_reclaimed += step.ranges_reclaimed;
+                total.duration_ms = duration_ms;
+                total.rows_per_second = rate(scanned, Duration::from_millis(duration_ms));
+                total.unresolved = step.unresolved;
+                total.unresolved_by_reason = step.unresolved_by_reason;
+            }
+        }
+    }
+}
+
+/// `round 3 in 38 ms: items +12, orders +4, payments +4; 14 unresolved; next round in 5s`
+pub(super) fn round_line(
+    round: u64,
+    steps: &[StepReport],
+    took: Duration,
+    interval: Duration,
+) -> String {
+    let changed: Vec<String> = steps
+        .iter()
+        .map(|s| format!("{} +{}", s.step, s.changed))
+        .collect();
+    let unresolved: i64 = steps.iter().map(|s| s.unresolved).sum();
+    format!(
+        "round {round} in {} ms: {}; {unresolved} unresolved; next round in {} (Ctrl-C stops)",
+        took.as_millis(),
+        changed.join(", "),
+        humantime::format_duration(interval)
+    )
+}
+
+/// What a step's batches did, as they go; one per worker, absorbed into the step's at its end.
+pub(super) struct Tally {
+    pub scanned: i64,
+    pub changed: i64,
+    pub retries: u32,
+    pub last_batch_size: i64,
+    /// The size of this worker's next batch: it carries from one range to the next, so a
+    /// cooperative worker does not start over from the initial size at every range.
+    pub next_size: i64,
+    batch_ms: Vec<u64>,
+}
+
+impl Tally {
+    pub fn new(first_size: i64) -> Self {
+        Tally {
+            scanned: 0,
+            changed: 0,
+            retries: 0,
+            last_batch_size: first_size,
+            next_size: first_size,
+            batch_ms: Vec::new(),
+        }
+    }
+
+    /// Another worker's tally of the same step.
+    pub fn absorb(&mut self, other: Tally) {
+        self.scanned += other.scanned;
+        self.changed += other.changed;
+        self.retries += other.retries;
+        self.last_batch_size = other.last_batch_size;
+        self.batch_ms.extend(other.batch_ms);
+    }
+
+    pub fn batch(&mut self, scanned: i64, changed: i64, size: i64, elapsed: Duration) {
+        self.scanned += scanned;
+        self.changed += changed;
+        self.last_batch_size = size;
+        self.batch_ms.push(elapsed.as_millis() as u64);
+    }
+
+    pub fn into_report(
+        mut self,
+        step: &'static str,
+        resumed_after: Option<String>,
+        unresolved_by_reason: Vec<Unresolved>,
+        started: Instant,
+    ) -> StepReport {
+        let unresolved: i64 = unresolved_by_reason.iter().map(|u| u.rows).sum();
+        StepReport {
+            step,
+            scanned: self.scanned,
+            changed: self.changed,
+            skipped: (self.scanned - self.changed - unresolved).max(0),
+            unresolved,
+            unresolved_by_reason,
+            duration_ms: started.elapsed().as_millis() as u64,
+            rows_per_second: rate(self.scanned, started.elapsed()),
+            batches: self.batch_ms.len() as u64,
+            longest_batch_ms: self.batch_ms.iter().copied().max().unwrap_or(0),
+            p50_batch_ms: percentile(&mut self.batch_ms, 0.50),
+            p95_batch_ms: percentile(&mut self.batch_ms, 0.95),
+            last_batch_size: self.last_batch_size,
+            retries: self.retries,
+            resumed_after,
+            cooperative: false,
+            workers: 1,
+            ranges: 0,
+            ranges_reclaimed: 0,
+        }
+    }
+}
+
+fn percentile(values: &mut [u64], p: f64) -> u64 {
+    if values.is_empty() {
+        return 0;
+    }
+    values.sort_unstable();
+    let index = ((values.len() - 1) as f64 * p).round() as usize;
+    values[index]
+}
+
+pub(super) fn rate(rows: i64, elapsed: Duration) -> u64 {
+    let secs = elapsed.as_secs_f64();
+    if secs > 0.0 {
+        (rows as f64 / secs) as u64
+    } else {
+        0
+    }
+}
