@@ -388,6 +388,7 @@ pub enum Expected<'a> {
     Prisma(&'a prisma::PrismaError),
     Seed(&'a seed::SeedError),
     Cluster(&'a demo::cluster::ClusterError),
+    Demo(&'a demo::DemoError),
     Format(&'a UnsupportedFormat),
 }
 
@@ -431,6 +432,9 @@ impl<'a> Expected<'a> {
         if let Some(e) = cause.downcast_ref() {
             return Some(Expected::Cluster(e));
         }
+        if let Some(e) = cause.downcast_ref() {
+            return Some(Expected::Demo(e));
+        }
         cause.downcast_ref().map(Expected::Format)
     }
 
@@ -447,6 +451,7 @@ impl<'a> Expected<'a> {
             Expected::Prisma(e) => e.exit_code(),
             Expected::Seed(e) => e.exit_code(),
             Expected::Cluster(e) => e.exit_code(),
+            Expected::Demo(e) => e.exit_code(),
             Expected::Format(_) => exit::USAGE,
         }
     }

@@ -2,8 +2,8 @@
 -- with the type of orders.id, text or uuid).
 -- Refunds are summarised per payment (pending and succeeded count as refunded).
 SELECT o.id::TEXT AS id, o.status::TEXT AS status, o.amount_total_cents::BIGINT AS amount_total_cents,
-       o.currency, o.stripe_payment_intent_id, o.paid_at, o.created_at,
-       p.id::TEXT AS payment_id, p.status AS payment_status, p.amount_cents::BIGINT AS payment_amount_cents,
+       o.currency, o.stripe_payment_intent_id, o.created_at,
+       p.id::TEXT AS payment_id, p.status AS payment_status,
        p.stripe_payment_intent_id AS payment_intent_id, p.succeeded_at, p.last_error_code,
        coalesce(r.ids, '{}') AS refund_ids, coalesce(r.refunded, 0)::BIGINT AS refunded_cents
 FROM orders AS o

@@ -31,7 +31,9 @@ use thiserror::Error;
 
 pub use crate::domain::BackfillStep;
 pub use optimizer::BatchPolicy;
-pub use report::{BackfillReport, StepReport, Unresolved};
+pub use report::BackfillReport;
+#[cfg(test)]
+pub use report::{StepReport, Unresolved};
 pub use workers::Cooperation;
 
 use catalogue::{STEPS, StepDef};

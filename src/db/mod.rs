@@ -23,7 +23,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// SQLSTATEs callers branch on.
 pub mod sqlstate {
     pub const LOCK_NOT_AVAILABLE: &str = "55P03";
-    pub const QUERY_CANCELED: &str = "57014";
     pub const SERIALIZATION_FAILURE: &str = "40001";
     pub const DEADLOCK_DETECTED: &str = "40P01";
     pub const UNIQUE_VIOLATION: &str = "23505";

@@ -29,6 +29,18 @@ pub enum DemoError {
     Interrupted,
 }
 
+impl DemoError {
+    /// A stage that went otherwise than the demo expects is a failure of the demo (3), as is
+    /// an interruption: neither is a finding about the user's data.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            DemoError::UnexpectedExit { .. } | DemoError::Interrupted => {
+                crate::exit::RUNTIME_FAILURE
+            }
+        }
+    }
+}
+
 /// One stage: a header, the command, the exit code that means it went as the demo expects.
 struct Stage {
     title: &'static str,

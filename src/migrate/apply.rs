@@ -118,8 +118,7 @@ pub async fn apply(
         return Ok(finish(report, started));
     }
 
-    let versions: Vec<i32> = pending.iter().map(|s| s.version).collect();
-    report.preflight = preflight::run(conn, &versions, watch).await?;
+    report.preflight = preflight::run(conn, &pending, watch).await?;
     if !report.preflight.passed() {
         report.outcome = match phase {
             Phase::Migrate | Phase::AfterBackfill => ApplyOutcome::RefusedDirtyData,
@@ -510,8 +509,6 @@ fn translate_unique_violation(err: anyhow::Error, index: &'static str) -> anyhow
     }
 }
 
-const BATCH_PROGRESS_SQL: &str = "SELECT count(*) FROM orders WHERE status_new IS NULL";
-
 async fn run_batches(
     conn: &mut PgConnection,
     step: &Step,
@@ -522,11 +519,12 @@ async fn run_batches(
 ) -> anyhow::Result<(i64, u32, Option<String>)> {
     timeouts.set(conn, db::Scope::Session).await?;
     db::set_batch_planner(conn, false).await?;
-    let remaining: i64 = sqlx::query_scalar(BATCH_PROGRESS_SQL)
-        .fetch_one(&mut *conn)
-        .await?;
+    let remaining: i64 = match step.remaining_sql {
+        Some(sql) => sqlx::query_scalar(sql).fetch_one(&mut *conn).await?,
+        None => 0,
+    };
     let bar = progress.rows(step.name, remaining as u64);
-    let key_type = IdType::of(conn, "orders", "id").await?;
+    let key_type = IdType::of(conn, step.table, "id").await?;
     let mut last_id = Key::start(key_type);
     let mut changed_total = 0;
     let mut retries = 0;

@@ -442,22 +442,28 @@ async fn make_plan(
     db::require_plain_tables(conn).await?;
     let statuses = current_statuses(conn).await?;
     let rows = db::estimated_rows(conn).await?;
-    let planned = |phase| -> Vec<PlannedStep> {
-        pending_steps(&statuses, phase)
-            .map(|step| plan::plan_step(step, &rows, policy, batch_size))
-            .collect()
-    };
-    let pending = planned(Phase::Migrate);
-    let after_backfill = planned(Phase::AfterBackfill);
-    let cleanup = planned(Phase::Cleanup);
+    let not_applied: Vec<&Step> = statuses
+        .iter()
+        .filter(|s| s.state != StepState::Applied)
+        .map(|s| s.step)
+        .collect();
+    let plan::Phases {
+        migrate: pending,
+        after_backfill,
+        cleanup,
+    } = plan::plan_phases(&not_applied, &rows, policy, batch_size);
     // The preflight of what runs next: the migration, or once it is done, the cleanup.
-    let next = if pending.is_empty() {
-        &cleanup
+    let next_phase = if pending.is_empty() {
+        Phase::Cleanup
     } else {
-        &pending
+        Phase::Migrate
     };
-    let versions: Vec<i32> = next.iter().map(|p| p.version).collect();
-    let preflight = preflight::run(conn, &versions, Duration::ZERO).await?;
+    let next_steps: Vec<&Step> = not_applied
+        .iter()
+        .copied()
+        .filter(|s| s.phase == next_phase)
+        .collect();
+    let preflight = preflight::run(conn, &next_steps, Duration::ZERO).await?;
     let overridden_timeouts = db::inherited_timeouts(conn).await?;
     Ok(MigratePlan {
         overridden_timeouts,

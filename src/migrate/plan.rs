@@ -52,6 +52,35 @@ pub struct MigratePlan {
     pub show_sql: bool,
 }
 
+/// The plan of each phase.
+pub struct Phases {
+    pub migrate: Vec<PlannedStep>,
+    pub after_backfill: Vec<PlannedStep>,
+    pub cleanup: Vec<PlannedStep>,
+}
+
+/// The plan of `steps` (those not applied yet, in the order they run), by phase: everything
+/// it says comes from each step's declaration and the row estimates.
+pub fn plan_phases(
+    steps: &[&Step],
+    rows: &BTreeMap<String, Option<i64>>,
+    policy: &LockPolicy,
+    batch_size: i64,
+) -> Phases {
+    let of = |phase: Phase| -> Vec<PlannedStep> {
+        steps
+            .iter()
+            .filter(|s| s.phase == phase)
+            .map(|s| plan_step(s, rows, policy, batch_size))
+            .collect()
+    };
+    Phases {
+        migrate: of(Phase::Migrate),
+        after_backfill: of(Phase::AfterBackfill),
+        cleanup: of(Phase::Cleanup),
+    }
+}
+
 pub fn plan_step(
     step: &Step,
     rows: &BTreeMap<String, Option<i64>>,
@@ -140,5 +169,49 @@ fn hazards(
             "updates {rows} rows of {table} in batches of {batch_size}, each its own transaction: \
              a row is locked for one batch at most; resumes where it stopped"
         )],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migrate::steps::{STEPS, steps_of};
+
+    /// A step added the way every step is: one declaration (and its SQL file).
+    const HYPOTHETICAL: Step = Step {
+        version: 99,
+        phase: Phase::Migrate,
+        name: "099_orders_total_non_negative",
+        sql: "ALTER TABLE orders ADD CONSTRAINT orders_total_non_negative \
+              CHECK (amount_total_cents >= 0) NOT VALID;",
+        kind: StepKind::Transactional,
+        table: "orders",
+        lock: Lock::AccessExclusive,
+        note: Some("NOT VALID: no scan"),
+        earlier_checksums: &[],
+        after_pass: None,
+        preflight: &[],
+        remaining_sql: None,
+        on_uuid_ids: None,
+    };
+
+    #[test]
+    fn a_new_step_is_planned_from_its_declaration_alone() {
+        let mut table: Vec<&Step> = STEPS.iter().collect();
+        let before_cleanup = table
+            .iter()
+            .position(|s| s.phase != Phase::Migrate)
+            .unwrap();
+        table.insert(before_cleanup, &HYPOTHETICAL);
+        let rows = BTreeMap::from([("orders".to_owned(), Some(1_000_000))]);
+        let phases = plan_phases(&table, &rows, &LockPolicy::default(), 1_000);
+        assert_eq!(phases.migrate.len(), steps_of(Phase::Migrate).count() + 1);
+        assert_eq!(phases.cleanup.len(), steps_of(Phase::Cleanup).count());
+        let planned = phases.migrate.last().unwrap();
+        assert_eq!(planned.name, HYPOTHETICAL.name);
+        assert_eq!(planned.lock, Lock::AccessExclusive);
+        assert!(planned.blocks_writes);
+        assert_eq!(planned.rows_touched_estimate, Some(0));
+        assert!(planned.hazards.iter().any(|h| h == "NOT VALID: no scan"));
     }
 }

@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use sqlx::PgConnection;
 
+use super::steps::Step;
 use crate::db;
 
-/// One kind of offending data, checked only while the step it would break is pending.
+/// One kind of offending data, checked only while a step that names it (`Step::preflight`)
+/// is pending.
 struct Check {
     id: &'static str,
-    guards_step: i32,
     /// The column the check reads, when it only exists part-way through the migration.
     needs_column: Option<(&'static str, &'static str)>,
     problem: &'static str,
@@ -26,7 +27,6 @@ struct Check {
 const CHECKS: &[Check] = &[
     Check {
         id: "stocks_negative_quantity",
-        guards_step: 10,
         needs_column: None,
         problem: "stock quantities below zero break CHECK stocks_quantity_non_negative (quantity >= 0)",
         fix: "count the slots again and set the real quantity, e.g. \
@@ -43,7 +43,6 @@ SELECT (SELECT count(*) FROM bad),
     },
     Check {
         id: "stocks_duplicate_slot",
-        guards_step: 7,
         needs_column: None,
         problem: "two stocks rows for one machine slot break UNIQUE stocks_machine_id_slot_number_key",
         fix: "keep one stocks row per (machine_id, slot_number): add the quantities into one row \
@@ -60,7 +59,6 @@ SELECT (SELECT coalesce(sum(n), 0)::bigint FROM bad),
     },
     Check {
         id: "orders_duplicate_payment_intent",
-        guards_step: 11,
         needs_column: Some(("orders", "stripe_payment_intent_id")),
         problem: "one PaymentIntent linked to several orders breaks UNIQUE orders_stripe_payment_intent_id_key",
         fix: "a PaymentIntent pays one order: find the order Stripe really charged (its \
@@ -77,7 +75,6 @@ SELECT (SELECT coalesce(sum(n), 0)::bigint FROM bad),
     },
     Check {
         id: "order_items_inconsistent_snapshot",
-        guards_step: 5,
         needs_column: Some(("order_items", "label")),
         problem: "snapshots whose subtotal is not unit price × quantity (or whose unit price is \
                   negative) break CHECK order_items_snapshot_check",
@@ -94,7 +91,6 @@ SELECT (SELECT count(*) FROM bad), ARRAY(SELECT 'order_items ' || id FROM bad OR
     },
     Check {
         id: "order_status_still_used",
-        guards_step: 25,
         needs_column: None,
         problem: "objects other than paytool's operators still use the enum type order_status, \
                   which the cleanup drops",
@@ -119,7 +115,6 @@ SELECT (SELECT count(*) FROM bad), ARRAY(SELECT what FROM bad ORDER BY what LIMI
     },
     Check {
         id: "legacy_clients_connected",
-        guards_step: 25,
         needs_column: None,
         problem: "sessions whose last query used the enum type order_status: the legacy application \
                   (or a script written for it) is still connected, and its enum filters fail once \
@@ -171,18 +166,21 @@ impl PreflightReport {
     }
 }
 
-/// Runs, read-only, every check whose step is still pending; checks of what runs at one
-/// instant are repeated for `watch` (zero: once).
+/// Runs, read-only, the checks of the pending steps; checks of what runs at one instant are
+/// repeated for `watch` (zero: once).
 pub async fn run(
     conn: &mut PgConnection,
-    pending_versions: &[i32],
+    pending: &[&Step],
     watch: Duration,
 ) -> anyhow::Result<PreflightReport> {
     let mut report = PreflightReport::default();
-    for check in CHECKS
-        .iter()
-        .filter(|c| pending_versions.contains(&c.guards_step))
-    {
+    let checks = CHECKS.iter().filter_map(|check| {
+        pending
+            .iter()
+            .find(|step| step.preflight.contains(&check.id))
+            .map(|step| (step, check))
+    });
+    for (step, check) in checks {
         if let Some((table, column)) = check.needs_column
             && !db::column_exists(conn, table, column).await?
         {
@@ -200,7 +198,7 @@ pub async fn run(
         if offending_rows > 0 {
             report.findings.push(PreflightFinding {
                 check: check.id,
-                guards_step: check.guards_step,
+                guards_step: step.version,
                 problem: check.problem,
                 offending_rows,
                 sample,
@@ -242,4 +240,30 @@ async fn watch_check(
         count,
         seen.into_values().take(SAMPLE_SIZE as usize).collect(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migrate::steps::STEPS;
+
+    #[test]
+    fn every_check_is_named_by_exactly_one_step_and_every_name_is_a_check() {
+        for check in CHECKS {
+            let naming = STEPS
+                .iter()
+                .filter(|s| s.preflight.contains(&check.id))
+                .count();
+            assert_eq!(naming, 1, "{} is named by {naming} steps", check.id);
+        }
+        for step in STEPS {
+            for id in step.preflight {
+                assert!(
+                    CHECKS.iter().any(|c| c.id == *id),
+                    "{}: no check {id}",
+                    step.name
+                );
+            }
+        }
+    }
 }

@@ -104,6 +104,22 @@ pub struct Step {
     /// For a step of [`Phase::AfterBackfill`]: the backfill pass whose first complete run
     /// builds it.
     pub after_pass: Option<BackfillStep>,
+    /// The preflight checks (their ids in `preflight.rs`) of data this step would fail on,
+    /// run while the step is pending.
+    pub preflight: &'static [&'static str],
+    /// For a [`StepKind::Batched`] step: the rows it still has to write, for its progress.
+    pub remaining_sql: Option<&'static str>,
+    /// How the step differs where orders.id is uuid.
+    pub on_uuid_ids: Option<UuidVariant>,
+}
+
+/// A step whose SQL names the type of an order id: on uuid ids, `text` is replaced by `uuid`,
+/// and the plan says so in `note`.
+#[derive(Debug, Clone, Copy)]
+pub struct UuidVariant {
+    pub text: &'static str,
+    pub uuid: &'static str,
+    pub note: &'static str,
 }
 
 impl Step {
@@ -116,33 +132,24 @@ impl Step {
         recorded == self.checksum() || self.earlier_checksums.contains(&recorded)
     }
 
-    /// The step as it runs where orders.id is `uuid`: payments.order_id takes that type.
+    /// The step as it runs where orders.id is `uuid`, as its [`UuidVariant`] says.
     fn with_uuid_order_ids(&self) -> Step {
-        if !self.sql.contains(PAYMENTS_ORDER_ID_TEXT) {
+        let Some(variant) = self.on_uuid_ids else {
             return *self;
-        }
-        let sql = self
-            .sql
-            .replace(PAYMENTS_ORDER_ID_TEXT, PAYMENTS_ORDER_ID_UUID);
+        };
+        let sql = self.sql.replace(variant.text, variant.uuid);
         Step {
             // Built once per process (see steps_for), so leaking it costs a few kilobytes once.
             sql: Box::leak(sql.into_boxed_str()),
-            note: Some(
-                "creates payments, payment_events and refunds (empty); orders.id is uuid (@db.Uuid), \
-                 so payments.order_id is created as uuid, the type of the ids it references",
-            ),
+            note: Some(variant.note),
             ..*self
         }
     }
 }
 
-/// The one column paytool creates that references a legacy id (step 23).
-const PAYMENTS_ORDER_ID_TEXT: &str = "order_id TEXT NOT NULL,";
-const PAYMENTS_ORDER_ID_UUID: &str = "order_id UUID NOT NULL,";
-
 /// The steps as they run on a database whose orders.id has the type `orders_id`. On text ids
-/// they are the embedded files as they are; on uuid ids step 23 creates payments.order_id as
-/// uuid, and its checksum is that of the SQL it runs.
+/// they are the embedded files as they are; on uuid ids the steps with a [`UuidVariant`] run
+/// it, and their checksum is that of the SQL they run.
 pub fn steps_for(orders_id: IdType) -> &'static [Step] {
     static UUID_STEPS: OnceLock<Vec<Step>> = OnceLock::new();
     match orders_id {
@@ -197,6 +204,9 @@ macro_rules! step {
             note: $note,
             earlier_checksums: &[],
             after_pass: None,
+            preflight: &[],
+            remaining_sql: None,
+            on_uuid_ids: None,
         }
     };
 }
@@ -237,14 +247,17 @@ pub const STEPS: &[Step] = &[
         AccessExclusive,
         None
     ),
-    step!(
-        5,
-        "005_order_items_snapshot_check_validate",
-        Validation,
-        "order_items",
-        ShareUpdateExclusive,
-        None
-    ),
+    Step {
+        preflight: &["order_items_inconsistent_snapshot"],
+        ..step!(
+            5,
+            "005_order_items_snapshot_check_validate",
+            Validation,
+            "order_items",
+            ShareUpdateExclusive,
+            None
+        )
+    },
     step!(
         6,
         "006_order_items_snapshot_immutable",
@@ -253,16 +266,19 @@ pub const STEPS: &[Step] = &[
         ShareRowExclusive,
         None
     ),
-    step!(
-        7,
-        "007_stocks_slot_unique_index",
-        ConcurrentIndex {
-            index: "stocks_machine_id_slot_number_key"
-        },
-        "stocks",
-        ShareUpdateExclusive,
-        Some("fails on duplicate (machine_id, slot_number): the preflight checks them first")
-    ),
+    Step {
+        preflight: &["stocks_duplicate_slot"],
+        ..step!(
+            7,
+            "007_stocks_slot_unique_index",
+            ConcurrentIndex {
+                index: "stocks_machine_id_slot_number_key"
+            },
+            "stocks",
+            ShareUpdateExclusive,
+            Some("fails on duplicate (machine_id, slot_number): the preflight checks them first")
+        )
+    },
     step!(
         8,
         "008_stocks_slot_unique_constraint",
@@ -279,24 +295,30 @@ pub const STEPS: &[Step] = &[
         AccessExclusive,
         None
     ),
-    step!(
-        10,
-        "010_stocks_quantity_check_validate",
-        Validation,
-        "stocks",
-        ShareUpdateExclusive,
-        Some("fails on negative quantities: the preflight checks them first")
-    ),
-    step!(
-        11,
-        "011_orders_payment_intent_unique_index",
-        ConcurrentIndex {
-            index: "orders_stripe_payment_intent_id_key"
-        },
-        "orders",
-        ShareUpdateExclusive,
-        Some("fails on duplicate PaymentIntent ids: the preflight checks them first")
-    ),
+    Step {
+        preflight: &["stocks_negative_quantity"],
+        ..step!(
+            10,
+            "010_stocks_quantity_check_validate",
+            Validation,
+            "stocks",
+            ShareUpdateExclusive,
+            Some("fails on negative quantities: the preflight checks them first")
+        )
+    },
+    Step {
+        preflight: &["orders_duplicate_payment_intent"],
+        ..step!(
+            11,
+            "011_orders_payment_intent_unique_index",
+            ConcurrentIndex {
+                index: "orders_stripe_payment_intent_id_key"
+            },
+            "orders",
+            ShareUpdateExclusive,
+            Some("fails on duplicate PaymentIntent ids: the preflight checks them first")
+        )
+    },
     step!(
         12,
         "012_orders_payment_intent_unique_constraint",
@@ -353,16 +375,19 @@ pub const STEPS: &[Step] = &[
         AccessExclusive,
         Some("from here until step 22 every write to orders also fills status_new (a trigger)")
     ),
-    step!(
-        18,
-        "018_orders_status_shadow_backfill",
-        Batched,
-        "orders",
-        RowExclusive,
-        None,
-        // Before uuid ids were supported: max(id) and '' as the first lower bound.
-        earlier: &["a1842e0c863d9c75d4295604bf6a8865e0e596820c245e68da095a3cd4d24938"]
-    ),
+    Step {
+        remaining_sql: Some("SELECT count(*) FROM orders WHERE status_new IS NULL"),
+        ..step!(
+            18,
+            "018_orders_status_shadow_backfill",
+            Batched,
+            "orders",
+            RowExclusive,
+            None,
+            // Before uuid ids were supported: max(id) and '' as the first lower bound.
+            earlier: &["a1842e0c863d9c75d4295604bf6a8865e0e596820c245e68da095a3cd4d24938"]
+        )
+    },
     step!(
         19,
         "019_orders_status_not_null_check",
@@ -415,14 +440,23 @@ pub const STEPS: &[Step] = &[
         // Before the NOT NULL constraint of PostgreSQL 18 was renamed.
         earlier: &["166775eda0246bc45d8599823fa5e5f4f0da430d3673d3d8dbf87197d6d69de1"]
     ),
-    step!(
-        23,
-        "023_payment_tables",
-        Transactional,
-        "orders",
-        ShareRowExclusive,
-        Some("creates payments, payment_events and refunds (empty)")
-    ),
+    Step {
+        // The one column paytool creates that references a legacy id.
+        on_uuid_ids: Some(UuidVariant {
+            text: "order_id TEXT NOT NULL,",
+            uuid: "order_id UUID NOT NULL,",
+            note: "creates payments, payment_events and refunds (empty); orders.id is uuid (@db.Uuid), \
+                   so payments.order_id is created as uuid, the type of the ids it references",
+        }),
+        ..step!(
+            23,
+            "023_payment_tables",
+            Transactional,
+            "orders",
+            ShareRowExclusive,
+            Some("creates payments, payment_events and refunds (empty)")
+        )
+    },
     step!(
         29,
         "029_order_totals_follow_the_application",
@@ -462,19 +496,22 @@ pub const STEPS: &[Step] = &[
         ShareUpdateExclusive,
         Some("partial: only orders not totalled yet; built by the first complete backfill, as 027")
     ),
-    step!(
-        Phase::Cleanup,
-        25,
-        "025_drop_legacy_order_status",
-        Transactional,
-        "orders",
-        NoTableLock,
-        Some(
-            "drops the legacy enum type order_status and the operators of step 24: the legacy \
-             application's enum filters fail from here on, so paytool first checks that no session \
-             still uses the type"
+    Step {
+        preflight: &["order_status_still_used", "legacy_clients_connected"],
+        ..step!(
+            Phase::Cleanup,
+            25,
+            "025_drop_legacy_order_status",
+            Transactional,
+            "orders",
+            NoTableLock,
+            Some(
+                "drops the legacy enum type order_status and the operators of step 24: the legacy \
+                 application's enum filters fail from here on, so paytool first checks that no session \
+                 still uses the type"
+            )
         )
-    ),
+    },
     step!(
         Phase::Cleanup,
         26,
@@ -536,6 +573,58 @@ mod tests {
     }
 
     #[test]
+    fn every_after_backfill_step_names_its_pass_and_no_other_step_does() {
+        for step in STEPS {
+            assert_eq!(
+                step.after_pass.is_some(),
+                step.phase == Phase::AfterBackfill,
+                "{}",
+                step.name
+            );
+            assert_eq!(
+                step.remaining_sql.is_some(),
+                step.kind == StepKind::Batched,
+                "{}",
+                step.name
+            );
+        }
+    }
+
+    /// docs/migrate.md's table of steps: the versions of its rows, ranges ("009–010") expanded,
+    /// in the order of the table.
+    fn documented_versions() -> Vec<i32> {
+        let doc = include_str!("../../docs/migrate.md");
+        let table = doc
+            .split("## The steps")
+            .nth(1)
+            .expect("docs/migrate.md has a section The steps");
+        let mut versions = Vec::new();
+        for line in table.lines().skip_while(|l| !l.starts_with("| 0")) {
+            let Some(cell) = line.strip_prefix("| ") else {
+                break;
+            };
+            let first = cell.split(' ').next().unwrap_or("");
+            let bounds: Vec<i32> = first.split('–').filter_map(|n| n.parse().ok()).collect();
+            match bounds[..] {
+                [one] => versions.push(one),
+                [from, to] => versions.extend(from..=to),
+                _ => panic!("a step row without a number: {line}"),
+            }
+        }
+        versions
+    }
+
+    #[test]
+    fn the_docs_list_every_step_in_the_order_they_run() {
+        let run_order: Vec<i32> = STEPS.iter().map(|s| s.version).collect();
+        assert_eq!(
+            documented_versions(),
+            run_order,
+            "docs/migrate.md's table of steps and STEPS disagree"
+        );
+    }
+
+    #[test]
     fn checksum_ignores_line_endings_and_trailing_whitespace() {
         let lf = "ALTER TABLE a ADD COLUMN b INT;\nSELECT 1;\n";
         let crlf = "ALTER TABLE a ADD COLUMN b INT;  \r\nSELECT 1;\r\n\r\n";
@@ -556,10 +645,15 @@ mod tests {
             .map(|(text, _)| text.name)
             .collect();
         assert_eq!(changed, ["023_payment_tables"]);
-        let payment_tables = uuid.iter().find(|s| s.version == 23).unwrap();
-        assert_eq!(payment_tables.sql.matches("UUID NOT NULL").count(), 1);
-        assert!(payment_tables.sql.contains("order_id UUID NOT NULL,"));
-        assert_ne!(payment_tables.checksum(), STEPS[22].checksum());
+        let on_text = STEPS
+            .iter()
+            .find(|s| s.name == "023_payment_tables")
+            .unwrap();
+        let on_uuid = uuid.iter().find(|s| s.name == on_text.name).unwrap();
+        assert_eq!(on_uuid.sql.matches("UUID NOT NULL").count(), 1);
+        assert!(on_uuid.sql.contains("order_id UUID NOT NULL,"));
+        assert!(on_text.sql.contains("order_id TEXT NOT NULL,"));
+        assert_ne!(on_uuid.checksum(), on_text.checksum());
     }
 
     #[test]

@@ -18,7 +18,6 @@ pub struct OrderRow {
     pub amount_total_cents: i64,
     pub currency: String,
     pub payment_intent_id: Option<String>,
-    pub paid_at: Option<NaiveDateTime>,
     pub created_at: Option<NaiveDateTime>,
     pub payment: Option<PaymentRow>,
 }
@@ -27,7 +26,6 @@ pub struct OrderRow {
 pub struct PaymentRow {
     pub id: String,
     pub status: IntentStatus,
-    pub amount_cents: i64,
     pub payment_intent_id: Option<String>,
     pub succeeded_at: Option<NaiveDateTime>,
     pub last_error_code: Option<String>,
@@ -818,7 +816,6 @@ mod tests {
                 } else {
                     IntentStatus::RequiresPaymentMethod
                 },
-                amount_cents: 1000,
                 payment_intent_id: pi.map(Into::into),
                 succeeded_at: paid.then(|| at(10).naive_utc()),
                 ..PaymentRow::default()

@@ -361,11 +361,9 @@ struct OrderRecord {
     amount_total_cents: i64,
     currency: String,
     stripe_payment_intent_id: Option<String>,
-    paid_at: Option<NaiveDateTime>,
     created_at: NaiveDateTime,
     payment_id: Option<String>,
     payment_status: Option<String>,
-    payment_amount_cents: Option<i64>,
     payment_intent_id: Option<String>,
     succeeded_at: Option<NaiveDateTime>,
     last_error_code: Option<String>,
@@ -400,7 +398,6 @@ fn order_of(row: OrderRecord) -> OrderRow {
     let payment = row.payment_id.map(|id| PaymentRow {
         id,
         status: IntentStatus::parse(row.payment_status.as_deref().unwrap_or_default()),
-        amount_cents: row.payment_amount_cents.unwrap_or_default(),
         payment_intent_id: row.payment_intent_id,
         succeeded_at: row.succeeded_at,
         last_error_code: row.last_error_code,
@@ -413,7 +410,6 @@ fn order_of(row: OrderRecord) -> OrderRow {
         amount_total_cents: row.amount_total_cents,
         currency: row.currency,
         payment_intent_id: row.stripe_payment_intent_id,
-        paid_at: row.paid_at,
         created_at: Some(row.created_at),
         payment,
     }

@@ -207,10 +207,6 @@ impl Grid {
         self.rows.push(cells);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
     fn natural_width(&self, column: usize) -> usize {
         self.rows
             .iter()
