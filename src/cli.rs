@@ -814,6 +814,11 @@ fn stripe_base_url(text: &str) -> Result<String, String> {
     }
 }
 
+/// What `paytool reconcile --help` says after its options (examples, the finding kinds).
+pub fn reconcile_help() -> &'static str {
+    RECONCILE_EXAMPLES
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

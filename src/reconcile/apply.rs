@@ -4,7 +4,7 @@
 use serde::Serialize;
 use sqlx::{Connection, PgConnection};
 
-use super::logic::{Finding, Kind, Repair};
+use super::finding::{Finding, Kind, Repair};
 use crate::db::{self, IdType, Key};
 
 const AUDIT_TABLE_SQL: &str = include_str!("../../sql/reconcile/audit.sql");

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::logic::Finding;
+use super::finding::Finding;
 use crate::exit;
 
 /// The file format's version, written in every file.

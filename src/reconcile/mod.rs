@@ -4,7 +4,8 @@
 
 mod apply;
 pub mod baseline;
-pub mod logic;
+pub mod finding;
+mod rules;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -18,8 +19,9 @@ use thiserror::Error;
 
 pub use apply::{AppliedRepair, RepairOutcome};
 pub use baseline::{Acceptance, BaselineError, BaselineSummary};
-pub use logic::StaleAfter;
-use logic::{Finding, Inputs, OrderRow, PaymentRow};
+use finding::{Finding, OrderRow, PaymentRow};
+pub use rules::StaleAfter;
+use rules::{Inputs, Scope};
 
 use crate::db::{self, DatabaseUrl, IdType, Key, Keys};
 use crate::domain::{IntentStatus, OrderStatus};
@@ -184,15 +186,17 @@ pub async fn run(
         .await?
         .into_iter()
         .collect();
-    let findings = logic::reconcile(&Inputs {
+    let findings = rules::reconcile(&Inputs {
         orders: &orders,
         other_known_orders: &other_known,
         linked_elsewhere: &linked_elsewhere,
-        // One order's reconcile is about that order, not about strangers near it.
-        orphan_window: window
-            .order
-            .is_none()
-            .then_some((window.since, window.until)),
+        scope: match window.order {
+            Some(_) => Scope::Order,
+            None => Scope::Window {
+                since: window.since,
+                until: window.until,
+            },
+        },
         listed: &listed,
         retrieved: &retrieved,
         unknown_to_stripe: &unknown,
@@ -228,7 +232,7 @@ pub async fn run(
         stripe_requests: stripe.requests(),
         stripe_retries: stripe.retries(),
         duration_ms: started.elapsed().as_millis() as u64,
-        summary: logic::summarize(&findings),
+        summary: finding::summarize(&findings),
         findings,
         known_findings,
         baseline,

@@ -2,7 +2,7 @@ use std::io::{self, Write};
 
 use super::{Grid, Render, Screen, millis, paragraph};
 use crate::human::{Money, grouped, plural};
-use crate::reconcile::logic::{Finding, Kind, Repair};
+use crate::reconcile::finding::{Finding, Kind, Repair};
 use crate::reconcile::{ReconcileReport, RepairOutcome};
 
 impl Render for ReconcileReport {

@@ -15,7 +15,7 @@ use crate::migrate::history::compare;
 use crate::migrate::plan::plan_step;
 use crate::migrate::steps::{Phase, STEPS};
 use crate::migrate::{LockPolicy, MigratePlan, PreflightReport, StatusReport};
-use crate::reconcile::logic::{Finding, Kind, Repair, summarize};
+use crate::reconcile::finding::{Finding, Kind, Repair, summarize};
 use crate::reconcile::{ReconcileReport, Window};
 use crate::seed::SeedReport;
 use crate::verify::{CHECKS, Category, CheckResult, Status, Summary, VerifyReport};
