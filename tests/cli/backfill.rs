@@ -28,18 +28,9 @@ async fn migrated_db(orders: i64) -> TestDb {
 }
 
 fn backfill_json(db: &TestDb, extra: &[&str]) -> serde_json::Value {
-    let out = db
-        .paytool()
-        .args(["backfill", "payments", "--format", "json"])
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "backfill failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    json(&out.stdout)
+    let (code, report) = crate::harness::run_json(db, &[&["backfill", "payments"], extra].concat());
+    assert_eq!(code, 0, "backfill found problems: {report:#}");
+    report
 }
 
 fn step<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {

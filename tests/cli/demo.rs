@@ -28,14 +28,15 @@ fn postgres_running_in(dir: &std::path::Path) -> bool {
     !String::from_utf8_lossy(&out.stdout).trim().is_empty()
 }
 
-/// The count of one finding kind in reconcile's summary table, first occurrence.
+/// The count of one finding kind in reconcile's summary table, first occurrence; a kind the
+/// table does not show fails the test (a missing row is not a zero).
 fn finding_count(stdout: &str, kind: &str) -> u32 {
     stdout
         .lines()
         .find(|l| l.starts_with(&format!("│ {kind} ")) && l.matches('┆').count() == 1)
         .and_then(|l| l.split('┆').nth(1))
         .and_then(|c| c.trim().trim_end_matches('│').trim().parse().ok())
-        .unwrap_or(0)
+        .unwrap_or_else(|| panic!("no count of {kind} in the reconcile summary:\n{stdout}"))
 }
 
 #[test]

@@ -29,17 +29,9 @@ async fn status_values(conn: &mut PgConnection) -> Vec<(String, String)> {
 }
 
 fn migrate_json(db: &TestDb) -> serde_json::Value {
-    let out = db
-        .paytool()
-        .args(["migrate", "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "migrate failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    json(&out.stdout)
+    let (code, report) = crate::harness::run_json(db, &["migrate"]);
+    assert_eq!(code, 0, "migrate found problems: {report:#}");
+    report
 }
 
 #[tokio::test]

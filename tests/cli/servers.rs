@@ -35,9 +35,7 @@ async fn shop_on(major: u32, orders: i64) -> TestDb {
 }
 
 fn run(db: &TestDb, args: &[&str]) -> (i32, serde_json::Value) {
-    let mut full = args.to_vec();
-    full.extend(["--format", "json"]);
-    json_run(db.paytool_std().args(&full).output().unwrap())
+    crate::harness::run_json(db, args)
 }
 
 /// The name PostgreSQL 18 gives the NOT NULL constraint of orders.status (None before 18).

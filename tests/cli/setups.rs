@@ -301,13 +301,27 @@ async fn an_owner_that_is_no_superuser_runs_every_command() {
     owner
         .paytool()
         .args(["backfill", "pause"])
+        .env_remove("USER")
+        .env_remove("LOGNAME")
         .assert()
         .success();
+    let (paused, by): (bool, String) =
+        sqlx::query_as("SELECT paused, changed_by FROM paytool.backfill_control")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(paused);
+    assert_eq!(by, role, "without a login name, the database role says who");
     owner
         .paytool()
         .args(["backfill", "resume"])
         .assert()
         .success();
+    let paused: bool = sqlx::query_scalar("SELECT paused FROM paytool.backfill_control")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(!paused);
 
     // reconcile --apply writes its repair and its audit row as the owner.
     sqlx::raw_sql(
@@ -369,4 +383,12 @@ async fn an_owner_that_is_no_superuser_runs_every_command() {
         ])
         .assert()
         .success();
+    let left: Vec<String> = sqlx::query_scalar(
+        "SELECT relname::text FROM pg_class WHERE relname IN ('payments', 'payment_events', 'refunds')
+           AND relkind = 'r'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert!(left.is_empty(), "down removed the payment tables: {left:?}");
 }

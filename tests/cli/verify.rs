@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use predicates::prelude::*;
 use tokio::sync::OnceCell;
 
-use crate::harness::{TestDb, cluster, json, json_run};
+use crate::harness::{TestDb, cluster, json};
 
 /// Migrated and backfilled once; each test works on its own copy.
 static TEMPLATE: OnceCell<TestDb> = OnceCell::const_new();
@@ -48,13 +48,7 @@ async fn break_with(db: &TestDb, sql: &str) {
 }
 
 fn verify_json(db: &TestDb, extra: &[&str]) -> (i32, serde_json::Value) {
-    let out = db
-        .paytool()
-        .args(["verify", "constraints", "--format", "json"])
-        .args(extra)
-        .output()
-        .unwrap();
-    json_run(out)
+    crate::harness::run_json(db, &[&["verify", "constraints"], extra].concat())
 }
 
 fn failing(report: &serde_json::Value) -> Vec<String> {
