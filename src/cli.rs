@@ -1,4 +1,7 @@
 //! Command-line definition (clap derive). Options shared by every command are in [`GlobalArgs`].
+//!
+//! Long on purpose: every flag of every command with its help text and examples, in one place
+//! that `--help`, the man page and the completions are generated from.
 
 use std::time::Duration;
 

@@ -23,7 +23,7 @@ const PAYMENT_QUEUE_SQL: &str = include_str!("../../sql/internal/backfill_paymen
 
 const PAYMENT_QUEUE_SEED_SQL: &str = include_str!("../../sql/backfill/payment_queue_seed.sql");
 
-/// Whether the order queue (made by migrate step 029) has had its one seed.
+/// Whether the order queue (made by migrate, with the triggers that feed it) has had its one seed.
 const ORDER_QUEUE_SEEDED_SQL: &str =
     "SELECT EXISTS (SELECT 1 FROM paytool.backfill_checkpoints WHERE step = 'order_queue_seeded')";
 
@@ -39,7 +39,7 @@ SELECT to_regclass('paytool.backfill_payment_queue') IS NULL
        (SELECT atttypid FROM pg_attribute WHERE attrelid = to_regclass('orders') AND attname = 'id')";
 
 /// paytool's backfill tables, and their seeds, once: the payment queue (made here) with the
-/// orders totalled without a payment, the order queue (made by migrate step 029) with the
+/// orders totalled without a payment, the order queue (made by migrate, with the triggers that feed it) with the
 /// orders not totalled yet.
 pub async fn ensure_table(conn: &mut PgConnection) -> anyhow::Result<()> {
     let mut tx = conn.begin().await?;

@@ -1,4 +1,8 @@
 //! Connections, their settings, advisory locks and the classification of database errors.
+//!
+//! Long on purpose: the one place a session is made and set up (schema, TLS, timeouts,
+//! planner settings) and every error of it classified; URL parsing, connect errors and
+//! paytool's own tables are already files of their own.
 
 pub mod bookkeeping;
 mod catalog;
@@ -476,7 +480,7 @@ pub async fn set_timeouts(
 /// indexed keys: nested loops over plain index scans (which return keys in order, so a walk
 /// with LIMIT stops early; a bitmap scan would read every remaining key and sort) are the
 /// plan, so the others are priced out (not forbidden: a table without the index still gets a
-/// plan). It also marks the transaction as paytool's batch (`paytool.backfill`): step 029's
+/// plan). It also marks the transaction as paytool's batch (`paytool.backfill`): migrate's order-totals
 /// triggers, which keep derived data true after the application's writes, leave paytool's own
 /// batches alone (they do that work themselves).
 pub async fn set_batch_planner(conn: &mut PgConnection, is_local: bool) -> Result<(), sqlx::Error> {

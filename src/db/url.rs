@@ -6,6 +6,8 @@
 //! and the user asked for: channel binding, PKCS#12 identities, several hosts) and what it
 //! leaves aside by name (Prisma's pool settings, libpq settings with no meaning here). The
 //! driver never sees a parameter it does not know: it would log it with its value.
+//!
+//! Long on purpose: a third is its tests, one per way libpq and Prisma write a parameter.
 
 use std::fmt;
 use std::path::PathBuf;

@@ -1,5 +1,8 @@
 //! The embedded migration steps of SPEC §3, in order, with what paytool needs to know to run
 //! each one online: how it executes, which table it touches and which lock it takes.
+//!
+//! Long on purpose: it is the step table, one declaration per step, and the only place a
+//! step number appears besides the SQL file names.
 
 use std::sync::OnceLock;
 

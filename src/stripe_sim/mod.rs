@@ -5,6 +5,9 @@
 //! switches that inject 429s, 500s, slow answers and a wrong key. It counts the requests it
 //! gets. `paytool demo` reconciles against it, and so do the tests; paytool talks to it through
 //! the same client as to api.stripe.com.
+//!
+//! Long on purpose: one HTTP server with every endpoint paytool reads, each a few lines over
+//! the shared list, expand and fault machinery.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
