@@ -275,7 +275,7 @@ fn session_lost(url: &DatabaseUrl, err: sqlx::Error) -> DbError {
 pub const SUPPORTED_MAJORS: std::ops::RangeInclusive<u32> = 14..=18;
 
 /// Refuses a server paytool does not support before anything is read or written: PostgreSQL
-/// 13 lacks what step 006 needs (`CREATE OR REPLACE TRIGGER`), and would fail after five steps
+/// 13 lacks what the snapshot trigger step needs (`CREATE OR REPLACE TRIGGER`), and would fail after five steps
 /// were applied. Warns once on 14.0–14.3, whose concurrent index builds could miss entries.
 async fn require_supported_server(
     conn: &mut PgConnection,

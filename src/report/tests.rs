@@ -13,7 +13,7 @@ use crate::db::IdType;
 use crate::human::Money;
 use crate::migrate::history::compare;
 use crate::migrate::plan::plan_step;
-use crate::migrate::steps::{Phase, STEPS};
+use crate::migrate::steps::{Phase, STEPS, StepKind};
 use crate::migrate::{LockPolicy, MigratePlan, PreflightReport, StatusReport};
 use crate::reconcile::finding::{Finding, Kind, Repair, summarize};
 use crate::reconcile::{ReconcileReport, Window};
@@ -385,9 +385,9 @@ fn migrate_apply_refused_and_down() {
             name: s.name,
             kind: s.kind,
             duration_ms: 12,
-            retries: u32::from(s.version == 22),
-            rows_changed: (s.version == 18).then_some(200_000),
-            detail: (s.version == 7)
+            retries: u32::from(s.name == "022_orders_status_swap"),
+            rows_changed: (s.kind == StepKind::Batched).then_some(200_000),
+            detail: (s.name == "007_stocks_slot_unique_index")
                 .then(|| "rebuilt an INVALID index left by an interrupted run".to_owned()),
         })
         .collect();
