@@ -17,6 +17,18 @@ const SLOW: [&str; 5] = [
     "--ignore-autovacuum",
 ];
 
+/// Waits until the backfill has snapshotted more than `items` items.
+async fn under_way(conn: &mut PgConnection, items: u32) {
+    wait_for(
+        conn,
+        "SELECT count(*) > $1::INT FROM order_items WHERE label IS NOT NULL",
+        &items.to_string(),
+        "the backfill is under way",
+        Duration::from_secs(60),
+    )
+    .await;
+}
+
 /// Backfills `db` with `extra` flags, restarting the server once the run is under way, and
 /// checks the run finished by itself (exit 0, the restart seen as retries) with the end state
 /// of an uninterrupted run.
@@ -46,17 +58,7 @@ async fn restart_under(extra: &[&str], prefix: &str) {
     args.extend(SLOW);
     args.extend(extra);
     let child = db.spawn(&args);
-    {
-        let mut conn = db.conn().await;
-        wait_for(
-            &mut conn,
-            "SELECT count(*) > 500 FROM order_items WHERE label IS NOT NULL AND $1 <> ''",
-            "x",
-            "the backfill is under way",
-            Duration::from_secs(60),
-        )
-        .await;
-    }
+    under_way(&mut db.conn().await, 500).await;
     // Down for 1.5 s: longer than the first retry delays (200 ms, 400 ms), as a real restart
     // or failover is.
     pg.restart_after(Duration::from_millis(1_500))
@@ -106,14 +108,7 @@ async fn a_cooperative_process_whose_main_session_is_terminated_carries_on() {
     args.extend(SLOW);
     let child = db.spawn(&args);
     let mut conn = db.conn().await;
-    wait_for(
-        &mut conn,
-        "SELECT count(*) > 300 FROM order_items WHERE label IS NOT NULL AND $1 <> ''",
-        "x",
-        "the backfill is under way",
-        Duration::from_secs(60),
-    )
-    .await;
+    under_way(&mut conn, 300).await;
     // The main session is the one holding the backfill lock (shared); the workers' hold none.
     let terminated: Vec<i32> = sqlx::query_scalar(
         "WITH main AS MATERIALIZED (

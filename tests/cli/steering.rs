@@ -22,6 +22,18 @@ async fn slow_backfill_under_way(
     child
 }
 
+/// Waits until the items step's worker says it committed a batch.
+async fn worker_has_done_a_batch(conn: &mut PgConnection) {
+    crate::harness::wait_for(
+        conn,
+        "SELECT rows_done > 0 FROM paytool.backfill_workers WHERE step = $1",
+        "items",
+        "the worker has done a batch",
+        Duration::from_secs(30),
+    )
+    .await;
+}
+
 /// A backfill slow enough to act on while it runs: batches of 100 rows, 100 ms apart.
 fn slow_backfill(db: &crate::harness::TestDb) -> std::process::Child {
     db.spawn(&[
@@ -41,14 +53,7 @@ async fn a_second_process_pauses_steers_and_resumes_a_running_backfill() {
     let db = crate::harness::seeded_and_migrated(3000).await;
     let mut conn = db.conn().await;
     let child = slow_backfill_under_way(&db, &mut conn).await;
-    crate::harness::wait_for(
-        &mut conn,
-        "SELECT rows_done > 0 FROM paytool.backfill_workers WHERE step = $1",
-        "items",
-        "the worker has done a batch",
-        Duration::from_secs(30),
-    )
-    .await;
+    worker_has_done_a_batch(&mut conn).await;
     let (code, status) = crate::harness::run_json(&db, &["backfill", "status"]);
     assert_eq!(code, 0);
     assert_eq!(status["workers"][0]["step"], "items", "{status:#}");
@@ -244,14 +249,7 @@ async fn a_killed_worker_is_listed_as_gone_without_a_rate() {
     let db = crate::harness::seeded_and_migrated(3000).await;
     let mut conn = db.conn().await;
     let mut child = slow_backfill_under_way(&db, &mut conn).await;
-    crate::harness::wait_for(
-        &mut conn,
-        "SELECT rows_done > 0 FROM paytool.backfill_workers WHERE step = $1",
-        "items",
-        "the worker has done a batch",
-        Duration::from_secs(30),
-    )
-    .await;
+    worker_has_done_a_batch(&mut conn).await;
     child.kill().unwrap();
     child.wait().unwrap();
     crate::harness::wait_for(
