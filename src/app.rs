@@ -54,82 +54,25 @@ async fn run_command(cli: Cli) -> anyhow::Result<u8> {
     let for_people = format == Format::Table;
     let progress = Progress::new(progress::bars_enabled_here(cli.global.quiet, for_people))
         .with_notes(!cli.global.quiet);
-    let url = cli
-        .global
-        .migrate_url
-        .as_ref()
-        .or(cli.global.database_url.as_ref())
-        .map(db::DatabaseUrlArg::parse)
-        .transpose()?;
-    let url = url.as_ref();
     check_format(&cli.command, format)?;
     let mut stdout = std::io::stdout().lock();
+    // The commands that need no database.
     match &cli.command {
-        Command::Migrate(args) => {
-            let output = migrate::run(&migrate_request(args), url, &progress).await?;
-            print(&output, format, &mut stdout)?;
-            Ok(output.exit_code())
-        }
-        Command::Backfill(cli::BackfillCommand::Payments(args)) => {
-            let url = url.ok_or(db::DbError::NoUrl)?;
-            let report = backfill::run(&backfill_request(args), url, progress).await?;
-            print(&report, format, &mut stdout)?;
-            Ok(report.exit_code())
-        }
-        Command::Backfill(cli::BackfillCommand::Events(args)) => {
-            let report = events::run(&events_request(args), url, progress).await?;
-            print(&report, format, &mut stdout)?;
-            Ok(report.exit_code())
-        }
-        Command::Backfill(
-            command @ (cli::BackfillCommand::Status
-            | cli::BackfillCommand::Pause
-            | cli::BackfillCommand::Resume
-            | cli::BackfillCommand::Set(_)),
-        ) => {
-            let mut conn = db::connect(url).await?;
-            if !matches!(command, cli::BackfillCommand::Status) {
-                db::require_primary(&mut conn, url, "backfill pause/resume/set").await?;
-            }
-            // Who, as the operator's login says; without one (a container, a job), the
-            // database role, which the database then records.
-            let by = std::env::var("USER")
-                .or_else(|_| std::env::var("LOGNAME"))
-                .ok()
-                .filter(|name| !name.is_empty());
-            let report = backfill::control::run(
-                &mut conn,
-                db::display_name(url),
-                &control_request(command),
-                by.as_deref(),
-            )
-            .await?;
-            print(&report, format, &mut stdout)?;
-            Ok(exit::OK)
-        }
-        Command::Verify(cli::VerifyCommand::Constraints(args)) => {
-            let report = verify::run(&verify_request(args), url, progress).await?;
-            print(&report, format, &mut stdout)?;
-            Ok(report.exit_code())
-        }
-        Command::Reconcile(args) => {
-            let report = reconcile::run(&reconcile_request(args), url, progress).await?;
-            print(&report, format, &mut stdout)?;
-            Ok(report.exit_code())
-        }
         Command::Demo(args) => {
             let request = DemoRequest {
                 orders: args.orders,
                 keep: args.keep,
+                narrate_on_stderr: format != Format::Table,
             };
-            demo::run(&request).await
+            let report = demo::run(&request).await?;
+            return shown(&report, exit::OK, format, &mut stdout);
         }
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();
             clap_complete::generate(*shell, &mut command, "paytool", &mut script);
             write_out(&script, &mut stdout)?;
-            Ok(exit::OK)
+            return Ok(exit::OK);
         }
         Command::Man => {
             let command = <Cli as clap::CommandFactory>::command();
@@ -138,37 +81,86 @@ async fn run_command(cli: Cli) -> anyhow::Result<u8> {
                 .render(&mut page)
                 .context("cannot render the man page")?;
             write_out(&page, &mut stdout)?;
-            Ok(exit::OK)
+            return Ok(exit::OK);
+        }
+        _ => {}
+    }
+    // Every other command needs one: resolved once, handed down as a value.
+    let url = cli
+        .global
+        .migrate_url
+        .as_ref()
+        .or(cli.global.database_url.as_ref())
+        .map(db::DatabaseUrlArg::parse)
+        .transpose()?
+        .ok_or(db::DbError::NoUrl)?;
+    let url = &url;
+    let out = &mut stdout;
+    match &cli.command {
+        Command::Migrate(args) => {
+            let output = migrate::run(&migrate_request(args), url, &progress).await?;
+            shown(&output, output.exit_code(), format, out)
+        }
+        Command::Backfill(cli::BackfillCommand::Payments(args)) => {
+            let report = backfill::run(&backfill_request(args), url, progress).await?;
+            shown(&report, report.exit_code(), format, out)
+        }
+        Command::Backfill(cli::BackfillCommand::Events(args)) => {
+            let report = events::run(&events_request(args), url, progress).await?;
+            shown(&report, report.exit_code(), format, out)
+        }
+        Command::Backfill(command) => {
+            // Who, as the operator's login says; without one (a container, a job), the
+            // database role, which the database then records.
+            let by = std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .ok()
+                .filter(|name| !name.is_empty());
+            let report =
+                backfill::control::run(url, &control_request(command), by.as_deref()).await?;
+            shown(&report, exit::OK, format, out)
+        }
+        Command::Verify(cli::VerifyCommand::Constraints(args)) => {
+            let report = verify::run(&verify_request(args), url, progress).await?;
+            shown(&report, report.exit_code(), format, out)
+        }
+        Command::Reconcile(args) => {
+            let report = reconcile::run(&reconcile_request(args), url, progress).await?;
+            shown(&report, report.exit_code(), format, out)
         }
         Command::Prisma(cli::PrismaCommand::Schema(args)) => {
-            let mut conn = db::connect(url).await?;
-            let report = prisma::schema(&mut conn, args.partial_indexes).await?;
-            print(&report, format, &mut stdout)?;
-            Ok(exit::OK)
+            let report = prisma::schema(url, args.partial_indexes).await?;
+            shown(&report, exit::OK, format, out)
         }
         Command::Prisma(cli::PrismaCommand::Baseline(args)) => {
-            let mut conn = db::connect(url).await?;
-            db::require_primary(&mut conn, url, "prisma baseline").await?;
             let request = prisma::BaselineRequest {
                 migrations_dir: args.migrations_dir.clone(),
                 name: args.name.clone(),
             };
-            let report = prisma::baseline(&mut conn, &request).await?;
-            print(&report, format, &mut stdout)?;
-            Ok(exit::OK)
+            let report = prisma::baseline(url, &request).await?;
+            shown(&report, exit::OK, format, out)
         }
         Command::Seed(args) => {
-            let mut conn = db::connect(url).await?;
-            db::require_primary(&mut conn, url, "seed").await?;
             let options = seed::SeedOptions {
                 orders: args.orders,
                 stock_anomalies: !args.no_stock_anomalies,
             };
-            let report = seed::seed(&mut conn, db::display_name(url), options).await?;
-            print(&report, format, &mut stdout)?;
-            Ok(exit::OK)
+            let report = seed::run(url, options).await?;
+            shown(&report, exit::OK, format, out)
         }
+        Command::Demo(_) | Command::Completions { .. } | Command::Man => Ok(exit::OK),
     }
+}
+
+/// Prints a command's report on stdout; the command's exit code.
+fn shown<R: report::Render>(
+    report: &R,
+    code: u8,
+    format: Format,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
+    print(report, format, out)?;
+    Ok(code)
 }
 
 fn lock_policy(args: &cli::LockArgs) -> LockPolicy {
@@ -342,7 +334,8 @@ fn check_format(command: &Command, format: Format) -> Result<(), UnsupportedForm
         Command::Backfill(_) => ("backfill status/pause/resume/set", "table, json"),
         Command::Seed(_) => ("seed", "table, json"),
         Command::Prisma(_) => ("prisma", "table, json"),
-        Command::Demo(_) | Command::Completions { .. } | Command::Man => return Ok(()),
+        Command::Demo(_) => ("demo", "table, json"),
+        Command::Completions { .. } | Command::Man => return Ok(()),
     };
     match format {
         Format::Table | Format::Json => Ok(()),
@@ -476,6 +469,17 @@ mod tests {
         .context("verify constraints");
         assert_eq!(exit_code(&err), exit::USAGE);
         assert_eq!(exit_code(&anyhow::anyhow!("plain")), exit::RUNTIME_FAILURE);
+    }
+
+    #[test]
+    fn a_failed_demo_exits_3_on_purpose() {
+        let err = anyhow::Error::new(demo::DemoError::UnexpectedExit {
+            stage: "Migrate online",
+            expected: 0,
+            got: 1,
+        });
+        assert!(matches!(Expected::of(&err), Some(Expected::Demo(_))));
+        assert_eq!(exit_code(&err), exit::RUNTIME_FAILURE);
     }
 
     #[test]

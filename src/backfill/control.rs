@@ -183,13 +183,18 @@ pub async fn leave(conn: &mut PgConnection, worker: &str) {
         .await;
 }
 
-/// Runs an operator's request and reports the state after it.
+/// Runs an operator's request and reports the state after it. `by`: the operator's login, if
+/// any (the database role is recorded otherwise).
 pub async fn run(
-    conn: &mut PgConnection,
-    database: String,
+    url: &crate::db::DatabaseUrl,
     request: &ControlRequest,
     by: Option<&str>,
 ) -> anyhow::Result<ControlReport> {
+    let conn = &mut crate::db::connect(url).await?;
+    if !matches!(request, ControlRequest::Status) {
+        crate::db::require_primary(conn, url, "backfill pause/resume/set").await?;
+    }
+    let database = url.redacted().to_owned();
     if matches!(request, ControlRequest::Status) {
         // Read-only: it runs on a standby and for a SELECT-only role, and creates nothing.
         let exists: bool =

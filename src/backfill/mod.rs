@@ -119,9 +119,9 @@ pub async fn run(
     url: &DatabaseUrl,
     progress: Progress,
 ) -> anyhow::Result<BackfillReport> {
-    let mut conn = db::connect(Some(url)).await?;
+    let mut conn = db::connect(url).await?;
     // Even --dry-run: it creates paytool's own tables.
-    db::require_primary(&mut conn, Some(url), "backfill payments").await?;
+    db::require_primary(&mut conn, url, "backfill payments").await?;
     let migrated = migrate::require_migrated(&mut conn).await?;
     let steps: Vec<&StepDef> = STEPS
         .iter()

@@ -139,7 +139,7 @@ impl Runner<'_> {
     /// A connection for `session`: the main one takes the backfill lock again (it died with
     /// the session it was held by).
     pub async fn connect(&self, session: Session) -> anyhow::Result<PgConnection> {
-        let mut conn = db::connect(Some(self.url)).await?;
+        let mut conn = db::connect(self.url).await?;
         if session == Session::Main {
             if self.cooperative {
                 BACKFILL_LOCK.acquire_shared(&mut conn, self.wait).await?;

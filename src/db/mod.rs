@@ -161,7 +161,7 @@ pub async fn lock_holders(conn: &mut PgConnection, table: &str) -> String {
 /// "cannot execute … in a read-only transaction" would come from the middle of the work.
 pub async fn require_primary(
     conn: &mut PgConnection,
-    url: Option<&DatabaseUrl>,
+    url: &DatabaseUrl,
     command: &'static str,
 ) -> anyhow::Result<()> {
     let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
@@ -169,7 +169,7 @@ pub async fn require_primary(
         .await?;
     if in_recovery {
         return Err(DbError::Standby {
-            url: display_name(url),
+            url: url.redacted().to_owned(),
             command,
         }
         .into());
@@ -201,15 +201,9 @@ pub async fn require_plain_tables(conn: &mut PgConnection) -> anyhow::Result<()>
     Ok(())
 }
 
-/// The database as reports name it: the URL without its password ("" when there is none).
-pub fn display_name(url: Option<&DatabaseUrl>) -> String {
-    url.map(|u| u.redacted().to_owned()).unwrap_or_default()
-}
-
 /// Opens one session connection (not a pool: migrate needs session state such as advisory
 /// locks), tagged `application_name = paytool` so operators can see it in pg_stat_activity.
-pub async fn connect(url: Option<&DatabaseUrl>) -> Result<PgConnection, DbError> {
-    let url = url.ok_or(DbError::NoUrl)?;
+pub async fn connect(url: &DatabaseUrl) -> Result<PgConnection, DbError> {
     if url.says_transaction_pooler() {
         // Said before any connection: nothing of paytool's may be left on a pooled server.
         return Err(DbError::TransactionPooler {

@@ -1,17 +1,20 @@
 //! `paytool demo`: the whole flow, offline, on a throwaway PostgreSQL and the Stripe simulator.
-//! Every stage runs the real `paytool` command (this very binary) and shows its real output.
+//! Every stage runs the real `paytool` command (this very binary) and shows its real output on
+//! the narration (stdout for people, stderr when the report is JSON); the demo returns a
+//! report of its stages, which the app prints like any other.
 
 pub mod cluster;
 mod stripe;
 
 use std::io::Write;
 use std::process::Stdio;
+use std::time::Instant;
 
 use anyhow::Context;
+use serde::Serialize;
 use sqlx::{Connection, PgConnection};
 use thiserror::Error;
 
-use crate::exit;
 use crate::stripe_sim::StripeSim;
 use cluster::TempCluster;
 
@@ -63,10 +66,42 @@ pub struct DemoRequest {
     pub orders: i64,
     /// Leave the database and the simulator running.
     pub keep: bool,
+    /// The stages' output goes to stderr (the report on stdout is for a machine).
+    pub narrate_on_stderr: bool,
 }
 
-pub async fn run(args: &DemoRequest) -> anyhow::Result<u8> {
-    let mut out = std::io::stdout();
+/// One stage as it ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageRun {
+    pub title: &'static str,
+    /// What ran: `paytool …`, or what the demo did itself.
+    pub command: String,
+    pub expected_exit: i32,
+    pub exit: i32,
+    pub duration_ms: u64,
+}
+
+/// What `paytool demo` reports once every stage did what it should.
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoReport {
+    pub cluster_dir: String,
+    pub stripe_base_url: String,
+    /// `--keep`: the database was left running.
+    pub kept: bool,
+    /// The discrepancies planted in the simulator, one line each.
+    pub planted: Vec<String>,
+    pub stages: Vec<StageRun>,
+    pub duration_ms: u64,
+}
+
+pub async fn run(args: &DemoRequest) -> anyhow::Result<DemoReport> {
+    let started = Instant::now();
+    let mut out: Box<dyn Write> = if args.narrate_on_stderr {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    let out = &mut out;
     writeln!(
         out,
         "paytool demo: a throwaway PostgreSQL with a dirty legacy shop, then every paytool command in order."
@@ -80,16 +115,33 @@ pub async fn run(args: &DemoRequest) -> anyhow::Result<u8> {
         cluster.dir().display()
     )?;
     let sim = StripeSim::start(stripe::DEMO_KEY).context("cannot start the Stripe simulator")?;
+    let mut walked = Walk {
+        out: &mut *out,
+        stages: Vec::new(),
+        planted: Vec::new(),
+        narrate_on_stderr: args.narrate_on_stderr,
+    };
     let result = tokio::select! {
-        result = walk(&cluster, &sim, args) => result,
+        result = walked.walk(&cluster, &sim, args) => result,
         _ = tokio::signal::ctrl_c() => Err(DemoError::Interrupted.into()),
+    };
+    let (stages, planted) = (walked.stages, walked.planted);
+    let report = |kept: bool| DemoReport {
+        cluster_dir: cluster.dir().display().to_string(),
+        stripe_base_url: sim.base_url(),
+        kept,
+        planted: planted.clone(),
+        stages: stages.clone(),
+        duration_ms: started.elapsed().as_millis() as u64,
     };
     match (&result, args.keep) {
         (Ok(()), true) => {
-            keep(&mut cluster, &sim).await?;
-            Ok(exit::OK)
+            let kept = report(true);
+            keep(&mut cluster, &sim, out).await?;
+            Ok(kept)
         }
         _ => {
+            let finished = report(false);
             cluster.stop();
             drop(sim);
             writeln!(
@@ -97,149 +149,195 @@ pub async fn run(args: &DemoRequest) -> anyhow::Result<u8> {
                 "\nRemoved the demo cluster ({}) and stopped the Stripe simulator.",
                 cluster.dir().display()
             )?;
-            result.map(|()| exit::OK)
+            result.map(|()| finished)
         }
     }
 }
 
-async fn walk(cluster: &TempCluster, sim: &StripeSim, args: &DemoRequest) -> anyhow::Result<()> {
-    let admin_url = cluster.url("postgres", None, "postgres");
-    let mut admin = PgConnection::connect(&admin_url).await?;
-    sqlx::raw_sql("CREATE DATABASE shop")
-        .execute(&mut admin)
-        .await?;
-    let url = cluster.url("postgres", None, "shop");
-    let orders = args.orders.to_string();
-    let total = 14;
-    let mut n = 0;
-    let mut next = |title: &str| {
-        n += 1;
-        println!("\n━━ [{n}/{total}] {title}");
-    };
-    let runner = Runner { url: &url };
-
-    for s in [
-        stage(
-            "Seed a legacy shop database with realistic dirty data",
-            &["seed", "--orders", &orders],
-            0,
-        ),
-        stage(
-            "See every migration step before it happens",
-            &["migrate", "plan", "--no-sql"],
-            0,
-        ),
-        stage(
-            "Migrate: the preflight refuses the dirty data and changes nothing",
-            &["migrate"],
-            1,
-        ),
-    ] {
-        next(s.title);
-        runner.run(&s).await?;
-    }
-
-    next("Fix the rows the preflight named");
-    println!(
-        "$ psql -c \"UPDATE stocks SET quantity = 0 WHERE quantity < 0; DELETE duplicate slots …\""
-    );
-    let mut shop = PgConnection::connect(&url).await?;
-    sqlx::raw_sql(FIX_DIRTY_STOCK_SQL)
-        .execute(&mut shop)
-        .await?;
-    println!("Set negative stock quantities to 0 and kept one stocks row per machine slot.");
-
-    for s in [
-        stage("Migrate online", &["migrate"], 0),
-        stage(
-            "Backfill snapshots, totals and payment rows",
-            &["backfill", "payments"],
-            0,
-        ),
-        stage(
-            "Verify the schema and data invariants",
-            &["verify", "constraints"],
-            0,
-        ),
-    ] {
-        next(s.title);
-        runner.run(&s).await?;
-    }
-
-    next("Stripe: a simulator mirroring the last 30 days, with planted discrepancies");
-    let planted = stripe::prepare(&mut shop, sim).await?;
-    println!(
-        "{} PaymentIntents, {} refunds and {} events at {}; planted:",
-        planted.payment_intents,
-        planted.refunds,
-        planted.events,
-        sim.base_url()
-    );
-    for line in &planted.lines {
-        println!("  • {line}");
-    }
-
-    let base = sim.base_url();
-    let baseline = cluster.dir().join("reconcile-baseline.json");
-    let baseline = baseline.display().to_string();
-    for s in [
-        stage(
-            "Backfill Stripe's events into payment_events (the audit trail's first 30 days)",
-            &["backfill", "events", "--stripe-base-url", &base],
-            0,
-        ),
-        stage(
-            "Reconcile: every discrepancy is found",
-            &["reconcile", "--stripe-base-url", &base],
-            1,
-        ),
-        stage(
-            "Reconcile --apply: the safe repairs, audited (amounts and double charges stay for a person)",
-            &["reconcile", "--apply", "--stripe-base-url", &base],
-            1,
-        ),
-        stage(
-            "Accept what is left for a person into a baseline (who and why are kept)",
-            &[
-                "reconcile",
-                "--stripe-base-url",
-                &base,
-                "--write-baseline",
-                &baseline,
-                "--reason",
-                "demo: handed to the payments team",
-                "--accepted-by",
-                "demo",
-            ],
-            0,
-        ),
-        stage(
-            "The nightly run against the baseline: nothing new, exit 0",
-            &[
-                "reconcile",
-                "--stripe-base-url",
-                &base,
-                "--baseline",
-                &baseline,
-            ],
-            0,
-        ),
-        stage("Verify again", &["verify", "constraints"], 0),
-    ] {
-        next(s.title);
-        runner.run(&s).await?;
-    }
-    println!("\nDemo finished: every stage did what it should.");
-    Ok(())
+/// The walk's narration and what it ran.
+struct Walk<'o> {
+    out: &'o mut Box<dyn Write>,
+    stages: Vec<StageRun>,
+    planted: Vec<String>,
+    narrate_on_stderr: bool,
 }
+
+impl Walk<'_> {
+    async fn walk(
+        &mut self,
+        cluster: &TempCluster,
+        sim: &StripeSim,
+        args: &DemoRequest,
+    ) -> anyhow::Result<()> {
+        let admin_url = cluster.url("postgres", None, "postgres");
+        let mut admin = PgConnection::connect(&admin_url).await?;
+        sqlx::raw_sql("CREATE DATABASE shop")
+            .execute(&mut admin)
+            .await?;
+        let url = cluster.url("postgres", None, "shop");
+        let orders = args.orders.to_string();
+        let runner = Runner { url: &url };
+
+        for s in [
+            stage(
+                "Seed a legacy shop database with realistic dirty data",
+                &["seed", "--orders", &orders],
+                0,
+            ),
+            stage(
+                "See every migration step before it happens",
+                &["migrate", "plan", "--no-sql"],
+                0,
+            ),
+            stage(
+                "Migrate: the preflight refuses the dirty data and changes nothing",
+                &["migrate"],
+                1,
+            ),
+        ] {
+            self.header(s.title)?;
+            let run = runner.run(&s, self).await?;
+            self.stages.push(run);
+        }
+
+        let title = "Fix the rows the preflight named";
+        self.header(title)?;
+        let command = "psql -c \"UPDATE stocks SET quantity = 0 WHERE quantity < 0; DELETE duplicate slots …\"";
+        writeln!(self.out, "$ {command}")?;
+        let fixed = Instant::now();
+        let mut shop = PgConnection::connect(&url).await?;
+        sqlx::raw_sql(FIX_DIRTY_STOCK_SQL)
+            .execute(&mut shop)
+            .await?;
+        writeln!(
+            self.out,
+            "Set negative stock quantities to 0 and kept one stocks row per machine slot."
+        )?;
+        self.stages.push(StageRun {
+            title,
+            command: command.to_owned(),
+            expected_exit: 0,
+            exit: 0,
+            duration_ms: fixed.elapsed().as_millis() as u64,
+        });
+
+        for s in [
+            stage("Migrate online", &["migrate"], 0),
+            stage(
+                "Backfill snapshots, totals and payment rows",
+                &["backfill", "payments"],
+                0,
+            ),
+            stage(
+                "Verify the schema and data invariants",
+                &["verify", "constraints"],
+                0,
+            ),
+        ] {
+            self.header(s.title)?;
+            let run = runner.run(&s, self).await?;
+            self.stages.push(run);
+        }
+
+        let title = "Stripe: a simulator mirroring the last 30 days, with planted discrepancies";
+        self.header(title)?;
+        let prepared = Instant::now();
+        let planted = stripe::prepare(&mut shop, sim).await?;
+        writeln!(
+            self.out,
+            "{} PaymentIntents, {} refunds and {} events at {}; planted:",
+            planted.payment_intents,
+            planted.refunds,
+            planted.events,
+            sim.base_url()
+        )?;
+        for line in &planted.lines {
+            writeln!(self.out, "  • {line}")?;
+        }
+        self.planted.clone_from(&planted.lines);
+        self.stages.push(StageRun {
+            title,
+            command: "fill the Stripe simulator (sql/demo/stripe_history.sql)".to_owned(),
+            expected_exit: 0,
+            exit: 0,
+            duration_ms: prepared.elapsed().as_millis() as u64,
+        });
+
+        let base = sim.base_url();
+        let baseline = cluster.dir().join("reconcile-baseline.json");
+        let baseline = baseline.display().to_string();
+        for s in [
+            stage(
+                "Backfill Stripe's events into payment_events (the audit trail's first 30 days)",
+                &["backfill", "events", "--stripe-base-url", &base],
+                0,
+            ),
+            stage(
+                "Reconcile: every discrepancy is found",
+                &["reconcile", "--stripe-base-url", &base],
+                1,
+            ),
+            stage(
+                "Reconcile --apply: the safe repairs, audited (amounts and double charges stay for a person)",
+                &["reconcile", "--apply", "--stripe-base-url", &base],
+                1,
+            ),
+            stage(
+                "Accept what is left for a person into a baseline (who and why are kept)",
+                &[
+                    "reconcile",
+                    "--stripe-base-url",
+                    &base,
+                    "--write-baseline",
+                    &baseline,
+                    "--reason",
+                    "demo: handed to the payments team",
+                    "--accepted-by",
+                    "demo",
+                ],
+                0,
+            ),
+            stage(
+                "The nightly run against the baseline: nothing new, exit 0",
+                &[
+                    "reconcile",
+                    "--stripe-base-url",
+                    &base,
+                    "--baseline",
+                    &baseline,
+                ],
+                0,
+            ),
+            stage("Verify again", &["verify", "constraints"], 0),
+        ] {
+            self.header(s.title)?;
+            let run = runner.run(&s, self).await?;
+            self.stages.push(run);
+        }
+        Ok(())
+    }
+
+    /// `━━ [3/14] Migrate: …`
+    fn header(&mut self, title: &str) -> std::io::Result<()> {
+        writeln!(
+            self.out,
+            "\n━━ [{}/{STAGES}] {title}",
+            self.stages.len() + 1
+        )
+    }
+}
+
+/// Stages of the walk, for the headers' count.
+const STAGES: usize = 14;
 
 struct Runner<'a> {
     url: &'a str,
 }
 
 impl Runner<'_> {
-    /// Runs `paytool ARGS` with the demo's database and key, its output going straight through.
-    async fn run(&self, stage: &Stage) -> anyhow::Result<()> {
+    /// Runs `paytool ARGS` with the demo's database and key, its output going straight to the
+    /// narration.
+    async fn run(&self, stage: &Stage, walk: &mut Walk<'_>) -> anyhow::Result<StageRun> {
         let shown: Vec<String> = stage
             .args
             .iter()
@@ -251,14 +349,22 @@ impl Runner<'_> {
                 }
             })
             .collect();
-        println!("$ paytool {}", shown.join(" "));
-        let _ = std::io::stdout().flush();
+        let command = format!("paytool {}", shown.join(" "));
+        writeln!(walk.out, "$ {command}")?;
+        walk.out.flush()?;
         let exe = std::env::current_exe().context("cannot find the paytool binary")?;
+        let started = Instant::now();
+        let stdout = if walk.narrate_on_stderr {
+            Stdio::from(std::io::stderr())
+        } else {
+            Stdio::inherit()
+        };
         let status = tokio::process::Command::new(exe)
             .args(&stage.args)
             .env("DATABASE_URL", self.url)
             .env("STRIPE_SECRET_KEY", stripe::DEMO_KEY)
             .stdin(Stdio::null())
+            .stdout(stdout)
             .kill_on_drop(true)
             .status()
             .await?;
@@ -272,9 +378,15 @@ impl Runner<'_> {
             .into());
         }
         if got != 0 {
-            println!("(exit code {got}, as expected)");
+            writeln!(walk.out, "(exit code {got}, as expected)")?;
         }
-        Ok(())
+        Ok(StageRun {
+            title: stage.title,
+            command,
+            expected_exit: stage.expected,
+            exit: got,
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
     }
 }
 
@@ -303,26 +415,41 @@ fn paytool_command() -> String {
 }
 
 /// `--keep`: the cluster stays; the simulator lives as long as this process, so wait.
-async fn keep(cluster: &mut TempCluster, sim: &StripeSim) -> anyhow::Result<()> {
+async fn keep(
+    cluster: &mut TempCluster,
+    sim: &StripeSim,
+    out: &mut Box<dyn Write>,
+) -> anyhow::Result<()> {
     cluster.keep();
-    println!("\nThe demo database and the Stripe simulator are still running. Try:");
-    println!(
+    writeln!(
+        out,
+        "\nThe demo database and the Stripe simulator are still running. Try:"
+    )?;
+    writeln!(
+        out,
         "  export DATABASE_URL={}",
         cluster.url("postgres", None, "shop")
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  export STRIPE_SECRET_KEY={} STRIPE_BASE_URL={}",
         stripe::DEMO_KEY,
         sim.base_url()
-    );
+    )?;
     let paytool = paytool_command();
-    println!("  {paytool} verify constraints; {paytool} reconcile");
+    writeln!(out, "  {paytool} verify constraints; {paytool} reconcile")?;
     if paytool != "paytool" {
-        println!("  (paytool is not on PATH: `cargo install --path .` puts it in ~/.cargo/bin)");
+        writeln!(
+            out,
+            "  (paytool is not on PATH: `cargo install --path .` puts it in ~/.cargo/bin)"
+        )?;
     }
-    println!("Press Ctrl-C to stop the simulator. The database keeps running; stop it with:");
-    println!("  {}", cluster.stop_command());
-    let _ = std::io::stdout().flush();
+    writeln!(
+        out,
+        "Press Ctrl-C to stop the simulator. The database keeps running; stop it with:"
+    )?;
+    writeln!(out, "  {}", cluster.stop_command())?;
+    out.flush()?;
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

@@ -136,7 +136,7 @@ struct Window {
 
 pub async fn run(
     request: &EventsRequest,
-    url: Option<&DatabaseUrl>,
+    url: &DatabaseUrl,
     progress: Progress,
 ) -> anyhow::Result<EventsReport> {
     let started = Instant::now();
@@ -179,7 +179,7 @@ pub async fn run(
     bar.finish_and_clear();
     let sum = |f: fn(&TypeTally) -> u64| types.iter().map(f).sum::<u64>();
     Ok(EventsReport {
-        database: db::display_name(url),
+        database: url.redacted().to_owned(),
         stripe: request.stripe.base_url(),
         since: window.since,
         until: window.until,

@@ -263,7 +263,7 @@ impl StatusReport {
 
 pub async fn run(
     request: &MigrateRequest,
-    url: Option<&DatabaseUrl>,
+    url: &DatabaseUrl,
     progress: &Progress,
 ) -> anyhow::Result<MigrateOutput> {
     if let MigrateRequest::Down {
@@ -273,7 +273,7 @@ pub async fn run(
         return Err(MigrateError::DownNotConfirmed.into());
     }
     let mut conn = db::connect(url).await?;
-    let database = db::display_name(url);
+    let database = url.redacted().to_owned();
     match request {
         MigrateRequest::Apply { .. } => db::require_primary(&mut conn, url, "migrate").await?,
         MigrateRequest::Down { .. } => db::require_primary(&mut conn, url, "migrate down").await?,
@@ -326,9 +326,9 @@ pub async fn run(
 }
 
 /// The policy with the database to watch concurrent builds through.
-fn watched(policy: &LockPolicy, url: Option<&DatabaseUrl>) -> LockPolicy {
+fn watched(policy: &LockPolicy, url: &DatabaseUrl) -> LockPolicy {
     LockPolicy {
-        observer: url.cloned(),
+        observer: Some(url.clone()),
         ..policy.clone()
     }
 }

@@ -47,7 +47,7 @@ impl Watcher {
         what: String,
         max_wait: Duration,
     ) -> Option<Watcher> {
-        let conn = db::connect(Some(url)).await.ok()?;
+        let conn = db::connect(url).await.ok()?;
         let gave_up = Arc::new(Mutex::new(None));
         let task = tokio::spawn(watch(conn, pid, what, max_wait, gave_up.clone()));
         Some(Watcher { task, gave_up })

@@ -47,7 +47,7 @@ pub struct BaselineReport {
 }
 
 pub async fn baseline(
-    conn: &mut PgConnection,
+    url: &crate::db::DatabaseUrl,
     request: &BaselineRequest,
 ) -> anyhow::Result<BaselineReport> {
     if request.name.is_empty()
@@ -58,6 +58,8 @@ pub async fn baseline(
     {
         return Err(PrismaError::BadName(request.name.clone()).into());
     }
+    let conn = &mut crate::db::connect(url).await?;
+    crate::db::require_primary(conn, url, "prisma baseline").await?;
     let migrated = crate::migrate::require_migrated(conn).await?;
     let statuses = crate::migrate::current_statuses(conn).await?;
     let pending_cleanup: Vec<i32> = crate::migrate::pending_steps(&statuses, Phase::Cleanup)

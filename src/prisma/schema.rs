@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use sqlx::PgConnection;
 
 const TEMPLATE: &str = include_str!("upgraded.prisma");
 const COLUMNS_SQL: &str = include_str!("../../sql/prisma/columns.sql");
@@ -37,9 +36,10 @@ struct Column {
 /// them. `partial_indexes`: print them as attributes (the schema has the feature), else as
 /// comments that say so.
 pub async fn schema(
-    conn: &mut PgConnection,
+    url: &crate::db::DatabaseUrl,
     partial_indexes: bool,
 ) -> anyhow::Result<PrismaSchemaReport> {
+    let conn = &mut crate::db::connect(url).await?;
     crate::migrate::require_migrated(conn).await?;
     let names: Vec<String> = crate::db::LEGACY_TABLES
         .iter()

@@ -125,7 +125,7 @@ pub struct ReconcileRequest {
 
 pub async fn run(
     args: &ReconcileRequest,
-    url: Option<&DatabaseUrl>,
+    url: &DatabaseUrl,
     progress: Progress,
 ) -> anyhow::Result<ReconcileReport> {
     let started = Instant::now();
@@ -219,7 +219,7 @@ pub async fn run(
     let (findings, known_findings, baseline) = apply_baseline(args, accepted, findings)?;
     Ok(ReconcileReport {
         run_id,
-        database: db::display_name(url),
+        database: url.redacted().to_owned(),
         stripe: args.stripe.base_url(),
         window,
         apply: args.apply,

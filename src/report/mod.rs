@@ -2,6 +2,7 @@
 
 mod backfill;
 mod control;
+mod demo;
 mod events;
 mod grid;
 mod migrate;

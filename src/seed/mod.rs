@@ -113,6 +113,13 @@ SELECT md5('item-' || g || '-' || k)::uuid::text,
 FROM generate_series(1, $1) AS g
 CROSS JOIN LATERAL generate_series(1, CASE WHEN g % 50 = 0 THEN 0 ELSE 1 + (g * 7) % 3 END) AS k";
 
+/// `paytool seed`: on the primary at `url`.
+pub async fn run(url: &db::DatabaseUrl, options: SeedOptions) -> anyhow::Result<SeedReport> {
+    let mut conn = db::connect(url).await?;
+    db::require_primary(&mut conn, url, "seed").await?;
+    seed(&mut conn, url.redacted().to_owned(), options).await
+}
+
 pub async fn seed(
     conn: &mut PgConnection,
     database: String,

@@ -104,12 +104,12 @@ impl VerifyError {
 
 pub async fn run(
     args: &VerifyRequest,
-    url: Option<&DatabaseUrl>,
+    url: &DatabaseUrl,
     progress: Progress,
 ) -> anyhow::Result<VerifyReport> {
     let mut conn = db::connect(url).await?;
     db::require_schema_usage(&mut conn).await?;
-    let database = db::display_name(url);
+    let database = url.redacted().to_owned();
     let started = Instant::now();
     let selected: Vec<&Check> = CHECKS
         .iter()

@@ -105,13 +105,39 @@ fn the_demo_walks_every_stage_and_leaves_nothing_behind() {
     );
     assert!(stdout.contains("known finding(s) skipped"), "{stdout}");
     // verify passes at the end.
-    let last_verify = stdout.rsplit("Verify again").next().unwrap();
+    let last_verify = stdout.rsplit("] Verify again").next().unwrap();
     assert!(last_verify.contains(" 0 failed, "), "{last_verify}");
     assert!(stdout.contains("Demo finished: every stage did what it should."));
+    assert!(
+        stdout.contains("(14 stages in "),
+        "the report of the stages:\n{stdout}"
+    );
     // Nothing left.
     let dir = cluster_dir(&stdout);
     assert!(!dir.exists(), "{} is still there", dir.display());
     assert!(!postgres_running_in(&dir));
+}
+
+#[test]
+fn the_demo_reports_its_stages_as_json_with_the_narration_on_stderr() {
+    let out = paytool()
+        .args(["demo", "--orders", "300", "--format", "json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report = crate::harness::json(&out.stdout);
+    let stages = report["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 14, "{report:#}");
+    for stage in stages {
+        assert_eq!(stage["exit"], stage["expected_exit"], "{stage:#}");
+    }
+    assert_eq!(stages[2]["exit"], 1, "the preflight refused: {report:#}");
+    assert_eq!(report["kept"], false);
+    assert!(!report["planted"].as_array().unwrap().is_empty());
+    assert!(stderr.contains("━━ [14/14] Verify again"), "{stderr}");
+    let dir = std::path::PathBuf::from(report["cluster_dir"].as_str().unwrap());
+    assert!(!dir.exists(), "{} is still there", dir.display());
 }
 
 #[test]

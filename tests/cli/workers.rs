@@ -222,3 +222,59 @@ async fn workers_on_uuid_ids_end_as_one_worker_would() {
         backfilled_digest(&mut alone.conn().await).await
     );
 }
+
+/// Ctrl-C (here SIGTERM) gives this process's ranges back at once; the next run resumes them
+/// as ranges nobody holds, not as ranges taken over from a dead worker.
+#[tokio::test]
+async fn ranges_given_back_by_a_stopped_run_are_not_taken_over() {
+    let db = seeded_and_migrated(12_000).await;
+    let mut conn = db.conn().await;
+    let stopped = slow_cooperative(&db, "2", "30s");
+    wait_for(
+        &mut conn,
+        "SELECT count(*) >= 2 FROM paytool.backfill_ranges WHERE last_id <> '' AND step = $1",
+        "items",
+        "two ranges under way",
+        Duration::from_secs(60),
+    )
+    .await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(stopped.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = stopped.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "interrupted");
+    let held: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM paytool.backfill_ranges WHERE done_at IS NULL AND process IS NOT NULL",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(held, 0, "its ranges were given back");
+
+    let out = db
+        .paytool()
+        .args([
+            "backfill",
+            "payments",
+            "--workers",
+            "2",
+            "--format",
+            "json",
+            "--ignore-autovacuum",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report = json(&out.stdout);
+    let reclaimed: u64 = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["ranges_reclaimed"].as_u64().unwrap())
+        .sum();
+    assert_eq!(reclaimed, 0, "{report:#}");
+    assert!(!stderr.contains("lease ran out"), "{stderr}");
+}
