@@ -627,6 +627,128 @@ mod tests {
         );
     }
 
+    /// The names of what a step's SQL creates: tables, columns, indexes, constraints, triggers,
+    /// functions, operators' functions (lower case, without schema).
+    fn created_names(sql: &str) -> Vec<String> {
+        let code: String = sql
+            .lines()
+            .map(|l| l.split("--").next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let words: Vec<String> = code
+            .split(|c: char| c.is_whitespace() || c == '(' || c == ',' || c == ';')
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect();
+        let skip = [
+            "unique",
+            "concurrently",
+            "if",
+            "not",
+            "exists",
+            "or",
+            "replace",
+            "constraint",
+        ];
+        let mut names = Vec::new();
+        for (i, word) in words.iter().enumerate() {
+            let creates = matches!(
+                (word.as_str(), words.get(i + 1).map(String::as_str)),
+                (
+                    "create",
+                    Some("index" | "table" | "trigger" | "function" | "unique")
+                ) | ("create", Some("or"))
+                    | ("add", Some("column" | "constraint"))
+            );
+            if !creates {
+                continue;
+            }
+            let name = words[i + 1..]
+                .iter()
+                .skip(1)
+                .find(|w| {
+                    !skip.contains(&w.as_str())
+                        && *w != "index"
+                        && *w != "function"
+                        && *w != "trigger"
+                })
+                .cloned();
+            if let Some(name) = name {
+                names.push(name.rsplit('.').next().unwrap_or(&name).to_owned());
+            }
+        }
+        names
+    }
+
+    /// What `steps` create that `down` neither names nor drops with its table.
+    fn forgotten_by_rollback(steps: &[Step], down: &str) -> Vec<String> {
+        let down = down.to_lowercase();
+        // Tables that go whole, with their indexes and constraints (named after them, as
+        // PostgreSQL and these steps name them): dropped ones, and paytool's (its schema is
+        // dropped with CASCADE).
+        let mut gone_whole: Vec<String> = down
+            .split("drop table if exists ")
+            .skip(1)
+            .filter_map(|rest| rest.split(';').next())
+            .map(str::to_owned)
+            .collect();
+        for step in steps {
+            let sql = step.sql.to_lowercase();
+            gone_whole.extend(
+                sql.split("paytool.")
+                    .skip(1)
+                    .filter_map(|rest| {
+                        rest.split(|c: char| !c.is_alphanumeric() && c != '_')
+                            .next()
+                    })
+                    .map(str::to_owned),
+            );
+        }
+        let mut forgotten = Vec::new();
+        for step in steps {
+            for name in created_names(step.sql) {
+                let with_its_table = gone_whole.iter().any(|t| name.starts_with(t.as_str()));
+                if !down.contains(&name) && !with_its_table {
+                    forgotten.push(format!("{}: {name}", step.name));
+                }
+            }
+        }
+        forgotten
+    }
+
+    /// The rollback (`sql/down/`) is one transaction for the whole migration, written to stand
+    /// any partly applied state; this keeps each step's part of it from being forgotten: what
+    /// a step creates, the rollback names (or drops with its table or paytool's schema).
+    #[test]
+    fn the_rollback_removes_what_every_step_creates() {
+        assert_eq!(
+            forgotten_by_rollback(STEPS, DOWN_SQL),
+            Vec::<String>::new(),
+            "sql/down/ does not remove these"
+        );
+        let new_index = Step {
+            name: "099_orders_total_index",
+            sql: "CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_total_idx ON orders (amount_total_cents);",
+            ..STEPS[0]
+        };
+        assert_eq!(
+            forgotten_by_rollback(&[new_index], DOWN_SQL),
+            ["099_orders_total_index: orders_total_idx"]
+        );
+    }
+
+    #[test]
+    fn created_names_are_read_from_the_sql() {
+        let names = created_names(
+            "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS a_idx ON t (x);
+             ALTER TABLE t ADD COLUMN IF NOT EXISTS b INT, ADD CONSTRAINT c CHECK (b > 0) NOT VALID;
+             CREATE OR REPLACE FUNCTION paytool.f() RETURNS trigger AS $$ $$;
+             CREATE TRIGGER g AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION f();
+             CREATE TABLE IF NOT EXISTS h (id int); -- CREATE TABLE commented",
+        );
+        assert_eq!(names, ["a_idx", "b", "c", "f", "g", "h"]);
+    }
+
     #[test]
     fn checksum_ignores_line_endings_and_trailing_whitespace() {
         let lf = "ALTER TABLE a ADD COLUMN b INT;\nSELECT 1;\n";
