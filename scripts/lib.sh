@@ -57,6 +57,26 @@ ensure_squawk() {
     export PATH="$venv/bin:$PATH"
 }
 
+# A real OpenMetrics parser for the tests of --metrics-file: the Python prometheus_client (the
+# reference client library's parser), in paytool's tools venv. The tests find its Python in
+# PAYTOOL_METRICS_PYTHON.
+ensure_metrics_parser() {
+    local venv="$PWD/target/tools-venv"
+    if [ ! -x "$venv/bin/python" ]; then
+        if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+            as_root apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-venv >/dev/null
+            python3 -m venv "$venv"
+        fi
+    fi
+    if ! "$venv/bin/python" -c 'import prometheus_client' >/dev/null 2>&1; then
+        echo "==> installing prometheus-client (PyPI) into $venv" >&2
+        PIP_ROOT_USER_ACTION=ignore "$venv/bin/pip" install --quiet --disable-pip-version-check \
+            'prometheus-client>=0.20,<1'
+    fi
+    export PAYTOOL_METRICS_PYTHON="$venv/bin/python"
+}
+
 # The Prisma application of the test suite (tests/app): Node dependencies from the committed
 # lockfile, and the two Prisma Clients generated offline (see tests/app/README.md).
 ensure_prisma_app() {

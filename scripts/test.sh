@@ -11,6 +11,7 @@ ensure_cargo
 ensure_postgres
 ensure_pgbouncer
 ensure_squawk
+ensure_metrics_parser
 ensure_prisma_app
 ensure_test_servers
 

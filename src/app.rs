@@ -26,7 +26,7 @@ use crate::{prisma, seed};
 pub struct UnsupportedFormat {
     pub format: &'static str,
     pub command: &'static str,
-    pub available: &'static str,
+    pub available: String,
 }
 
 /// Sets up logging, runs one command and returns its exit code.
@@ -46,6 +46,9 @@ fn format_of(arg: cli::OutputFormat) -> Format {
         cli::OutputFormat::Json => Format::Json,
         cli::OutputFormat::Junit => Format::Junit,
         cli::OutputFormat::Csv => Format::Csv,
+        cli::OutputFormat::Markdown => Format::Markdown,
+        cli::OutputFormat::Github => Format::Github,
+        cli::OutputFormat::Gitlab => Format::Gitlab,
     }
 }
 
@@ -102,7 +105,10 @@ async fn run_command(cli: Cli) -> anyhow::Result<u8> {
             shown(&output, output.exit_code(), format, out)
         }
         Command::Backfill(cli::BackfillCommand::Payments(args)) => {
-            let report = backfill::run(&backfill_request(args), url, progress).await?;
+            let started = std::time::Instant::now();
+            let outcome = backfill::run(&backfill_request(args), url, progress).await;
+            let metrics = args.metrics_file.as_deref();
+            let report = metered(metrics, "backfill", started, outcome, |r| r.exit_code())?;
             shown(&report, report.exit_code(), format, out)
         }
         Command::Backfill(cli::BackfillCommand::Events(args)) => {
@@ -121,11 +127,17 @@ async fn run_command(cli: Cli) -> anyhow::Result<u8> {
             shown(&report, exit::OK, format, out)
         }
         Command::Verify(cli::VerifyCommand::Constraints(args)) => {
-            let report = verify::run(&verify_request(args), url, progress).await?;
+            let started = std::time::Instant::now();
+            let outcome = verify::run(&verify_request(args), url, progress).await;
+            let metrics = args.metrics_file.as_deref();
+            let report = metered(metrics, "verify", started, outcome, |r| r.exit_code())?;
             shown(&report, report.exit_code(), format, out)
         }
         Command::Reconcile(args) => {
-            let report = reconcile::run(&reconcile_request(args), url, progress).await?;
+            let started = std::time::Instant::now();
+            let outcome = reconcile::run(&reconcile_request(args), url, progress).await;
+            let metrics = args.metrics_file.as_deref();
+            let report = metered(metrics, "reconcile", started, outcome, |r| r.exit_code())?;
             shown(&report, report.exit_code(), format, out)
         }
         Command::Prisma(cli::PrismaCommand::Schema(args)) => {
@@ -152,7 +164,46 @@ async fn run_command(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-/// Prints a command's report on stdout; the command's exit code.
+/// Writes the run's metrics file, if one was asked for, whatever the outcome: a failed run is
+/// what alerting most needs to hear about. A file that cannot be written fails a run that
+/// succeeded; a failed run keeps its own error.
+fn metered<R: report::metrics::Metrics>(
+    path: Option<&std::path::Path>,
+    command: &str,
+    started: std::time::Instant,
+    outcome: anyhow::Result<R>,
+    code_of: impl Fn(&R) -> u8,
+) -> anyhow::Result<R> {
+    let Some(path) = path else {
+        return outcome;
+    };
+    let run = report::metrics::RunOutcome {
+        command,
+        exit_code: match &outcome {
+            Ok(report) => code_of(report),
+            Err(err) => exit_code(err),
+        },
+        finished_at: chrono::Utc::now(),
+        duration: started.elapsed(),
+    };
+    let report = outcome
+        .as_ref()
+        .ok()
+        .map(|r| r as &dyn report::metrics::Metrics);
+    let text = report::metrics::openmetrics(&run, report);
+    match (report::metrics::write_atomically(path, &text), &outcome) {
+        (Err(err), Ok(_)) => Err(anyhow::Error::new(err)
+            .context(format!("cannot write the metrics file {}", path.display()))),
+        (Err(err), Err(_)) => {
+            tracing::warn!("cannot write the metrics file {} ({err})", path.display());
+            outcome
+        }
+        (Ok(()), _) => outcome,
+    }
+}
+
+/// Prints a command's report on stdout (and, under GitHub Actions, its annotations on stderr
+/// and its summary in the job's); the command's exit code.
 fn shown<R: report::Render>(
     report: &R,
     code: u8,
@@ -160,6 +211,14 @@ fn shown<R: report::Render>(
     out: &mut dyn Write,
 ) -> anyhow::Result<u8> {
     print(report, format, out)?;
+    let summary = std::env::var_os("GITHUB_STEP_SUMMARY").map(std::path::PathBuf::from);
+    report::ci::github_actions_extras(
+        report,
+        std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true"),
+        summary.as_deref(),
+        format != Format::Github,
+    )
+    .context("cannot write GitHub's annotations or step summary")?;
     Ok(code)
 }
 
@@ -321,30 +380,40 @@ fn events_request(args: &cli::EventsArgs) -> EventsRequest {
 
 /// Refuses a `--format` the command cannot produce, before it does anything.
 fn check_format(command: &Command, format: Format) -> Result<(), UnsupportedFormat> {
-    let (name, available) = match command {
-        Command::Verify(_) if format != Format::Csv => return Ok(()),
-        Command::Verify(_) => ("verify constraints", "table, json, junit"),
-        Command::Reconcile(_) if format != Format::Junit => return Ok(()),
-        Command::Reconcile(_) => ("reconcile", "table, json, csv"),
-        Command::Migrate(_) => ("migrate", "table, json"),
+    use Format::*;
+    let (name, available): (&'static str, &[Format]) = match command {
+        Command::Verify(_) => (
+            "verify constraints",
+            &[Table, Json, Junit, Markdown, Github, Gitlab],
+        ),
+        Command::Reconcile(_) => ("reconcile", &[Table, Json, Csv, Markdown, Github, Gitlab]),
+        Command::Migrate(args) => match &args.action {
+            Some(cli::MigrateAction::Plan(_)) => ("migrate plan", &[Table, Json, Markdown]),
+            None if args.apply.dry_run => ("migrate plan", &[Table, Json, Markdown]),
+            Some(cli::MigrateAction::Status) => {
+                ("migrate status", &[Table, Json, Markdown, Github])
+            }
+            _ => ("migrate", &[Table, Json]),
+        },
         Command::Backfill(cli::BackfillCommand::Payments(_)) => {
-            ("backfill payments", "table, json")
+            ("backfill payments", &[Table, Json])
         }
-        Command::Backfill(cli::BackfillCommand::Events(_)) => ("backfill events", "table, json"),
-        Command::Backfill(_) => ("backfill status/pause/resume/set", "table, json"),
-        Command::Seed(_) => ("seed", "table, json"),
-        Command::Prisma(_) => ("prisma", "table, json"),
-        Command::Demo(_) => ("demo", "table, json"),
+        Command::Backfill(cli::BackfillCommand::Events(_)) => ("backfill events", &[Table, Json]),
+        Command::Backfill(_) => ("backfill status/pause/resume/set", &[Table, Json]),
+        Command::Seed(_) => ("seed", &[Table, Json]),
+        Command::Prisma(_) => ("prisma", &[Table, Json]),
+        Command::Demo(_) => ("demo", &[Table, Json]),
         Command::Completions { .. } | Command::Man => return Ok(()),
     };
-    match format {
-        Format::Table | Format::Json => Ok(()),
-        other => Err(UnsupportedFormat {
-            format: other.name(),
-            command: name,
-            available,
-        }),
+    if available.contains(&format) {
+        return Ok(());
     }
+    let names: Vec<&str> = available.iter().map(|f| f.name()).collect();
+    Err(UnsupportedFormat {
+        format: format.name(),
+        command: name,
+        available: names.join(", "),
+    })
 }
 
 /// Prints the report; a reader that went away (`| head`) is not an error.

@@ -62,6 +62,14 @@ pub enum OutputFormat {
     Junit,
     /// CSV, one row per finding (reconcile only).
     Csv,
+    /// Markdown sized for one pull-request comment (migrate plan, verify, reconcile).
+    Markdown,
+    /// GitHub Actions workflow commands: an annotation per failing check or finding (verify,
+    /// migrate status, reconcile). Under GITHUB_ACTIONS=true they are written to stderr with
+    /// any format, and the markdown report is added to $GITHUB_STEP_SUMMARY.
+    Github,
+    /// GitLab Code Quality JSON (verify, reconcile).
+    Gitlab,
 }
 
 impl OutputFormat {
@@ -71,6 +79,9 @@ impl OutputFormat {
             OutputFormat::Json => "json",
             OutputFormat::Junit => "junit",
             OutputFormat::Csv => "csv",
+            OutputFormat::Markdown => "markdown",
+            OutputFormat::Github => "github",
+            OutputFormat::Gitlab => "gitlab",
         }
     }
 }
@@ -251,6 +262,10 @@ pub struct StripeArgs {
 pub struct ReconcileArgs {
     #[command(flatten)]
     pub stripe: StripeArgs,
+    /// Write the run's metrics there (OpenMetrics text, for node_exporter's textfile collector),
+    /// atomically: a killed run leaves the previous file whole. Written on failure too.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<std::path::PathBuf>,
     /// Start of the window (orders created at or after): RFC 3339 or YYYY-MM-DD. Default: 30 days before --until.
     #[arg(long, value_parser = parse_instant, conflicts_with = "order")]
     pub since: Option<chrono::DateTime<chrono::Utc>>,
@@ -369,6 +384,10 @@ pub struct VerifyArgs {
     /// How many offending ids each check lists.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i64).range(0..=10_000))]
     pub sample: i64,
+    /// Write the run's metrics there (OpenMetrics text, for node_exporter's textfile collector),
+    /// atomically: a killed run leaves the previous file whole. Written on failure too.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -502,6 +521,10 @@ pub enum StepArg {
 
 #[derive(Debug, Args)]
 pub struct BackfillArgs {
+    /// Write the run's metrics there (OpenMetrics text, for node_exporter's textfile collector),
+    /// atomically: a killed run leaves the previous file whole. Written on failure too.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<std::path::PathBuf>,
     /// Run only this step (default: all three, in order).
     #[arg(long, value_enum)]
     pub step: Option<StepArg>,

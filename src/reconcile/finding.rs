@@ -36,10 +36,10 @@ pub struct PaymentRow {
     pub refunded_cents: i64,
 }
 
-/// Declares the finding kinds once: the enum, [`Kind::ALL`] and each kind's one name (JSON,
-/// CSV, the audit table, docs and `--help` all say it) come from this list.
+/// Declares the finding kinds once: the enum, [`Kind::ALL`], each kind's one name (JSON, CSV,
+/// the audit table, docs and `--help` all say it) and its importance come from this list.
 macro_rules! kinds {
-    ($($kind:ident => $name:literal,)+) => {
+    ($($kind:ident => $name:literal, $importance:ident,)+) => {
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub enum Kind {
             $($kind,)+
@@ -53,23 +53,39 @@ macro_rules! kinds {
                     $(Kind::$kind => $name,)+
                 }
             }
+
+            /// How much it matters, for CI annotations and alerting.
+            pub fn importance(self) -> Importance {
+                match self {
+                    $(Kind::$kind => Importance::$importance,)+
+                }
+            }
         }
     };
 }
 
+/// How much a finding matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Importance {
+    /// Money or a customer's record is wrong: a person acts today.
+    Error,
+    /// A link, a row or a delivery to repair; no money is wrong yet.
+    Warning,
+}
+
 kinds! {
-    MissingInStripe => "missing_in_stripe",
-    StatusMismatch => "status_mismatch",
-    AmountMismatch => "amount_mismatch",
-    CurrencyMismatch => "currency_mismatch",
-    UnlinkedPaymentIntent => "unlinked_payment_intent",
-    OrphanPaymentIntent => "orphan_payment_intent",
-    DuplicatePaymentIntents => "duplicate_payment_intents",
-    RefundMismatch => "refund_mismatch",
-    PaymentRowMismatch => "payment_row_mismatch",
-    DisputedPayment => "disputed_payment",
-    StalePaymentIntent => "stale_payment_intent",
-    FailedWebhookDelivery => "failed_webhook_delivery",
+    MissingInStripe => "missing_in_stripe", Error,
+    StatusMismatch => "status_mismatch", Error,
+    AmountMismatch => "amount_mismatch", Error,
+    CurrencyMismatch => "currency_mismatch", Error,
+    UnlinkedPaymentIntent => "unlinked_payment_intent", Warning,
+    OrphanPaymentIntent => "orphan_payment_intent", Warning,
+    DuplicatePaymentIntents => "duplicate_payment_intents", Error,
+    RefundMismatch => "refund_mismatch", Error,
+    PaymentRowMismatch => "payment_row_mismatch", Warning,
+    DisputedPayment => "disputed_payment", Error,
+    StalePaymentIntent => "stale_payment_intent", Warning,
+    FailedWebhookDelivery => "failed_webhook_delivery", Warning,
 }
 
 /// One name per kind: JSON, CSV, the audit table and the tables all say [`Kind::name`].

@@ -1,7 +1,9 @@
 use std::io::{self, Write};
 
+use super::ci::{CiItem, CiSeverity, cell};
 use super::{Grid, Render, Screen, hanging, millis, paragraph};
 use crate::db::IdType;
+use crate::migrate::history::StepState;
 use crate::migrate::steps::{Phase, STEPS, StepKind};
 use crate::migrate::{
     ApplyOutcome, ApplyReport, DownReport, MigrateOutput, MigratePlan, PlannedStep,
@@ -28,6 +30,45 @@ impl Render for MigrateOutput {
             MigrateOutput::Down(r) => r.render_table(out, screen),
         }
     }
+
+    fn markdown_lines(&self) -> Option<Vec<String>> {
+        match self {
+            MigrateOutput::Plan(r) => r.markdown_lines(),
+            MigrateOutput::Status(r) => r.markdown_lines(),
+            MigrateOutput::Apply(_) | MigrateOutput::Down(_) => None,
+        }
+    }
+
+    fn ci_items(&self) -> Option<Vec<CiItem>> {
+        match self {
+            MigrateOutput::Status(r) => r.ci_items(),
+            MigrateOutput::Plan(_) | MigrateOutput::Apply(_) | MigrateOutput::Down(_) => None,
+        }
+    }
+}
+
+/// The plan's steps of one phase as a markdown table: what a reviewer of a deploy reads.
+fn markdown_steps(lines: &mut Vec<String>, heading: &str, steps: &[PlannedStep]) {
+    if steps.is_empty() {
+        return;
+    }
+    lines.push(format!("#### {heading}"));
+    lines.push(String::new());
+    lines.push("| step | kind | lock | blocks writes | rows | hazards |".to_owned());
+    lines.push("|---|---|---|---|---:|---|".to_owned());
+    for step in steps {
+        lines.push(format!(
+            "| `{}` | {} | {} {} | {} | {} | {} |",
+            step.name,
+            kind_name(step.kind),
+            step.lock.name(),
+            step.table,
+            if step.blocks_writes { "**yes**" } else { "no" },
+            rows_text(step.rows_touched_estimate),
+            cell(&step.hazards.join("; "))
+        ));
+    }
+    lines.push(String::new());
 }
 
 fn kind_name(kind: StepKind) -> &'static str {
@@ -52,6 +93,50 @@ fn rows_text(rows: Option<i64>) -> String {
 }
 
 impl Render for MigratePlan {
+    fn markdown_lines(&self) -> Option<Vec<String>> {
+        let mut lines = vec![
+            "### paytool migrate plan".to_owned(),
+            String::new(),
+            format!(
+                "{} of {} steps applied on `{}`: {} for paytool migrate, {} for paytool backfill payments, {} for paytool migrate cleanup.",
+                self.steps_applied,
+                self.steps_total,
+                self.database,
+                self.pending.len(),
+                self.after_backfill.len(),
+                self.cleanup.len()
+            ),
+            String::new(),
+        ];
+        markdown_steps(&mut lines, "paytool migrate", &self.pending);
+        markdown_steps(
+            &mut lines,
+            "paytool backfill payments (after its first complete pass)",
+            &self.after_backfill,
+        );
+        markdown_steps(
+            &mut lines,
+            "paytool migrate cleanup (once the legacy application is gone)",
+            &self.cleanup,
+        );
+        if !self.preflight.findings.is_empty() {
+            lines.push("#### Preflight: data the migration would fail on".to_owned());
+            lines.push(String::new());
+            lines.push("| check | rows | problem | fix |".to_owned());
+            lines.push("|---|---:|---|---|".to_owned());
+            for f in &self.preflight.findings {
+                lines.push(format!(
+                    "| `{}` | {} | {} | {} |",
+                    f.check,
+                    f.offending_rows,
+                    cell(f.problem),
+                    cell(f.fix)
+                ));
+            }
+        }
+        Some(lines)
+    }
+
     fn render_table(&self, out: &mut dyn Write, screen: Screen) -> io::Result<()> {
         writeln!(out, "Migration plan for {}", self.database)?;
         paragraph(
@@ -239,7 +324,77 @@ fn render_preflight(
     writeln!(out)
 }
 
+impl StatusReport {
+    fn counts_line(&self) -> String {
+        format!(
+            "{} applied, {} pending, {} interrupted, {} drifted; {} left to paytool backfill payments, \
+             {} cleanup step(s) pending.",
+            self.applied,
+            self.pending,
+            self.interrupted,
+            self.drift,
+            self.after_backfill_pending,
+            self.cleanup_pending,
+        )
+    }
+}
+
 impl Render for StatusReport {
+    fn markdown_lines(&self) -> Option<Vec<String>> {
+        let mut lines = vec![
+            "### paytool migrate status".to_owned(),
+            String::new(),
+            format!("`{}`: {}", self.database, self.counts_line()),
+        ];
+        let attention: Vec<String> = self
+            .ci_items()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| format!("- {}: {}", item.title, item.message))
+            .collect();
+        if !attention.is_empty() {
+            lines.push(String::new());
+            lines.extend(attention);
+        }
+        Some(lines)
+    }
+
+    /// What fails the status: drift, interrupted steps, and steps of paytool migrate not
+    /// applied (the cleanup's and the backfill's wait normally, and are not shown).
+    fn ci_items(&self) -> Option<Vec<CiItem>> {
+        Some(
+            self.steps
+                .iter()
+                .filter_map(|step| {
+                    let message = match step.state {
+                        StepState::Drift => {
+                            "applied with other SQL than this paytool's: find out who changed it"
+                        }
+                        StepState::Interrupted => {
+                            "started and not finished: paytool migrate redoes it"
+                        }
+                        StepState::Pending if step.phase == Phase::Migrate => {
+                            "not applied: run paytool migrate"
+                        }
+                        _ => return None,
+                    };
+                    Some(CiItem {
+                        severity: CiSeverity::Error,
+                        check: format!("migrate_{}", step.state.as_str()),
+                        title: format!(
+                            "paytool migrate status: {} {}",
+                            step.name,
+                            step.state.as_str()
+                        ),
+                        message: message.to_owned(),
+                        identity: format!("migrate|{}|{}", step.name, step.state.as_str()),
+                        path: format!("sql/migrations/{}.sql", step.name),
+                    })
+                })
+                .collect(),
+        )
+    }
+
     fn render_table(&self, out: &mut dyn Write, screen: Screen) -> io::Result<()> {
         writeln!(out, "Migration status of {}", self.database)?;
         let mut t = Grid::new(&["step", "state", "checksum", "applied at", "took"])
@@ -275,20 +430,7 @@ impl Render for StatusReport {
             ]);
         }
         writeln!(out, "{}", t.render(screen).with_hint())?;
-        paragraph(
-            out,
-            screen,
-            &format!(
-                "{} applied, {} pending, {} interrupted, {} drifted; {} left to paytool backfill payments, \
-                 {} cleanup step(s) pending.",
-                self.applied,
-                self.pending,
-                self.interrupted,
-                self.drift,
-                self.after_backfill_pending,
-                self.cleanup_pending,
-            ),
-        )?;
+        paragraph(out, screen, &self.counts_line())?;
         if let Some(holder) = &self.running {
             paragraph(
                 out,

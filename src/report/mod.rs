@@ -1,10 +1,12 @@
 //! Report rendering: every command's report is one serde value, printed as a table or JSON.
 
 mod backfill;
+pub mod ci;
 mod control;
 mod demo;
 mod events;
 mod grid;
+pub mod metrics;
 mod migrate;
 mod prisma;
 mod reconcile;
@@ -29,6 +31,12 @@ pub enum Format {
     Junit,
     /// One row per finding (reconcile).
     Csv,
+    /// Markdown for a pull-request comment or a job summary.
+    Markdown,
+    /// GitHub Actions workflow commands (annotations).
+    Github,
+    /// GitLab Code Quality JSON.
+    Gitlab,
 }
 
 impl Format {
@@ -38,6 +46,9 @@ impl Format {
             Format::Json => "json",
             Format::Junit => "junit",
             Format::Csv => "csv",
+            Format::Markdown => "markdown",
+            Format::Github => "github",
+            Format::Gitlab => "gitlab",
         }
     }
 }
@@ -62,6 +73,18 @@ pub trait Render: Serialize {
             "this report has no JUnit form",
         ))
     }
+
+    /// The report in markdown, line by line, for the reports that have it: a pull-request
+    /// comment or a job summary ([`ci::fit_markdown`] sizes it).
+    fn markdown_lines(&self) -> Option<Vec<String>> {
+        None
+    }
+
+    /// What a CI system shows on its own (annotations, Code Quality): the failing and warning
+    /// checks or findings, for the reports that have them.
+    fn ci_items(&self) -> Option<Vec<ci::CiItem>> {
+        None
+    }
 }
 
 /// Prints `report` in `format`, tables laid out for the screen stdout is on.
@@ -83,7 +106,26 @@ pub fn render_on<R: Render>(
         }
         Format::Junit => report.render_junit(out),
         Format::Csv => report.render_csv(out),
+        Format::Markdown => match report.markdown_lines() {
+            Some(lines) => ci::write_lines(out, &ci::fit_markdown(lines, ci::PR_COMMENT_LIMIT)),
+            None => Err(unsupported("markdown")),
+        },
+        Format::Github => match report.ci_items() {
+            Some(items) => ci::write_lines(out, &ci::github_commands(items)),
+            None => Err(unsupported("github")),
+        },
+        Format::Gitlab => match report.ci_items() {
+            Some(items) => ci::write_code_quality(out, &items),
+            None => Err(unsupported("gitlab")),
+        },
     }
+}
+
+fn unsupported(format: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("this report has no {format} form"),
+    )
 }
 #[cfg(test)]
 mod tests;

@@ -1,20 +1,96 @@
 use std::io::{self, Write};
 
+use super::ci::{CiItem, CiSeverity, cell};
 use super::{Grid, Render, Screen, millis, paragraph};
 use crate::human::{Money, grouped, plural};
-use crate::reconcile::finding::{Finding, Kind, Repair};
+use crate::reconcile::finding::{Finding, Importance, Kind, Repair};
 use crate::reconcile::{ReconcileReport, RepairOutcome};
 
-impl Render for ReconcileReport {
-    fn render_table(&self, out: &mut dyn Write, screen: Screen) -> io::Result<()> {
-        let scope = match &self.window.order {
+impl ReconcileReport {
+    fn scope_text(&self) -> String {
+        match &self.window.order {
             Some(order) => format!("order {order}"),
             None => format!(
                 "orders created {} – {}",
                 self.window.since.format("%Y-%m-%d %H:%M"),
                 self.window.until.format("%Y-%m-%d %H:%M")
             ),
-        };
+        }
+    }
+}
+
+fn ci_severity(kind: Kind) -> CiSeverity {
+    match kind.importance() {
+        Importance::Error => CiSeverity::Error,
+        Importance::Warning => CiSeverity::Warning,
+    }
+}
+
+/// `amount_mismatch order o-1 (pi_1)`
+fn finding_title(f: &Finding) -> String {
+    let mut title = format!("paytool reconcile: {}", f.kind.name());
+    if let Some(order) = &f.order_id {
+        title.push_str(&format!(" order {order}"));
+    }
+    if let Some(pi) = &f.payment_intent_id {
+        title.push_str(&format!(" ({pi})"));
+    }
+    title
+}
+
+impl Render for ReconcileReport {
+    fn markdown_lines(&self) -> Option<Vec<String>> {
+        let mut lines = vec![
+            "### paytool reconcile".to_owned(),
+            String::new(),
+            format!(
+                "{} orders ({}) against Stripe: {} new finding(s), {} known (baseline).",
+                grouped(self.orders_checked as u64),
+                self.scope_text(),
+                self.findings.len(),
+                self.known_findings.len()
+            ),
+            String::new(),
+        ];
+        if self.findings.is_empty() {
+            lines.push("Nothing new to report: the database and Stripe agree.".to_owned());
+            return Some(lines);
+        }
+        lines.push("| finding | order | PaymentIntent | database | Stripe |".to_owned());
+        lines.push("|---|---|---|---|---|".to_owned());
+        let mut findings: Vec<&Finding> = self.findings.iter().collect();
+        findings.sort_by_key(|f| ci_severity(f.kind));
+        for f in findings {
+            lines.push(format!(
+                "| `{}` | {} | {} | {} | {} |",
+                f.kind.name(),
+                cell(f.order_id.as_deref().unwrap_or("-")),
+                cell(f.payment_intent_id.as_deref().unwrap_or("-")),
+                cell(&f.ours),
+                cell(&f.stripe)
+            ));
+        }
+        Some(lines)
+    }
+
+    fn ci_items(&self) -> Option<Vec<CiItem>> {
+        Some(
+            self.findings
+                .iter()
+                .map(|f| CiItem {
+                    severity: ci_severity(f.kind),
+                    check: f.kind.name().to_owned(),
+                    title: finding_title(f),
+                    message: format!("database: {}; Stripe: {}", f.ours, f.stripe),
+                    identity: f.fingerprint(),
+                    path: "docs/reconcile.md".to_owned(),
+                })
+                .collect(),
+        )
+    }
+
+    fn render_table(&self, out: &mut dyn Write, screen: Screen) -> io::Result<()> {
+        let scope = self.scope_text();
         paragraph(
             out,
             screen,

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
+use super::ci::{CiItem, CiSeverity, cell};
 use super::{Grid, Render, Screen, millis, paragraph, wrap};
 use crate::db::IdType;
 use crate::verify::{Category, CheckResult, Status, VerifyReport};
@@ -40,20 +41,7 @@ impl Render for VerifyReport {
             }
         }
         let s = &self.summary;
-        paragraph(
-            out,
-            screen,
-            &format!(
-                "{} passed, {} failed, {} warnings, {} notes, {} skipped in {} on {}",
-                s.passed,
-                s.failed,
-                s.warnings,
-                s.notes,
-                s.skipped,
-                millis(self.duration_ms),
-                self.database
-            ),
-        )?;
+        paragraph(out, screen, &self.summary_line())?;
         if self.id_type == IdType::Uuid {
             writeln!(
                 out,
@@ -68,6 +56,38 @@ impl Render for VerifyReport {
             )?;
         }
         Ok(())
+    }
+
+    fn markdown_lines(&self) -> Option<Vec<String>> {
+        Some(verify_markdown(self))
+    }
+
+    fn ci_items(&self) -> Option<Vec<CiItem>> {
+        Some(
+            self.checks
+                .iter()
+                .filter_map(|check| {
+                    let severity = ci_severity(check.status)?;
+                    Some(CiItem {
+                        severity,
+                        check: check.id.to_owned(),
+                        title: format!("paytool verify: {}", check.id),
+                        message: match check.status {
+                            Status::Skipped => {
+                                "not run: the schema checks it depends on failed".to_owned()
+                            }
+                            _ => format!(
+                                "{} found: {}",
+                                count_text(check),
+                                meaning_with_sample(check)
+                            ),
+                        },
+                        identity: format!("verify|{}", check.id),
+                        path: "sql/verify/expected_schema.txt".to_owned(),
+                    })
+                })
+                .collect(),
+        )
     }
 
     fn render_junit(&self, out: &mut dyn Write) -> io::Result<()> {
@@ -85,6 +105,61 @@ impl Render for VerifyReport {
         report.serialize(&mut *out).map_err(io::Error::other)?;
         writeln!(out)
     }
+}
+
+impl VerifyReport {
+    fn summary_line(&self) -> String {
+        let s = &self.summary;
+        format!(
+            "{} passed, {} failed, {} warnings, {} notes, {} skipped in {} on {}",
+            s.passed,
+            s.failed,
+            s.warnings,
+            s.notes,
+            s.skipped,
+            millis(self.duration_ms),
+            self.database
+        )
+    }
+}
+
+/// What CI shows of a check: failures as errors, warnings and skipped checks as warnings.
+fn ci_severity(status: Status) -> Option<CiSeverity> {
+    match status {
+        Status::Fail => Some(CiSeverity::Error),
+        Status::Warn | Status::Skipped => Some(CiSeverity::Warning),
+        Status::Pass | Status::Note => None,
+    }
+}
+
+pub(super) fn verify_markdown(report: &VerifyReport) -> Vec<String> {
+    let mut lines = vec![
+        "### paytool verify constraints".to_owned(),
+        String::new(),
+        report.summary_line(),
+        String::new(),
+    ];
+    let found: Vec<&CheckResult> = report
+        .checks
+        .iter()
+        .filter(|c| ci_severity(c.status).is_some())
+        .collect();
+    if found.is_empty() {
+        lines.push("Every check passed.".to_owned());
+        return lines;
+    }
+    lines.push("| status | check | count | what it means |".to_owned());
+    lines.push("|---|---|---:|---|".to_owned());
+    for check in found {
+        lines.push(format!(
+            "| {} | `{}` | {} | {} |",
+            status_label(check.status),
+            check.id,
+            count_text(check),
+            cell(&meaning_with_sample(check))
+        ));
+    }
+    lines
 }
 
 fn status_label(status: Status) -> &'static str {

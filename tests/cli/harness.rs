@@ -173,6 +173,8 @@ impl TestDb {
         let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("paytool"));
         cmd.env("DATABASE_URL", &self.url)
             .env_remove("PAYTOOL_LOG")
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("GITHUB_STEP_SUMMARY")
             .env("CI", "true");
         cmd
     }
@@ -271,6 +273,8 @@ pub fn paytool() -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::cargo_bin("paytool").expect("paytool binary");
     cmd.env_remove("DATABASE_URL")
         .env_remove("PAYTOOL_LOG")
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITHUB_STEP_SUMMARY")
         .env("CI", "true")
         .timeout(std::time::Duration::from_secs(300));
     cmd

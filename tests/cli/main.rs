@@ -2,6 +2,7 @@
 
 mod backfill;
 mod basics;
+mod ci;
 mod compat;
 mod connections;
 mod demo;
