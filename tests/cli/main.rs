@@ -9,6 +9,7 @@ mod demo;
 mod events;
 mod harness;
 mod migrate;
+mod npm;
 mod pooler;
 mod prisma;
 mod privileges;
