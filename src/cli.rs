@@ -212,6 +212,8 @@ Examples:
   paytool reconcile --apply
   # another server, e.g. stripe-mock
   paytool reconcile --stripe-base-url http://localhost:12111/ --max-rps 50
+  # nightly, for an alert rule (node_exporter's textfile collector)
+  paytool reconcile -q --metrics-file /var/lib/node_exporter/textfile/paytool.prom
 
   # nightly: alert only on findings nobody has accepted yet
   paytool reconcile --write-baseline accepted.json --reason \"known, INC-42\"
@@ -368,8 +370,11 @@ Examples:
   paytool verify constraints
   # pg_catalog checks only (fast)
   paytool verify constraints --only schema
-  # for CI test reports
+  # for CI test reports, GitLab Code Quality, a pull-request comment
   paytool verify constraints --format junit > verify.xml
+  paytool verify constraints --format gitlab > gl-code-quality-report.json
+  paytool verify constraints --format markdown > verify.md
+  # under GitHub Actions: annotations and the job summary come by themselves
   paytool verify constraints --format json --sample 50 \\
     | jq '.checks[] | select(.count > 0)'
 
