@@ -213,7 +213,7 @@ Examples:
   # another server, e.g. stripe-mock
   paytool reconcile --stripe-base-url http://localhost:12111/ --max-rps 50
   # nightly, for an alert rule (node_exporter's textfile collector)
-  paytool reconcile -q --metrics-file /var/lib/node_exporter/textfile/paytool.prom
+  paytool reconcile -q --metrics-file /var/lib/node_exporter/paytool.prom
 
   # nightly: alert only on findings nobody has accepted yet
   paytool reconcile --write-baseline accepted.json --reason \"known, INC-42\"
