@@ -133,6 +133,18 @@ async fn run_command(cli: Cli) -> anyhow::Result<u8> {
             let report = metered(metrics, "verify", started, outcome, |r| r.exit_code())?;
             shown(&report, report.exit_code(), format, out)
         }
+        Command::Reconcile(cli::ReconcileArgs {
+            action: Some(cli::ReconcileAction::Payouts(args)),
+            ..
+        }) => {
+            let started = std::time::Instant::now();
+            let outcome = reconcile::payouts::run(&payouts_request(args), url, progress).await;
+            let metrics = args.metrics_file.as_deref();
+            let report = metered(metrics, "reconcile_payouts", started, outcome, |r| {
+                r.exit_code()
+            })?;
+            shown(&report, report.exit_code(), format, out)
+        }
         Command::Reconcile(args) => {
             let started = std::time::Instant::now();
             let outcome = reconcile::run(&reconcile_request(args), url, progress).await;
@@ -369,6 +381,16 @@ fn reconcile_request(args: &cli::ReconcileArgs) -> ReconcileRequest {
     }
 }
 
+fn payouts_request(args: &cli::PayoutsArgs) -> reconcile::payouts::PayoutsRequest {
+    reconcile::payouts::PayoutsRequest {
+        stripe: stripe_access(&args.stripe),
+        since: args.since,
+        until: args.until,
+        payout: args.payout.clone(),
+        not_paid_out_after: args.not_paid_out_after,
+    }
+}
+
 fn events_request(args: &cli::EventsArgs) -> EventsRequest {
     EventsRequest {
         stripe: stripe_access(&args.stripe),
@@ -386,6 +408,10 @@ fn check_format(command: &Command, format: Format) -> Result<(), UnsupportedForm
             "verify constraints",
             &[Table, Json, Junit, Markdown, Github, Gitlab],
         ),
+        Command::Reconcile(cli::ReconcileArgs {
+            action: Some(cli::ReconcileAction::Payouts(_)),
+            ..
+        }) => ("reconcile payouts", &[Table, Json, Csv]),
         Command::Reconcile(_) => ("reconcile", &[Table, Json, Csv, Markdown, Github, Gitlab]),
         Command::Migrate(args) => match &args.action {
             Some(cli::MigrateAction::Plan(_)) => ("migrate plan", &[Table, Json, Markdown]),

@@ -261,7 +261,10 @@ pub struct StripeArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ReconcileArgs {
+    #[command(subcommand)]
+    pub action: Option<ReconcileAction>,
     #[command(flatten)]
     pub stripe: StripeArgs,
     /// Write the run's metrics there (OpenMetrics text, for node_exporter's textfile collector),
@@ -302,6 +305,53 @@ pub struct ReconcileArgs {
     /// Who accepts them (kept in the file). Default: $USER.
     #[arg(long, env = "USER", hide_env_values = true, default_value = "unknown")]
     pub accepted_by: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReconcileAction {
+    /// Every payout of a window explained to the cent, order by order: its balance
+    /// transactions, their orders, and what does not add up.
+    #[command(after_help = PAYOUTS_EXAMPLES)]
+    Payouts(PayoutsArgs),
+}
+
+const PAYOUTS_EXAMPLES: &str =
+    "Reads Stripe only (GET requests; a restricted key with read access to
+Payouts, Balance transactions, Charges, Refunds and Disputes is enough).
+
+Examples:
+  # the payouts that arrived in the last 30 days
+  paytool reconcile payouts
+  # November's, as CSV for the accountant (one line per balance transaction)
+  paytool reconcile payouts --since 2026-11-01 --until 2026-11-30 --format csv
+  # one payout
+  paytool reconcile payouts --payout po_1Pgc79B7WZ01zgkWu1KToYf4
+
+Findings: payout_total_mismatch, payout_failed, unmatched_balance_transaction,
+paid_order_not_paid_out, unknown_balance_transaction_type (docs/payouts.md).
+Exit codes: 0 every payout explained, 1 findings, 2 usage, 3 Stripe or the
+database could not be read.";
+
+#[derive(Debug, Args)]
+pub struct PayoutsArgs {
+    #[command(flatten)]
+    pub stripe: StripeArgs,
+    /// Payouts arriving on or after this day: RFC 3339 or YYYY-MM-DD. Default: 30 days before --until.
+    #[arg(long, value_parser = parse_instant, conflicts_with = "payout")]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Payouts arriving on or before this (YYYY-MM-DD: the whole day, UTC). Default: now.
+    #[arg(long, value_parser = parse_until, conflicts_with = "payout")]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// One payout (po_…) instead of a window.
+    #[arg(long)]
+    pub payout: Option<String>,
+    /// A PAID order's charge available longer than this and in no payout of the window is
+    /// paid_order_not_paid_out.
+    #[arg(long, default_value = "7d", value_parser = stale_after)]
+    pub not_paid_out_after: Duration,
+    /// Write the run's metrics there (OpenMetrics text), atomically, on failure too.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<std::path::PathBuf>,
 }
 
 /// `--until 2026-11-15` takes in the 15th: the last microsecond of that day (timestamps in the

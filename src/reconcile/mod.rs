@@ -5,6 +5,7 @@
 mod apply;
 pub mod baseline;
 pub mod finding;
+pub mod payouts;
 mod rules;
 
 use std::collections::{BTreeMap, HashSet};

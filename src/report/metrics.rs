@@ -12,6 +12,7 @@ use std::path::Path;
 use crate::backfill::BackfillReport;
 use crate::reconcile::ReconcileReport;
 use crate::reconcile::finding::{Importance, Kind};
+use crate::reconcile::payouts::PayoutsReport;
 use crate::verify::{Status, VerifyReport};
 
 /// One metric family: a gauge with its help, unit and samples.
@@ -237,6 +238,44 @@ impl Metrics for ReconcileReport {
                 "Repairs --apply would make (or made, with --apply).",
             )
             .sample(&[], self.repairs_pending as f64),
+        ]
+    }
+}
+
+impl Metrics for PayoutsReport {
+    fn metric_families(&self) -> Vec<Family> {
+        let mut findings = Family::gauge(
+            "paytool_payouts_findings",
+            "Findings of the last reconcile payouts run, by kind; every kind listed.",
+        );
+        for (kind, count) in &self.summary {
+            findings.push(&[("kind", kind)], *count as f64);
+        }
+        let mut unbalanced = Family::gauge(
+            "paytool_payouts_unbalanced",
+            "Itemized payouts whose balance transactions do not add up to them, by currency.",
+        );
+        let mut currencies: Vec<&str> = self.payouts.iter().map(|p| p.currency.as_str()).collect();
+        currencies.sort_unstable();
+        currencies.dedup();
+        for currency in currencies {
+            let n = self
+                .payouts
+                .iter()
+                .filter(|p| p.currency == currency && p.balanced == Some(false))
+                .count();
+            unbalanced.push(&[("currency", currency)], n as f64);
+        }
+        vec![
+            findings,
+            unbalanced,
+            Family::gauge("paytool_payouts", "Payouts of the last run's window.")
+                .sample(&[], self.payouts.len() as f64),
+            Family::gauge(
+                "paytool_payouts_stripe_requests",
+                "Stripe API requests the last reconcile payouts run made.",
+            )
+            .sample(&[], self.stripe_requests as f64),
         ]
     }
 }

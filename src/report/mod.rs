@@ -8,6 +8,7 @@ mod events;
 mod grid;
 pub mod metrics;
 mod migrate;
+mod payouts;
 mod prisma;
 mod reconcile;
 mod seed;

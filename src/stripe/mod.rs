@@ -3,6 +3,7 @@
 //! behind a trait, so the reconcile logic is a pure function and tests can feed it directly.
 
 mod client;
+mod payouts;
 
 use std::collections::HashMap;
 
@@ -18,6 +19,7 @@ use stripe_types::{Expandable, RangeBoundsTs, RangeQueryTs};
 
 pub use crate::domain::IntentStatus;
 pub use client::{StripeFailure, StripeHttp, StripeSettings, is_retryable};
+pub use payouts::{BalanceTxnView, PayoutView};
 
 /// How to reach Stripe, as the command line gave it.
 #[derive(Debug, Clone)]

@@ -26,14 +26,18 @@ const CHARGE: &str = include_str!("templates/charge.json");
 const REFUND: &str = include_str!("templates/refund.json");
 const DISPUTE: &str = include_str!("templates/dispute.json");
 const EVENT: &str = include_str!("templates/event.json");
+const PAYOUT: &str = include_str!("templates/payout.json");
+const BALANCE_TRANSACTION: &str = include_str!("templates/balance_transaction.json");
 
 /// The templates, by Stripe resource name, for the shape test against Stripe's fixtures.
-pub const TEMPLATES: [(&str, &str); 5] = [
+pub const TEMPLATES: [(&str, &str); 7] = [
     ("payment_intent", PAYMENT_INTENT),
     ("charge", CHARGE),
     ("refund", REFUND),
     ("dispute", DISPUTE),
     ("event", EVENT),
+    ("payout", PAYOUT),
+    ("balance_transaction", BALANCE_TRANSACTION),
 ];
 
 #[derive(Debug, Clone)]
@@ -97,6 +101,54 @@ pub struct SimEvent {
     pub delivery_success: bool,
 }
 
+/// An automatic payout of the balance to the bank.
+#[derive(Debug, Clone)]
+pub struct SimPayout {
+    pub id: String,
+    pub amount: i64,
+    /// Lower-case, as Stripe sends it.
+    pub currency: String,
+    pub created: i64,
+    pub arrival_date: i64,
+    /// `paid`, `pending`, `in_transit`, `canceled`, `failed`.
+    pub status: String,
+    pub failure_code: Option<String>,
+    /// `completed` once its balance transactions can be listed.
+    pub reconciliation_status: String,
+}
+
+/// What a balance transaction moved money for (its `source`, expandable).
+#[derive(Debug, Clone)]
+pub enum TxnSource {
+    /// The latest charge of this PaymentIntent.
+    Charge(String),
+    Refund(String),
+    Dispute(String),
+    Payout(String),
+    /// An adjustment or fee with no object of its own.
+    Nothing,
+}
+
+/// One movement of the Stripe balance.
+#[derive(Debug, Clone)]
+pub struct SimBalanceTransaction {
+    pub id: String,
+    /// `charge`, `refund`, `adjustment`, `payout`, `stripe_fee`, … (or one paytool does not know).
+    pub type_: String,
+    pub reporting_category: String,
+    /// Gross, in the settlement currency's minor units (negative for money going out).
+    pub amount: i64,
+    pub fee: i64,
+    pub currency: String,
+    /// Set when the charge was presented in another currency.
+    pub exchange_rate: Option<f64>,
+    pub created: i64,
+    pub available_on: i64,
+    pub source: TxnSource,
+    /// The automatic payout that paid it out, if one did.
+    pub payout: Option<String>,
+}
+
 /// Failure switches. Counts are of requests that reach the simulator.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
@@ -123,6 +175,8 @@ struct SimState {
     refunds: Vec<SimRefund>,
     disputes: Vec<SimDispute>,
     events: Vec<SimEvent>,
+    payouts: Vec<SimPayout>,
+    balance_transactions: Vec<SimBalanceTransaction>,
     faults: Faults,
     requests: u64,
     /// Requests per "METHOD /path" (retrieve paths collapsed to {id}).
@@ -228,6 +282,14 @@ impl StripeSim {
         state.sorted = false;
     }
 
+    pub fn add_payout(&self, payout: SimPayout) {
+        self.state().payouts.push(payout);
+    }
+
+    pub fn add_balance_transaction(&self, txn: SimBalanceTransaction) {
+        self.state().balance_transactions.push(txn);
+    }
+
     pub fn set_faults(&self, faults: Faults) {
         self.state().faults = faults;
     }
@@ -273,6 +335,9 @@ fn router(state: Shared) -> Router {
         .route("/v1/refunds", get(list_refunds))
         .route("/v1/disputes", get(list_disputes))
         .route("/v1/events", get(list_events))
+        .route("/v1/payouts", get(list_payouts))
+        .route("/v1/payouts/{id}", get(retrieve_payout))
+        .route("/v1/balance_transactions", get(list_balance_transactions))
         .fallback(unknown)
         .with_state(state)
 }
@@ -359,6 +424,10 @@ struct ListQuery {
     type_: Option<String>,
     types: Vec<String>,
     delivery_success: Option<bool>,
+    arrival_gte: Option<i64>,
+    arrival_lte: Option<i64>,
+    payout: Option<String>,
+    source: Option<String>,
 }
 
 fn parse_query(raw: Option<&str>) -> ListQuery {
@@ -371,6 +440,10 @@ fn parse_query(raw: Option<&str>) -> ListQuery {
         type_: None,
         types: Vec::new(),
         delivery_success: None,
+        arrival_gte: None,
+        arrival_lte: None,
+        payout: None,
+        source: None,
     };
     for (key, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         match key.as_ref() {
@@ -382,6 +455,10 @@ fn parse_query(raw: Option<&str>) -> ListQuery {
             "type" => q.type_ = Some(value.into_owned()),
             k if k.starts_with("types[") => q.types.push(value.into_owned()),
             "delivery_success" => q.delivery_success = value.parse().ok(),
+            "arrival_date[gte]" => q.arrival_gte = value.parse().ok(),
+            "arrival_date[lte]" => q.arrival_lte = value.parse().ok(),
+            "payout" => q.payout = Some(value.into_owned()),
+            "source" => q.source = Some(value.into_owned()),
             _ => {}
         }
     }
@@ -568,6 +645,112 @@ async fn list_events(
     axum::Json(envelope("/v1/events", data, has_more)).into_response()
 }
 
+async fn list_payouts(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    if let Err(answer) = admit(&state, "GET /v1/payouts", &headers).await {
+        return answer;
+    }
+    let q = parse_query(raw.as_deref());
+    let body = {
+        let s = state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut payouts: Vec<&SimPayout> = s
+            .payouts
+            .iter()
+            .filter(|p| {
+                q.arrival_gte.is_none_or(|g| p.arrival_date >= g)
+                    && q.arrival_lte.is_none_or(|l| p.arrival_date <= l)
+                    && in_window(p.created, &q)
+            })
+            .collect();
+        payouts.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
+        let ids: Vec<&str> = payouts.iter().map(|p| p.id.as_str()).collect();
+        let (start, end, has_more) = page_bounds(&ids, &q);
+        let data = payouts[start..end].iter().map(|p| payout_json(p)).collect();
+        envelope("/v1/payouts", data, has_more)
+    };
+    axum::Json(body).into_response()
+}
+
+async fn retrieve_payout(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(answer) = admit(&state, "GET /v1/payouts/{id}", &headers).await {
+        return answer;
+    }
+    let s = state.lock().unwrap_or_else(|p| p.into_inner());
+    match s.payouts.iter().find(|p| p.id == id) {
+        Some(p) => axum::Json(payout_json(p)).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some("resource_missing"),
+            &format!("No such payout: '{id}'"),
+            Some(false),
+        ),
+    }
+}
+
+/// `payout=po_…` lists what that automatic payout paid out, its own transaction included, as
+/// Stripe does, and only once the payout's reconciliation is completed.
+async fn list_balance_transactions(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    if let Err(answer) = admit(&state, "GET /v1/balance_transactions", &headers).await {
+        return answer;
+    }
+    let q = parse_query(raw.as_deref());
+    let expand_source = q.expand.iter().any(|e| e == "data.source");
+    let body = {
+        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+        s.sort();
+        if let Some(payout) = &q.payout
+            && let Some(p) = s.payouts.iter().find(|p| &p.id == payout)
+            && p.reconciliation_status != "completed"
+        {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                None,
+                &format!(
+                    "Balance transactions for payout {payout} cannot be listed until its reconciliation is completed."
+                ),
+                Some(false),
+            );
+        }
+        let mut txns: Vec<&SimBalanceTransaction> = s
+            .balance_transactions
+            .iter()
+            .filter(|t| {
+                in_window(t.created, &q)
+                    && q.payout.as_ref().is_none_or(|p| {
+                        t.payout.as_ref() == Some(p)
+                            || matches!(&t.source, TxnSource::Payout(own) if own == p)
+                    })
+                    && q.type_.as_ref().is_none_or(|ty| &t.type_ == ty)
+                    && q.source
+                        .as_ref()
+                        .is_none_or(|src| source_id(t, &s).as_ref() == Some(src))
+            })
+            .collect();
+        txns.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
+        let ids: Vec<&str> = txns.iter().map(|t| t.id.as_str()).collect();
+        let (start, end, has_more) = page_bounds(&ids, &q);
+        let data = txns[start..end]
+            .iter()
+            .map(|t| balance_transaction_json(t, &s, expand_source))
+            .collect();
+        envelope("/v1/balance_transactions", data, has_more)
+    };
+    axum::Json(body).into_response()
+}
+
 async fn unknown(State(state): State<Shared>, method: Method, uri: Uri) -> Response {
     {
         let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
@@ -711,5 +894,92 @@ fn event_json(e: &SimEvent, s: &SimState) -> Value {
     v["created"] = json!(e.created);
     v["data"] = json!({"object": object.unwrap_or(Value::Null)});
     v["pending_webhooks"] = json!(if e.delivery_success { 0 } else { 1 });
+    v
+}
+
+/// The id a balance transaction's `source` shows.
+fn source_id(t: &SimBalanceTransaction, s: &SimState) -> Option<String> {
+    match &t.source {
+        TxnSource::Charge(pi) => {
+            Some(charge_of(&s.intents, pi).unwrap_or_else(|| format!("ch_{pi}")))
+        }
+        TxnSource::Refund(id) | TxnSource::Dispute(id) | TxnSource::Payout(id) => Some(id.clone()),
+        TxnSource::Nothing => None,
+    }
+}
+
+fn payout_json(p: &SimPayout) -> Value {
+    let mut v = template(PAYOUT);
+    v["id"] = json!(p.id);
+    v["amount"] = json!(p.amount);
+    v["currency"] = json!(p.currency);
+    v["created"] = json!(p.created);
+    v["arrival_date"] = json!(p.arrival_date);
+    v["status"] = json!(p.status);
+    v["failure_code"] = json!(p.failure_code);
+    if p.failure_code.is_some() {
+        v["failure_message"] = json!("The bank account could not be credited.");
+    }
+    v["reconciliation_status"] = json!(p.reconciliation_status);
+    v["balance_transaction"] = json!(format!("txn_{}", p.id));
+    v
+}
+
+fn balance_transaction_json(t: &SimBalanceTransaction, s: &SimState, expand: bool) -> Value {
+    let mut v = template(BALANCE_TRANSACTION);
+    v["id"] = json!(t.id);
+    v["type"] = json!(t.type_);
+    v["reporting_category"] = json!(t.reporting_category);
+    v["amount"] = json!(t.amount);
+    v["fee"] = json!(t.fee);
+    v["net"] = json!(t.amount - t.fee);
+    v["currency"] = json!(t.currency);
+    v["exchange_rate"] = json!(t.exchange_rate);
+    v["created"] = json!(t.created);
+    v["available_on"] = json!(t.available_on);
+    if t.fee != 0 {
+        v["fee_details"] = json!([{"amount": t.fee, "application": null, "currency": t.currency,
+            "description": "Stripe processing fees", "type": "stripe_fee"}]);
+    }
+    let intent = |id: &str| s.position.get(id).map(|&i| &s.intents[i]);
+    let (id, expanded) = match &t.source {
+        TxnSource::Charge(pi_id) => {
+            match intent(pi_id).and_then(|pi| pi.charge.as_ref().map(|c| (pi, c))) {
+                Some((pi, (charge, created))) => (
+                    Some(charge.clone()),
+                    Some(charge_json(
+                        pi,
+                        charge,
+                        *created,
+                        refunded_amount(pi, &s.refunds),
+                    )),
+                ),
+                None => (Some(format!("ch_{pi_id}")), None),
+            }
+        }
+        TxnSource::Refund(id) => (
+            Some(id.clone()),
+            s.refunds
+                .iter()
+                .find(|r| &r.id == id)
+                .map(|r| refund_json(r, charge_of(&s.intents, &r.payment_intent))),
+        ),
+        TxnSource::Dispute(id) => (
+            Some(id.clone()),
+            s.disputes
+                .iter()
+                .find(|d| &d.id == id)
+                .map(|d| dispute_json(d, charge_of(&s.intents, &d.payment_intent))),
+        ),
+        TxnSource::Payout(id) => (
+            Some(id.clone()),
+            s.payouts.iter().find(|p| &p.id == id).map(payout_json),
+        ),
+        TxnSource::Nothing => (None, None),
+    };
+    v["source"] = match (expand, expanded) {
+        (true, Some(object)) => object,
+        _ => json!(id),
+    };
     v
 }

@@ -10,6 +10,7 @@ mod events;
 mod harness;
 mod migrate;
 mod npm;
+mod payouts;
 mod pooler;
 mod prisma;
 mod privileges;

@@ -1,0 +1,255 @@
+//! `paytool reconcile payouts`: every payout of a window explained to the cent, order by order.
+//! Reads Stripe's payouts and the balance transactions each paid out (GET only), links each
+//! transaction to its order through its PaymentIntent, and closes the books ([`books`]).
+
+pub mod books;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::ReconcileError;
+use crate::db::{self, DatabaseUrl};
+use crate::progress::Progress;
+use crate::stripe::{BalanceTxnView, PayoutView, StripeAccess};
+use books::{Books, LedgerLine, OrderOfIntent, PayoutFinding, PayoutLine};
+
+const PAYOUT_ORDERS_SQL: &str = include_str!("../../../sql/reconcile/payout_orders.sql");
+
+/// What `paytool reconcile payouts` is asked to do.
+#[derive(Debug, Clone)]
+pub struct PayoutsRequest {
+    pub stripe: StripeAccess,
+    /// Payouts arriving in `[since, until]` (default: the 30 days before now).
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// One payout instead of a window.
+    pub payout: Option<String>,
+    /// A PAID order's charge available longer than this and in no payout is a finding.
+    pub not_paid_out_after: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PayoutsReport {
+    pub database: String,
+    pub stripe: String,
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub payout: Option<String>,
+    pub payouts: Vec<PayoutLine>,
+    /// Findings per kind, every kind listed.
+    pub summary: BTreeMap<&'static str, usize>,
+    pub findings: Vec<PayoutFinding>,
+    pub balance_transactions: usize,
+    pub stripe_requests: u64,
+    pub stripe_retries: u64,
+    /// ⌈payouts/100⌉ + Σ ⌈transactions per payout/100⌉, plus two requests per PAID order
+    /// that no payout paid out (or one listing of the window's charges, when cheaper): the
+    /// requests this run needed; `stripe_requests` above it are retries.
+    pub request_budget: u64,
+    pub duration_ms: u64,
+    /// One line per balance transaction: the CSV.
+    #[serde(skip)]
+    pub ledger: Vec<LedgerLine>,
+}
+
+impl PayoutsReport {
+    pub fn exit_code(&self) -> u8 {
+        if self.findings.is_empty() {
+            crate::exit::OK
+        } else {
+            crate::exit::PROBLEMS_FOUND
+        }
+    }
+}
+
+fn pages(items: usize) -> u64 {
+    (items.max(1) as u64).div_ceil(crate::stripe::PAGE_SIZE as u64)
+}
+
+pub async fn run(
+    request: &PayoutsRequest,
+    url: &DatabaseUrl,
+    progress: Progress,
+) -> anyhow::Result<PayoutsReport> {
+    let started = Instant::now();
+    let key = request.stripe.key.clone().ok_or(ReconcileError::NoKey)?;
+    let until = request.until.unwrap_or_else(Utc::now);
+    let since = request.since.unwrap_or(until - chrono::Duration::days(30));
+    if since > until {
+        return Err(ReconcileError::EmptyWindow {
+            since: since.to_rfc3339(),
+            until: until.to_rfc3339(),
+        }
+        .into());
+    }
+    let mut conn = db::connect(url).await?;
+    crate::migrate::require_migrated(&mut conn).await?;
+    let stripe = request.stripe.client(key).map_err(ReconcileError::from)?;
+    let bar = progress.steps(3);
+    bar.set_message("payouts");
+    let payouts: Vec<PayoutView> = match &request.payout {
+        Some(id) => vec![stripe.payout(id).await.map_err(ReconcileError::from)?],
+        None => stripe
+            .payouts(since, until)
+            .await
+            .map_err(ReconcileError::from)?,
+    };
+    bar.inc(1);
+    bar.set_message("balance transactions");
+    let mut transactions: HashMap<String, Vec<BalanceTxnView>> = HashMap::new();
+    let mut budget = pages(payouts.len());
+    // Only an automatic payout whose reconciliation is completed can be itemized.
+    for payout in payouts
+        .iter()
+        .filter(|p| p.automatic && p.reconciliation_status == "completed")
+    {
+        let txns = stripe
+            .payout_transactions(&payout.id)
+            .await
+            .map_err(ReconcileError::from)?;
+        budget += pages(txns.len());
+        transactions.insert(payout.id.clone(), txns);
+    }
+    let after =
+        chrono::Duration::from_std(request.not_paid_out_after).unwrap_or(chrono::Duration::days(7));
+    let charges = match &request.payout {
+        Some(_) => Vec::new(),
+        None => {
+            let (charges, requests) =
+                charges_not_paid_out(&mut conn, &stripe, &transactions, since, until - after)
+                    .await?;
+            budget += requests;
+            charges
+        }
+    };
+    bar.inc(1);
+    bar.set_message("orders");
+    let intents: Vec<String> = transactions
+        .values()
+        .flatten()
+        .chain(&charges)
+        .filter_map(|t| t.payment_intent_id.clone())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let orders = orders_of(&mut conn, &intents).await?;
+    bar.finish_and_clear();
+    let closed = books::close(&Books {
+        payouts: &payouts,
+        transactions: &transactions,
+        charges: &charges,
+        orders: &orders,
+        paid_out_by: until - after,
+        available_since: since,
+    });
+    Ok(PayoutsReport {
+        database: url.redacted().to_owned(),
+        stripe: request.stripe.base_url(),
+        since,
+        until,
+        payout: request.payout.clone(),
+        summary: books::summarize(&closed.findings),
+        balance_transactions: closed.ledger.len(),
+        payouts: closed.payouts,
+        findings: closed.findings,
+        stripe_requests: stripe.requests(),
+        stripe_retries: stripe.retries(),
+        request_budget: budget,
+        duration_ms: started.elapsed().as_millis() as u64,
+        ledger: closed.ledger,
+    })
+}
+
+const PAYOUT_CANDIDATES_SQL: &str = include_str!("../../../sql/reconcile/payout_candidates.sql");
+
+#[derive(sqlx::FromRow)]
+struct Candidates {
+    paid_orders: i64,
+    candidates: Vec<String>,
+}
+
+/// The charges of PAID orders paid in `[since, paid_out_by]` that no itemized payout paid out,
+/// for `paid_order_not_paid_out`, and the requests it took. Normally few: each is looked up
+/// (two requests); when there are many (a payout that could not be itemized), one listing of
+/// the window's charges costs less and is taken instead.
+async fn charges_not_paid_out(
+    conn: &mut sqlx::PgConnection,
+    stripe: &crate::stripe::StripeHttp,
+    transactions: &HashMap<String, Vec<BalanceTxnView>>,
+    since: DateTime<Utc>,
+    paid_out_by: DateTime<Utc>,
+) -> anyhow::Result<(Vec<BalanceTxnView>, u64)> {
+    if paid_out_by < since {
+        return Ok((Vec::new(), 0));
+    }
+    let paid_out: Vec<String> = transactions
+        .values()
+        .flatten()
+        .filter(|t| t.reporting_category == "charge")
+        .filter_map(|t| t.payment_intent_id.clone())
+        .collect();
+    let found: Candidates = sqlx::query_as(PAYOUT_CANDIDATES_SQL)
+        .bind(since)
+        .bind(paid_out_by)
+        .bind(&paid_out)
+        .fetch_one(&mut *conn)
+        .await?;
+    if found.candidates.is_empty() {
+        return Ok((Vec::new(), 0));
+    }
+    let lookups = 2 * found.candidates.len() as u64;
+    if lookups <= pages(found.paid_orders.max(0) as usize) {
+        let mut charges = Vec::new();
+        for pi in &found.candidates {
+            let txn = stripe
+                .charge_transaction_of(pi)
+                .await
+                .map_err(ReconcileError::from)?;
+            charges.extend(txn);
+        }
+        return Ok((charges, lookups));
+    }
+    // A charge is created a little before its order is paid (authorization, capture).
+    let charges = stripe
+        .charge_transactions(since - chrono::Duration::days(7), paid_out_by)
+        .await
+        .map_err(ReconcileError::from)?;
+    let requests = pages(charges.len());
+    Ok((charges, requests))
+}
+
+#[derive(sqlx::FromRow)]
+struct OrderRecord {
+    payment_intent_id: String,
+    order_id: String,
+    status: String,
+    amount_total_cents: i64,
+    currency: String,
+}
+
+async fn orders_of(
+    conn: &mut sqlx::PgConnection,
+    intents: &[String],
+) -> Result<HashMap<String, OrderOfIntent>, sqlx::Error> {
+    let rows: Vec<OrderRecord> = sqlx::query_as(PAYOUT_ORDERS_SQL)
+        .bind(intents)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.payment_intent_id,
+                OrderOfIntent {
+                    order_id: r.order_id,
+                    status: r.status,
+                    amount_total_cents: r.amount_total_cents,
+                    currency: r.currency,
+                },
+            )
+        })
+        .collect())
+}
