@@ -388,6 +388,15 @@ fn payouts_request(args: &cli::PayoutsArgs) -> reconcile::payouts::PayoutsReques
         until: args.until,
         payout: args.payout.clone(),
         not_paid_out_after: args.not_paid_out_after,
+        baseline: args.baseline.clone(),
+        write_baseline: args
+            .write_baseline
+            .as_ref()
+            .map(|path| reconcile::Acceptance {
+                path: path.clone(),
+                by: args.accepted_by.clone(),
+                reason: args.reason.clone().unwrap_or_default(),
+            }),
     }
 }
 

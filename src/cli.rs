@@ -312,7 +312,7 @@ pub enum ReconcileAction {
     /// Every payout of a window explained to the cent, order by order: its balance
     /// transactions, their orders, and what does not add up.
     #[command(after_help = PAYOUTS_EXAMPLES)]
-    Payouts(PayoutsArgs),
+    Payouts(Box<PayoutsArgs>),
 }
 
 const PAYOUTS_EXAMPLES: &str =
@@ -352,6 +352,19 @@ pub struct PayoutsArgs {
     /// Write the run's metrics there (OpenMetrics text), atomically, on failure too.
     #[arg(long, value_name = "PATH")]
     pub metrics_file: Option<std::path::PathBuf>,
+    /// Accepted findings (a file --write-baseline made): reported as known; only the others
+    /// make the run exit 1.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<std::path::PathBuf>,
+    /// Accept every finding of this run into FILE (created, or added to). Needs --reason.
+    #[arg(long, value_name = "FILE", requires = "reason")]
+    pub write_baseline: Option<std::path::PathBuf>,
+    /// Why the findings --write-baseline accepts are accepted (kept in the file).
+    #[arg(long, requires = "write_baseline")]
+    pub reason: Option<String>,
+    /// Who accepts them (kept in the file). Default: $USER.
+    #[arg(long, env = "USER", hide_env_values = true, default_value = "unknown")]
+    pub accepted_by: String,
 }
 
 /// `--until 2026-11-15` takes in the 15th: the last microsecond of that day (timestamps in the

@@ -110,8 +110,113 @@ pub fn load(path: &Path) -> Result<BaselineFile, BaselineError> {
     Ok(file)
 }
 
+/// A finding a baseline can hold: `reconcile`'s and `reconcile payouts`'.
+pub trait Acceptable {
+    /// What identifies it from one run to the next.
+    fn fingerprint(&self) -> String;
+    /// The entry that accepts it.
+    fn accepted(&self, acceptance: &Acceptance, now: DateTime<Utc>) -> Accepted;
+}
+
+impl Acceptable for Finding {
+    fn fingerprint(&self) -> String {
+        Finding::fingerprint(self)
+    }
+
+    fn accepted(&self, acceptance: &Acceptance, now: DateTime<Utc>) -> Accepted {
+        Accepted {
+            fingerprint: Finding::fingerprint(self),
+            kind: self.kind.name().to_owned(),
+            order_id: self.order_id.clone(),
+            payment_intent_id: self.payment_intent_id.clone(),
+            stripe_object_id: self.stripe_object_id.clone(),
+            database: self.ours.clone(),
+            stripe: self.stripe.clone(),
+            accepted_by: acceptance.by.clone(),
+            accepted_at: now,
+            reason: acceptance.reason.clone(),
+        }
+    }
+}
+
+/// The baseline to compare with: `baseline`'s file (it must exist), else the file
+/// `write` adds to, if it exists already.
+pub fn load_for(
+    baseline: Option<&Path>,
+    write: Option<&Acceptance>,
+) -> Result<Option<BaselineFile>, BaselineError> {
+    if let Some(path) = baseline {
+        return load(path).map(Some);
+    }
+    match write {
+        Some(acceptance) if acceptance.path.exists() => load(&acceptance.path).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Findings split into new and known, and what the baseline did.
+pub struct Applied<T> {
+    pub new: Vec<T>,
+    pub known: Vec<T>,
+    pub summary: Option<BaselineSummary>,
+}
+
+/// Splits the findings into new and known, and writes the baseline if asked to (then
+/// everything this run found is accepted: nothing is new).
+pub fn apply<T: Acceptable>(
+    baseline: Option<&Path>,
+    write_to: Option<&Acceptance>,
+    accepted: Option<BaselineFile>,
+    findings: Vec<T>,
+) -> Result<Applied<T>, BaselineError> {
+    let Some(acceptance) = write_to else {
+        let Some(file) = accepted else {
+            return Ok(Applied {
+                new: findings,
+                known: Vec::new(),
+                summary: None,
+            });
+        };
+        let all: Vec<&T> = findings.iter().collect();
+        let not_seen = not_seen(&file, &all);
+        let entries = file.accepted.len();
+        let (new, known) = partition(&file, findings);
+        let summary = BaselineSummary {
+            file: baseline.unwrap_or(Path::new("")).display().to_string(),
+            known: known.len(),
+            entries,
+            not_seen,
+            wrote: false,
+            written: 0,
+        };
+        return Ok(Applied {
+            new,
+            known,
+            summary: Some(summary),
+        });
+    };
+    let file = accepted.unwrap_or_else(empty);
+    let all: Vec<&T> = findings.iter().collect();
+    let not_seen = not_seen(&file, &all);
+    let entries_before = file.accepted.len();
+    let written = write(acceptance, file, &all, Utc::now())?;
+    let summary = BaselineSummary {
+        file: acceptance.path.display().to_string(),
+        known: findings.len(),
+        entries: entries_before + written,
+        not_seen,
+        wrote: true,
+        written,
+    };
+    Ok(Applied {
+        new: Vec::new(),
+        known: findings,
+        summary: Some(summary),
+    })
+}
+
 /// Splits findings into (new, known).
-pub fn partition(file: &BaselineFile, findings: Vec<Finding>) -> (Vec<Finding>, Vec<Finding>) {
+pub fn partition<T: Acceptable>(file: &BaselineFile, findings: Vec<T>) -> (Vec<T>, Vec<T>) {
     let accepted: HashSet<&str> = file
         .accepted
         .iter()
@@ -123,7 +228,7 @@ pub fn partition(file: &BaselineFile, findings: Vec<Finding>) -> (Vec<Finding>, 
 }
 
 /// Entries of the file that none of `findings` matches.
-pub fn not_seen(file: &BaselineFile, findings: &[&Finding]) -> usize {
+pub fn not_seen<T: Acceptable>(file: &BaselineFile, findings: &[&T]) -> usize {
     let seen: HashSet<String> = findings.iter().map(|f| f.fingerprint()).collect();
     file.accepted
         .iter()
@@ -133,10 +238,10 @@ pub fn not_seen(file: &BaselineFile, findings: &[&Finding]) -> usize {
 
 /// Adds every finding not yet accepted to the file (kept entries keep their who and why) and
 /// writes it atomically (a temporary file renamed over it). Returns how many were added.
-pub fn write(
+pub fn write<T: Acceptable>(
     acceptance: &Acceptance,
     mut file: BaselineFile,
-    findings: &[&Finding],
+    findings: &[&T],
     now: DateTime<Utc>,
 ) -> Result<usize, BaselineError> {
     let known: HashSet<String> = file
@@ -150,18 +255,7 @@ pub fn write(
         if known.contains(&fingerprint) {
             continue;
         }
-        file.accepted.push(Accepted {
-            fingerprint,
-            kind: f.kind.name().to_owned(),
-            order_id: f.order_id.clone(),
-            payment_intent_id: f.payment_intent_id.clone(),
-            stripe_object_id: f.stripe_object_id.clone(),
-            database: f.ours.clone(),
-            stripe: f.stripe.clone(),
-            accepted_by: acceptance.by.clone(),
-            accepted_at: now,
-            reason: acceptance.reason.clone(),
-        });
+        file.accepted.push(f.accepted(acceptance, now));
         added += 1;
     }
     file.accepted

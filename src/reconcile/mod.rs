@@ -9,7 +9,7 @@ pub mod payouts;
 mod rules;
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -269,13 +269,7 @@ impl Stage {
 /// The baseline to compare with: `--baseline`'s file (it must exist), else the file
 /// `--write-baseline` adds to, if it exists already.
 fn load_baseline(args: &ReconcileRequest) -> Result<Option<baseline::BaselineFile>, BaselineError> {
-    if let Some(path) = &args.baseline {
-        return baseline::load(path).map(Some);
-    }
-    match &args.write_baseline {
-        Some(acceptance) if acceptance.path.exists() => baseline::load(&acceptance.path).map(Some),
-        _ => Ok(None),
-    }
+    baseline::load_for(args.baseline.as_deref(), args.write_baseline.as_ref())
 }
 
 type Partitioned = (Vec<Finding>, Vec<Finding>, Option<BaselineSummary>);
@@ -286,44 +280,13 @@ fn apply_baseline(
     accepted: Option<baseline::BaselineFile>,
     findings: Vec<Finding>,
 ) -> Result<Partitioned, BaselineError> {
-    let Some(acceptance) = &args.write_baseline else {
-        let Some(file) = accepted else {
-            return Ok((findings, Vec::new(), None));
-        };
-        let all: Vec<&Finding> = findings.iter().collect();
-        let not_seen = baseline::not_seen(&file, &all);
-        let entries = file.accepted.len();
-        let (new, known) = baseline::partition(&file, findings);
-        let summary = BaselineSummary {
-            file: args
-                .baseline
-                .as_deref()
-                .unwrap_or(Path::new(""))
-                .display()
-                .to_string(),
-            known: known.len(),
-            entries,
-            not_seen,
-            wrote: false,
-            written: 0,
-        };
-        return Ok((new, known, Some(summary)));
-    };
-    let file = accepted.unwrap_or_else(baseline::empty);
-    let all: Vec<&Finding> = findings.iter().collect();
-    let not_seen = baseline::not_seen(&file, &all);
-    let entries_before = file.accepted.len();
-    let written = baseline::write(acceptance, file, &all, Utc::now())?;
-    // Everything this run found is accepted now: nothing is new.
-    let summary = BaselineSummary {
-        file: acceptance.path.display().to_string(),
-        known: findings.len(),
-        entries: entries_before + written,
-        not_seen,
-        wrote: true,
-        written,
-    };
-    Ok((Vec::new(), findings, Some(summary)))
+    let applied = baseline::apply(
+        args.baseline.as_deref(),
+        args.write_baseline.as_ref(),
+        accepted,
+        findings,
+    )?;
+    Ok((applied.new, applied.known, applied.summary))
 }
 
 fn window_of(args: &ReconcileRequest) -> Result<Window, ReconcileError> {

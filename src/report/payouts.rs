@@ -79,8 +79,35 @@ impl Render for PayoutsReport {
             }
             writeln!(out, "{}", grid.render(screen).with_hint())?;
         }
+        if let Some(baseline) = &self.baseline {
+            let text = if baseline.wrote {
+                format!(
+                    "Baseline {}: {} finding(s) accepted by this run, {} entries in all.",
+                    baseline.file,
+                    grouped(baseline.written as u64),
+                    grouped(baseline.entries as u64)
+                )
+            } else {
+                format!(
+                    "Baseline {}: {} known finding(s) skipped (accepted there); {} of its {} entries not found this run.",
+                    baseline.file,
+                    grouped(baseline.known as u64),
+                    grouped(baseline.not_seen as u64),
+                    grouped(baseline.entries as u64)
+                )
+            };
+            paragraph(out, screen, &text)?;
+        }
         if self.findings.is_empty() {
-            return writeln!(out, "Every payout is explained to the cent.");
+            return writeln!(
+                out,
+                "{}",
+                if self.known_findings.is_empty() {
+                    "Every payout is explained to the cent."
+                } else {
+                    "Nothing new to report."
+                }
+            );
         }
         let mut findings =
             Grid::new(&["finding", "payout", "transaction", "order", "detail"]).prose(&["detail"]);

@@ -491,3 +491,50 @@ async fn one_payout_by_id() {
         .assert()
         .code(2);
 }
+
+#[tokio::test]
+async fn a_baseline_accepts_what_a_person_looked_at_and_only_new_findings_fail() {
+    let (db, sim) = a_month_of_payouts().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("payouts-baseline.json");
+    let file_text = file.display().to_string();
+    let out = payouts_run(
+        &db,
+        &sim,
+        "json",
+        &[
+            "--write-baseline",
+            &file_text,
+            "--reason",
+            "booked by hand, INC-7",
+            "--accepted-by",
+            "accounting",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = json(&out.stdout);
+    assert_eq!(written["baseline"]["written"], 5);
+    let out = payouts_run(&db, &sim, "json", &["--baseline", &file_text]);
+    assert_eq!(out.status.code(), Some(0));
+    let report = json(&out.stdout);
+    assert_eq!(report["findings"].as_array().unwrap().len(), 0);
+    assert_eq!(report["known_findings"].as_array().unwrap().len(), 5);
+    // A new one: another failed payout.
+    sim.add_payout(payout("po_failed_again", 3_000, "eur", 9, "failed"));
+    let out = payouts_run(&db, &sim, "json", &["--baseline", &file_text]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = json(&out.stdout);
+    assert_eq!(
+        report["findings"][0]["payout_id"], "po_failed_again",
+        "{report:#}"
+    );
+    assert_eq!(
+        report["summary"]["payout_failed"], 1,
+        "only the new one counts"
+    );
+}

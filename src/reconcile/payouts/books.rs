@@ -104,6 +104,47 @@ pub struct PayoutFinding {
     pub detail: String,
 }
 
+impl PayoutFinding {
+    /// Its kind and the ids it is about, not its values: a baseline's key.
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "{}|{}|{}|{}",
+            self.kind.name(),
+            self.payout_id.as_deref().unwrap_or("-"),
+            self.balance_transaction_id.as_deref().unwrap_or("-"),
+            self.order_id.as_deref().unwrap_or("-"),
+        )
+    }
+}
+
+impl crate::reconcile::baseline::Acceptable for PayoutFinding {
+    fn fingerprint(&self) -> String {
+        PayoutFinding::fingerprint(self)
+    }
+
+    fn accepted(
+        &self,
+        acceptance: &crate::reconcile::baseline::Acceptance,
+        now: DateTime<Utc>,
+    ) -> crate::reconcile::baseline::Accepted {
+        crate::reconcile::baseline::Accepted {
+            fingerprint: PayoutFinding::fingerprint(self),
+            kind: self.kind.name().to_owned(),
+            order_id: self.order_id.clone(),
+            payment_intent_id: self.payment_intent_id.clone(),
+            stripe_object_id: self
+                .balance_transaction_id
+                .clone()
+                .or_else(|| self.payout_id.clone()),
+            database: String::new(),
+            stripe: self.detail.clone(),
+            accepted_by: acceptance.by.clone(),
+            accepted_at: now,
+            reason: acceptance.reason.clone(),
+        }
+    }
+}
+
 /// One payout and what it is made of (minor units of its currency).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PayoutLine {

@@ -29,6 +29,10 @@ pub struct PayoutsRequest {
     pub payout: Option<String>,
     /// A PAID order's charge available longer than this and in no payout is a finding.
     pub not_paid_out_after: Duration,
+    /// Accepted findings: only the others make the run exit 1.
+    pub baseline: Option<std::path::PathBuf>,
+    /// Accept every finding of this run into this file.
+    pub write_baseline: Option<super::Acceptance>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -39,9 +43,13 @@ pub struct PayoutsReport {
     pub until: DateTime<Utc>,
     pub payout: Option<String>,
     pub payouts: Vec<PayoutLine>,
-    /// Findings per kind, every kind listed.
+    /// New findings (not in the baseline) per kind, every kind listed.
     pub summary: BTreeMap<&'static str, usize>,
     pub findings: Vec<PayoutFinding>,
+    /// Findings the baseline holds: accepted, not alerted on.
+    pub known_findings: Vec<PayoutFinding>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<super::BaselineSummary>,
     pub balance_transactions: usize,
     pub stripe_requests: u64,
     pub stripe_retries: u64,
@@ -85,6 +93,9 @@ pub async fn run(
         }
         .into());
     }
+    // A bad baseline is a usage error, found before Stripe is asked anything.
+    let accepted =
+        super::baseline::load_for(request.baseline.as_deref(), request.write_baseline.as_ref())?;
     let mut conn = db::connect(url).await?;
     crate::migrate::require_migrated(&mut conn).await?;
     let stripe = request.stripe.client(key).map_err(ReconcileError::from)?;
@@ -145,16 +156,25 @@ pub async fn run(
         paid_out_by: until - after,
         available_since: since,
     });
+    let applied = super::baseline::apply(
+        request.baseline.as_deref(),
+        request.write_baseline.as_ref(),
+        accepted,
+        closed.findings,
+    )?;
+    let summary = books::summarize(&applied.new);
     Ok(PayoutsReport {
         database: url.redacted().to_owned(),
         stripe: request.stripe.base_url(),
         since,
         until,
         payout: request.payout.clone(),
-        summary: books::summarize(&closed.findings),
+        summary,
         balance_transactions: closed.ledger.len(),
         payouts: closed.payouts,
-        findings: closed.findings,
+        findings: applied.new,
+        known_findings: applied.known,
+        baseline: applied.summary,
         stripe_requests: stripe.requests(),
         stripe_retries: stripe.retries(),
         request_budget: budget,
