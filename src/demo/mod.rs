@@ -308,6 +308,11 @@ impl Walk<'_> {
                 ],
                 0,
             ),
+            stage(
+                "Close the month: every payout explained to the cent, order by order",
+                &["reconcile", "payouts", "--stripe-base-url", &base],
+                1,
+            ),
             stage("Verify again", &["verify", "constraints"], 0),
         ] {
             self.header(s.title)?;
@@ -328,7 +333,7 @@ impl Walk<'_> {
 }
 
 /// Stages of the walk, for the headers' count.
-const STAGES: usize = 14;
+const STAGES: usize = 15;
 
 struct Runner<'a> {
     url: &'a str,

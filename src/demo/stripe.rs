@@ -5,7 +5,8 @@ use sqlx::PgConnection;
 
 use crate::domain::{IntentStatus, OrderStatus};
 use crate::stripe_sim::{
-    EventObject, SimDispute, SimEvent, SimPaymentIntent, SimRefund, StripeSim,
+    EventObject, SimBalanceTransaction, SimDispute, SimEvent, SimPaymentIntent, SimPayout,
+    SimRefund, StripeSim, TxnSource,
 };
 
 const STRIPE_HISTORY_SQL: &str = include_str!("../../sql/demo/stripe_history.sql");
@@ -119,6 +120,7 @@ pub async fn prepare(conn: &mut PgConnection, sim: &StripeSim) -> anyhow::Result
         mirror(sim, order, &t, &mut planted);
     }
     add_strangers(sim, &orders, &t, &mut planted);
+    let payouts = pay_out(sim, &orders, &t);
     planted.lines = vec![
         format!(
             "missed webhook: order {} is PENDING here, its PaymentIntent succeeded",
@@ -162,8 +164,202 @@ pub async fn prepare(conn: &mut PgConnection, sim: &StripeSim) -> anyhow::Result
             "failed webhook: the payment_intent.succeeded event of order {} was never delivered",
             t.missed_webhook
         ),
+        format!(
+            "payouts: {} daily payouts of the charges; {} is {} short of its transactions",
+            payouts.count, payouts.short, "1.00"
+        ),
+        format!(
+            "payout failed: {} was refused by the bank (account_closed)",
+            payouts.failed
+        ),
+        "payout money no order explains: the orphan PaymentIntent's charge was paid out".to_owned(),
+        format!(
+            "not paid out: order {}'s charge has been available for days and is in no payout",
+            payouts.not_paid_out
+        ),
+        "a balance transaction of a type paytool does not know (climate_order_purchase)".to_owned(),
     ];
     Ok(planted)
+}
+
+/// What [`pay_out`] planted.
+struct PaidOut {
+    count: usize,
+    short: String,
+    failed: String,
+    not_paid_out: String,
+}
+
+const DAY: i64 = 86_400;
+
+/// Stripe's automatic daily payouts of the shop's charges (2.9% + 0.25 in fees), each charge
+/// available two days after it was paid and paid out two days later, with one planted finding
+/// of each kind `paytool reconcile payouts` knows.
+fn pay_out(sim: &StripeSim, orders: &[WindowOrder], t: &Targets) -> PaidOut {
+    let now = chrono::Utc::now().timestamp();
+    let paid: Vec<&WindowOrder> = orders
+        .iter()
+        .filter(|o| {
+            stripe_status(o.status()) == IntentStatus::Succeeded
+                && o.id != t.missing
+                && o.id != t.stale
+                // Its order lost the link: reconcile says so (unlinked_payment_intent).
+                && o.id != t.unlinked
+                && o.total > 0
+        })
+        .collect();
+    let taken = [
+        &t.missed_webhook,
+        &t.amount,
+        &t.dashboard_refund,
+        &t.double_charge,
+        &t.unlinked,
+        &t.missing,
+        &t.currency,
+        &t.payment_row,
+        &t.dispute,
+        &t.stale,
+    ];
+    let not_paid_out = paid
+        .iter()
+        .filter(|o| !taken.contains(&&o.id) && o.paid_at.is_some_and(|p| p < now - 12 * DAY))
+        .map(|o| o.id.clone())
+        .next_back()
+        .unwrap_or_default();
+    // Charges by the day their money becomes available, and currency.
+    let mut days: std::collections::BTreeMap<(i64, String), Vec<SimBalanceTransaction>> =
+        std::collections::BTreeMap::new();
+    for order in &paid {
+        let paid_at = order.paid_at.unwrap_or(order.created + 120);
+        let amount = if order.id == t.amount {
+            order.total + 500
+        } else {
+            order.total
+        };
+        let currency = if order.id == t.currency {
+            "usd".to_owned()
+        } else {
+            order.currency.to_lowercase()
+        };
+        let available = (paid_at / DAY + 2) * DAY;
+        let txn = SimBalanceTransaction {
+            id: format!("txn_{}", order.payment_intent_id),
+            type_: "charge".into(),
+            reporting_category: "charge".into(),
+            amount,
+            fee: amount * 29 / 1000 + 25,
+            currency: currency.clone(),
+            exchange_rate: None,
+            created: paid_at,
+            available_on: available,
+            source: TxnSource::Charge(order.payment_intent_id.clone()),
+            payout: None,
+        };
+        if order.id == not_paid_out {
+            sim.add_balance_transaction(txn);
+            continue;
+        }
+        days.entry((available, currency)).or_default().push(txn);
+    }
+    let mut count = 0;
+    let mut short = String::new();
+    let mut planted_extras = false;
+    for ((available, currency), mut txns) in days {
+        let arrival = available + 2 * DAY;
+        if arrival > now {
+            // Not paid out yet: available, waiting for its payout.
+            for txn in txns {
+                sim.add_balance_transaction(txn);
+            }
+            continue;
+        }
+        let id = format!("po_demo_{}_{currency}", available / DAY);
+        if !planted_extras && currency == "eur" {
+            // The orphan PaymentIntent's charge, and a type paytool does not know.
+            planted_extras = true;
+            txns.push(SimBalanceTransaction {
+                id: "txn_demo_orphan".into(),
+                type_: "charge".into(),
+                reporting_category: "charge".into(),
+                amount: 1_500,
+                fee: 1_500 * 29 / 1000 + 25,
+                currency: currency.clone(),
+                exchange_rate: None,
+                created: available - 2 * DAY,
+                available_on: available,
+                source: TxnSource::Charge("pi_demo_orphan".into()),
+                payout: None,
+            });
+            txns.push(SimBalanceTransaction {
+                id: "txn_demo_climate".into(),
+                type_: "climate_order_purchase".into(),
+                reporting_category: "climate_order_purchase".into(),
+                amount: -50,
+                fee: 0,
+                currency: currency.clone(),
+                exchange_rate: None,
+                created: available,
+                available_on: available,
+                source: TxnSource::Nothing,
+                payout: None,
+            });
+        }
+        let net: i64 = txns.iter().map(|t| t.amount - t.fee).sum();
+        // One payout is 1.00 short of what its transactions add up to.
+        let amount = if short.is_empty() {
+            short.clone_from(&id);
+            net - 100
+        } else {
+            net
+        };
+        for mut txn in txns {
+            txn.payout = Some(id.clone());
+            sim.add_balance_transaction(txn);
+        }
+        let payout = SimPayout {
+            id: id.clone(),
+            amount,
+            currency: currency.clone(),
+            created: available + 3_600,
+            arrival_date: arrival,
+            status: "paid".into(),
+            failure_code: None,
+            reconciliation_status: "completed".into(),
+        };
+        sim.add_balance_transaction(SimBalanceTransaction {
+            id: format!("txn_{id}"),
+            type_: "payout".into(),
+            reporting_category: "payout".into(),
+            amount: -amount,
+            fee: 0,
+            currency,
+            exchange_rate: None,
+            created: available + 3_600,
+            available_on: available + 3_600,
+            source: TxnSource::Payout(id),
+            payout: None,
+        });
+        sim.add_payout(payout);
+        count += 1;
+    }
+    // A payout the bank refused: its money went back to the balance.
+    let failed = "po_demo_refused".to_owned();
+    sim.add_payout(SimPayout {
+        id: failed.clone(),
+        amount: 12_345,
+        currency: "eur".into(),
+        created: now - 10 * DAY,
+        arrival_date: now - 8 * DAY,
+        status: "failed".into(),
+        failure_code: Some("account_closed".into()),
+        reconciliation_status: "not_applicable".into(),
+    });
+    PaidOut {
+        count: count + 1,
+        short,
+        failed,
+        not_paid_out,
+    }
 }
 
 async fn plant_in_database(conn: &mut PgConnection, t: &Targets) -> Result<(), sqlx::Error> {

@@ -94,6 +94,25 @@ fn the_demo_walks_every_stage_and_leaves_nothing_behind() {
         "{stdout}"
     );
     assert!(stdout.contains("Applied 6 repair(s)"), "{stdout}");
+    // Closing the month: each payout finding once.
+    let month = stdout
+        .split("Close the month")
+        .nth(1)
+        .and_then(|rest| rest.split("] Verify again").next())
+        .unwrap();
+    for kind in [
+        "payout_total_mismatch",
+        "payout_failed",
+        "unmatched_balance_transaction",
+        "paid_order_not_paid_out",
+        "unknown_balance_transaction_type",
+    ] {
+        assert_eq!(
+            month.matches(&format!("│ {kind} ")).count(),
+            1,
+            "{kind}:\n{month}"
+        );
+    }
     // The events trail filled, the leftovers accepted, the nightly run quiet.
     assert!(
         stdout.contains("│ charge.*         ┆"),
@@ -109,7 +128,7 @@ fn the_demo_walks_every_stage_and_leaves_nothing_behind() {
     assert!(last_verify.contains(" 0 failed, "), "{last_verify}");
     assert!(stdout.contains("Demo finished: every stage did what it should."));
     assert!(
-        stdout.contains("(14 stages in "),
+        stdout.contains("(15 stages in "),
         "the report of the stages:\n{stdout}"
     );
     // Nothing left.
@@ -128,14 +147,14 @@ fn the_demo_reports_its_stages_as_json_with_the_narration_on_stderr() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let report = crate::harness::json(&out.stdout);
     let stages = report["stages"].as_array().unwrap();
-    assert_eq!(stages.len(), 14, "{report:#}");
+    assert_eq!(stages.len(), 15, "{report:#}");
     for stage in stages {
         assert_eq!(stage["exit"], stage["expected_exit"], "{stage:#}");
     }
     assert_eq!(stages[2]["exit"], 1, "the preflight refused: {report:#}");
     assert_eq!(report["kept"], false);
     assert!(!report["planted"].as_array().unwrap().is_empty());
-    assert!(stderr.contains("━━ [14/14] Verify again"), "{stderr}");
+    assert!(stderr.contains("━━ [15/15] Verify again"), "{stderr}");
     let dir = std::path::PathBuf::from(report["cluster_dir"].as_str().unwrap());
     assert!(!dir.exists(), "{} is still there", dir.display());
 }
@@ -156,7 +175,7 @@ fn ctrl_c_stops_the_demo_and_removes_its_cluster() {
         let line = line.unwrap();
         seen.push_str(&line);
         seen.push('\n');
-        if line.contains("[5/14]") {
+        if line.contains("[5/15]") {
             break;
         }
         assert!(Instant::now() < deadline, "the demo never reached stage 5");
