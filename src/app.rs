@@ -397,6 +397,11 @@ fn payouts_request(args: &cli::PayoutsArgs) -> reconcile::payouts::PayoutsReques
                 by: args.accepted_by.clone(),
                 reason: args.reason.clone().unwrap_or_default(),
             }),
+        source: match args.source {
+            cli::SourceArg::Api => reconcile::payouts::Source::Api,
+            cli::SourceArg::Reports => reconcile::payouts::Source::Reports,
+        },
+        files_base_url: args.stripe_files_base_url.clone(),
     }
 }
 

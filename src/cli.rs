@@ -332,6 +332,14 @@ paid_order_not_paid_out, unknown_balance_transaction_type (docs/payouts.md).
 Exit codes: 0 every payout explained, 1 findings, 2 usage, 3 Stripe or the
 database could not be read.";
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceArg {
+    /// GET /v1/balance_transactions?payout=…, a page per hundred.
+    Api,
+    /// Stripe's payout reconciliation report run (POST /v1/reporting/report_runs).
+    Reports,
+}
+
 #[derive(Debug, Args)]
 pub struct PayoutsArgs {
     #[command(flatten)]
@@ -345,6 +353,20 @@ pub struct PayoutsArgs {
     /// One payout (po_…) instead of a window.
     #[arg(long)]
     pub payout: Option<String>,
+    /// Where the balance transactions come from: the API (a page per hundred), or one of
+    /// Stripe's report runs for the whole window (a few requests for millions of rows; the
+    /// only request paytool sends that is not a GET: it starts the run).
+    #[arg(long, value_enum, default_value_t = SourceArg::Api)]
+    pub source: SourceArg,
+    /// Stripe's files host, where a report run's file is read (tests, proxies).
+    #[arg(
+        long,
+        env = "STRIPE_FILES_BASE_URL",
+        hide_env_values = true,
+        default_value = "https://files.stripe.com/",
+        value_parser = stripe_base_url
+    )]
+    pub stripe_files_base_url: String,
     /// A PAID order's charge available longer than this and in no payout of the window is
     /// paid_order_not_paid_out.
     #[arg(long, default_value = "7d", value_parser = stale_after)]

@@ -89,6 +89,17 @@ struct Inner {
     retries: AtomicU64,
 }
 
+/// What one request does: a GET (everything paytool asks), or the one POST it ever sends,
+/// `POST /v1/reporting/report_runs` (`reconcile payouts --source reports`), with an
+/// idempotency key so that a retry cannot start a second run.
+enum Verb<'a> {
+    Get,
+    Post {
+        form: &'a str,
+        idempotency_key: &'a str,
+    },
+}
+
 /// One attempt's outcome, before deciding whether to retry.
 enum Attempt {
     Done(Bytes),
@@ -154,9 +165,40 @@ impl StripeHttp {
             uri.push('?');
             uri.push_str(query);
         }
+        self.with_retries(&uri, &Verb::Get).await
+    }
+
+    /// `GET` of an absolute URL with the same key, limits and retries: a report's file on
+    /// Stripe's files host.
+    pub async fn get_url(&self, url: &str) -> Result<Bytes, StripeFailure> {
+        self.with_retries(url, &Verb::Get).await
+    }
+
+    /// The one request paytool sends that is not a GET: it starts a report run (Stripe's
+    /// reporting API computes it; nothing of the account changes). `form` is the
+    /// url-encoded body.
+    pub async fn create_report_run(&self, form: &str) -> Result<serde_json::Value, StripeFailure> {
+        use sha2::{Digest, Sha256};
+        let uri = format!("{}v1/reporting/report_runs", self.inner.settings.base_url);
+        // Stable across this request's retries, new for every run of paytool.
+        let seed = format!(
+            "{form}|{}|{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        );
+        let idempotency_key = format!("paytool-{}", hex::encode(&Sha256::digest(seed)[..16]));
+        let verb = Verb::Post {
+            form,
+            idempotency_key: &idempotency_key,
+        };
+        let bytes = self.with_retries(&uri, &verb).await?;
+        serde_json::from_slice(&bytes).map_err(|e| StripeFailure::Decode(e.to_string()))
+    }
+
+    async fn with_retries(&self, uri: &str, verb: &Verb<'_>) -> Result<Bytes, StripeFailure> {
         let mut delays = crate::retry::Backoff::STRIPE.delays(self.inner.settings.max_retries);
         loop {
-            match self.attempt(&uri).await {
+            match self.attempt(uri, verb).await {
                 Attempt::Done(bytes) => return Ok(bytes),
                 Attempt::Failed { failure, retryable } => {
                     let delay = if retryable { delays.next() } else { None };
@@ -174,17 +216,29 @@ impl StripeHttp {
         }
     }
 
-    async fn attempt(&self, uri: &str) -> Attempt {
+    async fn attempt(&self, uri: &str, verb: &Verb<'_>) -> Attempt {
         self.inner.limiter.until_ready().await;
         let Ok(_permit) = self.inner.in_flight.acquire().await else {
             return failed(StripeFailure::Decode("client shut down".into()), false);
         };
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
-        let request = hyper::Request::get(uri)
+        let builder = match verb {
+            Verb::Get => hyper::Request::get(uri),
+            Verb::Post {
+                idempotency_key, ..
+            } => hyper::Request::post(uri)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .header("Idempotency-Key", *idempotency_key),
+        };
+        let body = match verb {
+            Verb::Get => Bytes::new(),
+            Verb::Post { form, .. } => Bytes::copy_from_slice(form.as_bytes()),
+        };
+        let request = builder
             .header(AUTHORIZATION, self.inner.authorization.clone())
             .header(USER_AGENT, concat!("paytool/", env!("CARGO_PKG_VERSION")))
             .header("Stripe-Version", stripe_shared::version::VERSION.as_str())
-            .body(Full::new(Bytes::new()));
+            .body(Full::new(body));
         let request = match request {
             Ok(r) => r,
             Err(e) => return failed(StripeFailure::Decode(e.to_string()), false),

@@ -4,6 +4,7 @@
 
 mod client;
 mod payouts;
+pub mod reports;
 
 use std::collections::HashMap;
 

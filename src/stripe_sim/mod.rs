@@ -177,6 +177,10 @@ struct SimState {
     events: Vec<SimEvent>,
     payouts: Vec<SimPayout>,
     balance_transactions: Vec<SimBalanceTransaction>,
+    /// `data_available_start`/`_end` of the payout reconciliation report (None: all time).
+    report_available: Option<(i64, i64)>,
+    /// Report runs started: (interval start, interval end), by index.
+    report_runs: Vec<(i64, i64)>,
     faults: Faults,
     requests: u64,
     /// Requests per "METHOD /path" (retrieve paths collapsed to {id}).
@@ -290,6 +294,16 @@ impl StripeSim {
         self.state().balance_transactions.push(txn);
     }
 
+    /// Limits the payout reconciliation report's data to `[start, end]`.
+    pub fn set_report_data_available(&self, start: i64, end: i64) {
+        self.state().report_available = Some((start, end));
+    }
+
+    /// Report runs started so far.
+    pub fn report_runs(&self) -> usize {
+        self.state().report_runs.len()
+    }
+
     pub fn set_faults(&self, faults: Faults) {
         self.state().faults = faults;
     }
@@ -337,6 +351,13 @@ fn router(state: Shared) -> Router {
         .route("/v1/events", get(list_events))
         .route("/v1/payouts", get(list_payouts))
         .route("/v1/payouts/{id}", get(retrieve_payout))
+        .route("/v1/reporting/report_types/{id}", get(retrieve_report_type))
+        .route(
+            "/v1/reporting/report_runs",
+            axum::routing::post(create_report_run),
+        )
+        .route("/v1/reporting/report_runs/{id}", get(retrieve_report_run))
+        .route("/v1/files/{id}/contents", get(file_contents))
         .route("/v1/balance_transactions", get(list_balance_transactions))
         .fallback(unknown)
         .with_state(state)
@@ -749,6 +770,212 @@ async fn list_balance_transactions(
         envelope("/v1/balance_transactions", data, has_more)
     };
     axum::Json(body).into_response()
+}
+
+const REPORT_TYPE: &str = "payout_reconciliation.itemized.5";
+
+async fn retrieve_report_type(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(answer) = admit(&state, "GET /v1/reporting/report_types/{id}", &headers).await {
+        return answer;
+    }
+    if id != REPORT_TYPE {
+        return error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some("resource_missing"),
+            &format!("No such report type: '{id}'"),
+            Some(false),
+        );
+    }
+    let (start, end) = state
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .report_available
+        .unwrap_or((0, 4_102_444_800));
+    axum::Json(json!({
+        "id": id, "object": "reporting.report_type", "name": "Itemized payout reconciliation",
+        "data_available_start": start, "data_available_end": end,
+        "default_columns": [], "livemode": false, "updated": end, "version": 5
+    }))
+    .into_response()
+}
+
+fn report_run_json(n: usize, run: (i64, i64)) -> Value {
+    json!({
+        "id": format!("frr_sim_{n}"), "object": "reporting.report_run", "created": run.0,
+        "error": null, "livemode": false, "report_type": REPORT_TYPE, "status": "succeeded",
+        "succeeded_at": run.1,
+        "parameters": {"interval_start": run.0, "interval_end": run.1},
+        "result": {
+            "id": format!("file_sim_{n}"), "object": "file", "purpose": "finance_report_run",
+            "type": "csv", "url": format!("https://files.stripe.com/v1/files/file_sim_{n}/contents"),
+            "created": run.1, "filename": format!("frr_sim_{n}.csv"), "size": 0, "title": null,
+            "expires_at": null, "links": null
+        }
+    })
+}
+
+/// The one POST paytool may send: it starts a report run (succeeded at once here).
+async fn create_report_run(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    if let Err(answer) = admit(&state, "POST /v1/reporting/report_runs", &headers).await {
+        return answer;
+    }
+    let mut start = None;
+    let mut end = None;
+    let mut report_type = None;
+    for (key, value) in url::form_urlencoded::parse(body.as_bytes()) {
+        match key.as_ref() {
+            "report_type" => report_type = Some(value.into_owned()),
+            "parameters[interval_start]" => start = value.parse::<i64>().ok(),
+            "parameters[interval_end]" => end = value.parse::<i64>().ok(),
+            _ => {}
+        }
+    }
+    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+    s.mutations += 1;
+    let (available_start, available_end) = s.report_available.unwrap_or((0, 4_102_444_800));
+    let (Some(start), Some(end)) = (start, end) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            None,
+            "interval_start and interval_end are required",
+            Some(false),
+        );
+    };
+    if report_type.as_deref() != Some(REPORT_TYPE)
+        || start >= end
+        || start < available_start
+        || end > available_end
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            None,
+            "interval_start and interval_end must lie within the report type's data_available_start and data_available_end",
+            Some(false),
+        );
+    }
+    s.report_runs.push((start, end));
+    let n = s.report_runs.len();
+    axum::Json(report_run_json(n, (start, end))).into_response()
+}
+
+async fn retrieve_report_run(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(answer) = admit(&state, "GET /v1/reporting/report_runs/{id}", &headers).await {
+        return answer;
+    }
+    let s = state.lock().unwrap_or_else(|p| p.into_inner());
+    let n: Option<usize> = id.strip_prefix("frr_sim_").and_then(|n| n.parse().ok());
+    match n.and_then(|n| s.report_runs.get(n.wrapping_sub(1)).map(|run| (n, *run))) {
+        Some((n, run)) => axum::Json(report_run_json(n, run)).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some("resource_missing"),
+            &format!("No such report run: '{id}'"),
+            Some(false),
+        ),
+    }
+}
+
+/// A report run's CSV: every balance transaction of the automatic payouts whose arrival is in
+/// the run's interval, amounts in major units as Stripe writes them (`12.5`, `7`).
+async fn file_contents(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(answer) = admit(&state, "GET /v1/files/{id}/contents", &headers).await {
+        return answer;
+    }
+    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+    s.sort();
+    let run = id
+        .strip_prefix("file_sim_")
+        .and_then(|n| n.parse::<usize>().ok())
+        .and_then(|n| s.report_runs.get(n.wrapping_sub(1)).copied());
+    let Some((start, end)) = run else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some("resource_missing"),
+            &format!("No such file: '{id}'"),
+            Some(false),
+        );
+    };
+    let mut csv = String::from(
+        "automatic_payout_id,automatic_payout_effective_at,balance_transaction_id,created_utc,available_on_utc,currency,gross,fee,net,reporting_category,source_id,payment_intent_id,description\n",
+    );
+    let utc = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default()
+    };
+    for p in s.payouts.iter().filter(|p| {
+        p.arrival_date >= start && p.arrival_date < end && p.reconciliation_status == "completed"
+    }) {
+        for t in s.balance_transactions.iter().filter(|t| {
+            t.payout.as_ref() == Some(&p.id)
+                || matches!(&t.source, TxnSource::Payout(own) if own == &p.id)
+        }) {
+            let pi = match &t.source {
+                TxnSource::Charge(pi) => Some(pi.clone()),
+                TxnSource::Refund(id) => s
+                    .refunds
+                    .iter()
+                    .find(|r| &r.id == id)
+                    .map(|r| r.payment_intent.clone()),
+                TxnSource::Dispute(id) => s
+                    .disputes
+                    .iter()
+                    .find(|d| &d.id == id)
+                    .map(|d| d.payment_intent.clone()),
+                _ => None,
+            };
+            csv.push_str(&format!(
+                "{},{},{},{},{},{},{},{},{},{},{},{},\n",
+                p.id,
+                utc(p.arrival_date),
+                t.id,
+                utc(t.created),
+                utc(t.available_on),
+                t.currency,
+                major_units(t.amount, &t.currency),
+                major_units(t.fee, &t.currency),
+                major_units(t.amount - t.fee, &t.currency),
+                t.reporting_category,
+                source_id(t, &s).unwrap_or_default(),
+                pi.unwrap_or_default(),
+            ));
+        }
+    }
+    ([("content-type", "text/csv")], csv).into_response()
+}
+
+/// Minor units as a report writes them: major units, no trailing zeros (`1250` EUR → `12.5`).
+fn major_units(minor: i64, currency: &str) -> String {
+    let exponent = crate::human::currency_exponent(currency);
+    let scale = 10i64.pow(exponent);
+    let sign = if minor < 0 { "-" } else { "" };
+    let (whole, fraction) = (minor.abs() / scale, minor.abs() % scale);
+    if fraction == 0 {
+        return format!("{sign}{whole}");
+    }
+    let fraction = format!("{fraction:0width$}", width = exponent as usize);
+    format!("{sign}{whole}.{}", fraction.trim_end_matches('0'))
 }
 
 async fn unknown(State(state): State<Shared>, method: Method, uri: Uri) -> Response {

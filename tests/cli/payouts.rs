@@ -538,3 +538,94 @@ async fn a_baseline_accepts_what_a_person_looked_at_and_only_new_findings_fail()
         "only the new one counts"
     );
 }
+
+fn digest(report: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "payouts": report["payouts"],
+        "summary": report["summary"],
+        "findings": report["findings"],
+    })
+}
+
+#[tokio::test]
+async fn a_report_run_gives_the_same_books_with_one_post_and_no_page_of_transactions() {
+    let (db, sim) = a_month_of_payouts().await;
+    let api = json(&payouts_run(&db, &sim, "json", &[]).stdout);
+    sim.reset_counters();
+    let base = sim.base_url();
+    let out = payouts_run(
+        &db,
+        &sim,
+        "json",
+        &["--source", "reports", "--stripe-files-base-url", &base],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let reports = json(&out.stdout);
+    assert_eq!(
+        digest(&reports),
+        digest(&api),
+        "the same books, to the cent"
+    );
+    assert_eq!(reports["source"], "reports");
+    assert!(reports["report_interval"].is_array(), "{reports:#}");
+    assert!(reports.get("topped_up_from_api").is_none(), "{reports:#}");
+    assert_eq!(sim.mutations(), 1, "one POST: the report run");
+    assert_eq!(sim.report_runs(), 1);
+    assert_eq!(
+        sim.requests_to("GET /v1/balance_transactions"),
+        1,
+        "no payout's transactions paged: only the window's charges, for the order not paid out"
+    );
+    // Report type, run, file: three requests instead of one page per payout.
+    assert_eq!(reports["request_budget"], 1 + 3 + 1);
+    // The CSV is the same too.
+    let csv =
+        |extra: &[&str]| String::from_utf8(payouts_run(&db, &sim, "csv", extra).stdout).unwrap();
+    let mut from_api: Vec<String> = csv(&[]).lines().map(str::to_owned).collect();
+    let mut from_report: Vec<String> =
+        csv(&["--source", "reports", "--stripe-files-base-url", &base])
+            .lines()
+            .map(|l| l.to_owned())
+            .collect();
+    from_api.sort();
+    from_report.sort();
+    // The report has categories, not types, and no exchange rate: compare the money.
+    let money = |line: &String| -> String {
+        let f: Vec<&str> = line.split(',').collect();
+        [f[0], f[2], f[5], f[6], f[8], f[9], f[10], f[11]].join(",")
+    };
+    assert_eq!(
+        from_api.iter().map(money).collect::<Vec<_>>(),
+        from_report.iter().map(money).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn where_the_reports_data_ends_the_api_tops_it_up() {
+    let (db, sim) = a_month_of_payouts().await;
+    let api = json(&payouts_run(&db, &sim, "json", &[]).stdout);
+    // The report's data stops before po_usd arrives (day 8).
+    sim.set_report_data_available(0, DAY0 + 5 * DAY);
+    let base = sim.base_url();
+    let out = payouts_run(
+        &db,
+        &sim,
+        "json",
+        &["--source", "reports", "--stripe-files-base-url", &base],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reports = json(&out.stdout);
+    assert_eq!(digest(&reports), digest(&api));
+    assert_eq!(reports["topped_up_from_api"], serde_json::json!(["po_usd"]));
+    assert_eq!(
+        reports["report_interval"][1].as_str().unwrap(),
+        "2026-01-15T00:00:00Z",
+        "clamped to data_available_end: {reports:#}"
+    );
+}

@@ -18,6 +18,17 @@ use books::{Books, LedgerLine, OrderOfIntent, PayoutFinding, PayoutLine};
 
 const PAYOUT_ORDERS_SQL: &str = include_str!("../../../sql/reconcile/payout_orders.sql");
 
+/// Where the balance transactions are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// A page per hundred balance transactions of each payout.
+    Api,
+    /// One report run of the whole window (Stripe's payout reconciliation report), topped up
+    /// from the API where the report's data does not reach.
+    Reports,
+}
+
 /// What `paytool reconcile payouts` is asked to do.
 #[derive(Debug, Clone)]
 pub struct PayoutsRequest {
@@ -33,6 +44,9 @@ pub struct PayoutsRequest {
     pub baseline: Option<std::path::PathBuf>,
     /// Accept every finding of this run into this file.
     pub write_baseline: Option<super::Acceptance>,
+    pub source: Source,
+    /// Stripe's files host, where a report's file is read (the simulator's in tests).
+    pub files_base_url: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -42,6 +56,13 @@ pub struct PayoutsReport {
     pub since: DateTime<Utc>,
     pub until: DateTime<Utc>,
     pub payout: Option<String>,
+    pub source: Source,
+    /// With `--source reports`: the interval the report covered (clamped to the report
+    /// type's data), and the payouts read from the API because it did not reach them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report_interval: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub topped_up_from_api: Vec<String>,
     pub payouts: Vec<PayoutLine>,
     /// New findings (not in the baseline) per kind, every kind listed.
     pub summary: BTreeMap<&'static str, usize>,
@@ -110,18 +131,39 @@ pub async fn run(
     };
     bar.inc(1);
     bar.set_message("balance transactions");
-    let mut transactions: HashMap<String, Vec<BalanceTxnView>> = HashMap::new();
-    let mut budget = pages(payouts.len());
-    // Only an automatic payout whose reconciliation is completed can be itemized.
-    for payout in payouts
+    let itemizable: Vec<&PayoutView> = payouts
         .iter()
         .filter(|p| p.automatic && p.reconciliation_status == "completed")
-    {
+        .collect();
+    let mut budget = pages(payouts.len());
+    let mut transactions: HashMap<String, Vec<BalanceTxnView>> = HashMap::new();
+    let mut report_interval = None;
+    if request.source == Source::Reports && !itemizable.is_empty() {
+        let (interval, rows, requests) = from_report(&stripe, request, &itemizable).await?;
+        budget += requests;
+        report_interval = interval;
+        for row in rows {
+            transactions.entry(row.payout_id).or_default().push(row.txn);
+        }
+    }
+    // Only an automatic payout whose reconciliation is completed can be itemized; what the
+    // report did not cover is read from the API.
+    let mut topped_up_from_api = Vec::new();
+    for payout in itemizable {
+        let covered = report_interval
+            .is_some_and(|(start, end)| payout.arrival_date >= start && payout.arrival_date < end);
+        if covered {
+            transactions.entry(payout.id.clone()).or_default();
+            continue;
+        }
         let txns = stripe
             .payout_transactions(&payout.id)
             .await
             .map_err(ReconcileError::from)?;
         budget += pages(txns.len());
+        if request.source == Source::Reports {
+            topped_up_from_api.push(payout.id.clone());
+        }
         transactions.insert(payout.id.clone(), txns);
     }
     let after =
@@ -169,6 +211,9 @@ pub async fn run(
         since,
         until,
         payout: request.payout.clone(),
+        source: request.source,
+        report_interval,
+        topped_up_from_api,
         summary,
         balance_transactions: closed.ledger.len(),
         payouts: closed.payouts,
@@ -181,6 +226,49 @@ pub async fn run(
         duration_ms: started.elapsed().as_millis() as u64,
         ledger: closed.ledger,
     })
+}
+
+/// The report's interval for these payouts: their arrival dates, clamped to the report
+/// type's data (Stripe answers 400 outside it); the rows; and the requests it took.
+type FromReport = (
+    Option<(DateTime<Utc>, DateTime<Utc>)>,
+    Vec<crate::stripe::reports::ReportRow>,
+    u64,
+);
+
+async fn from_report(
+    stripe: &crate::stripe::StripeHttp,
+    request: &PayoutsRequest,
+    payouts: &[&PayoutView],
+) -> anyhow::Result<FromReport> {
+    let base = request.stripe.base_url();
+    let available = stripe
+        .report_data_available(crate::stripe::reports::PAYOUT_RECONCILIATION, &base)
+        .await
+        .map_err(ReconcileError::from)?;
+    let first = payouts.iter().map(|p| p.arrival_date).min();
+    let last = payouts.iter().map(|p| p.arrival_date).max();
+    let (Some(first), Some(last)) = (first, last) else {
+        return Ok((None, Vec::new(), 1));
+    };
+    // interval_end is exclusive.
+    let start = first.max(available.start);
+    let end = (last + chrono::Duration::seconds(1)).min(available.end);
+    if start >= end {
+        tracing::warn!(
+            "the payout report's data ends {}: every payout is read from the API",
+            available.end.format("%Y-%m-%d %H:%M UTC")
+        );
+        return Ok((None, Vec::new(), 1));
+    }
+    let (requests, retries) = (stripe.requests(), stripe.retries());
+    let rows = stripe
+        .payout_report(&base, Some(&request.files_base_url), start, end)
+        .await
+        .map_err(ReconcileError::from)?;
+    // The report type, then the run, its polls and its file; retries are not the budget's.
+    let made = (stripe.requests() - requests) - (stripe.retries() - retries);
+    Ok((Some((start, end)), rows, 1 + made))
 }
 
 const PAYOUT_CANDIDATES_SQL: &str = include_str!("../../../sql/reconcile/payout_candidates.sql");
