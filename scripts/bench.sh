@@ -12,3 +12,4 @@ cargo bench --bench backfill
 BENCH_ORDERS=${BENCH_SHAPES_ORDERS:-200000} cargo bench --bench shapes
 cargo bench --bench reconcile
 cargo bench --bench workers
+cargo bench --bench payouts

@@ -9,6 +9,9 @@ WITH paid AS (
     WHERE o.status::TEXT = 'PAID' AND o.paid_at >= $1 AND o.paid_at <= $2
 )
 SELECT (SELECT count(*) FROM paid) AS paid_orders,
+       -- NOT IN a subquery is a hashed anti-join: `<> ALL($3)` would compare every order with
+       -- every paid-out PaymentIntent.
        ARRAY(SELECT DISTINCT payment_intent_id FROM paid
-             WHERE payment_intent_id IS NOT NULL AND payment_intent_id <> ALL($3)
+             WHERE payment_intent_id IS NOT NULL
+               AND payment_intent_id NOT IN (SELECT unnest($3::TEXT[]))
              ORDER BY payment_intent_id) AS candidates
