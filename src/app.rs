@@ -398,6 +398,7 @@ fn payouts_request(args: &cli::PayoutsArgs) -> reconcile::payouts::PayoutsReques
                 reason: args.reason.clone().unwrap_or_default(),
             }),
         source: match args.source {
+            cli::SourceArg::Auto => reconcile::payouts::Source::Auto,
             cli::SourceArg::Api => reconcile::payouts::Source::Api,
             cli::SourceArg::Reports => reconcile::payouts::Source::Reports,
         },

@@ -334,6 +334,8 @@ database could not be read.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SourceArg {
+    /// The report above 50,000 paid orders in the window, else the API.
+    Auto,
     /// GET /v1/balance_transactions?payout=…, a page per hundred.
     Api,
     /// Stripe's payout reconciliation report run (POST /v1/reporting/report_runs).
@@ -353,10 +355,11 @@ pub struct PayoutsArgs {
     /// One payout (po_…) instead of a window.
     #[arg(long)]
     pub payout: Option<String>,
-    /// Where the balance transactions come from: the API (a page per hundred), or one of
+    /// Where the balance transactions come from: the API (a page per hundred), one of
     /// Stripe's report runs for the whole window (a few requests for millions of rows; the
-    /// only request paytool sends that is not a GET: it starts the run).
-    #[arg(long, value_enum, default_value_t = SourceArg::Api)]
+    /// only request paytool sends that is not a GET: it starts the run), or auto: the report
+    /// above 50,000 paid orders in the window.
+    #[arg(long, value_enum, default_value_t = SourceArg::Auto)]
     pub source: SourceArg,
     /// Stripe's files host, where a report run's file is read (tests, proxies).
     #[arg(

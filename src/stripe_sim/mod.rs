@@ -924,13 +924,27 @@ async fn file_contents(
             .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
             .unwrap_or_default()
     };
-    for p in s.payouts.iter().filter(|p| {
-        p.arrival_date >= start && p.arrival_date < end && p.reconciliation_status == "completed"
-    }) {
-        for t in s.balance_transactions.iter().filter(|t| {
-            t.payout.as_ref() == Some(&p.id)
-                || matches!(&t.source, TxnSource::Payout(own) if own == &p.id)
-        }) {
+    // Each transaction once, its payout looked up: not every transaction for every payout.
+    let covered: HashMap<&str, &SimPayout> = s
+        .payouts
+        .iter()
+        .filter(|p| {
+            p.arrival_date >= start
+                && p.arrival_date < end
+                && p.reconciliation_status == "completed"
+        })
+        .map(|p| (p.id.as_str(), p))
+        .collect();
+    for t in &s.balance_transactions {
+        let of = match (&t.payout, &t.source) {
+            (Some(payout), _) => covered.get(payout.as_str()),
+            (None, TxnSource::Payout(own)) => covered.get(own.as_str()),
+            _ => None,
+        };
+        let Some(p) = of else {
+            continue;
+        };
+        {
             let pi = match &t.source {
                 TxnSource::Charge(pi) => Some(pi.clone()),
                 TxnSource::Refund(id) => s
@@ -1127,9 +1141,14 @@ fn event_json(e: &SimEvent, s: &SimState) -> Value {
 /// The id a balance transaction's `source` shows.
 fn source_id(t: &SimBalanceTransaction, s: &SimState) -> Option<String> {
     match &t.source {
-        TxnSource::Charge(pi) => {
-            Some(charge_of(&s.intents, pi).unwrap_or_else(|| format!("ch_{pi}")))
-        }
+        // Through the id index (the list is sorted before any handler reads it): a report of
+        // a million rows must not search the PaymentIntents a million times.
+        TxnSource::Charge(pi) => Some(
+            s.position
+                .get(pi)
+                .and_then(|&i| s.intents[i].charge.as_ref().map(|(id, _)| id.clone()))
+                .unwrap_or_else(|| format!("ch_{pi}")),
+        ),
         TxnSource::Refund(id) | TxnSource::Dispute(id) | TxnSource::Payout(id) => Some(id.clone()),
         TxnSource::Nothing => None,
     }

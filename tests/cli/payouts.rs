@@ -629,3 +629,27 @@ async fn where_the_reports_data_ends_the_api_tops_it_up() {
         "clamped to data_available_end: {reports:#}"
     );
 }
+
+#[tokio::test]
+async fn auto_takes_the_report_only_for_a_big_window() {
+    let (db, sim) = a_month_of_payouts().await;
+    let out = payouts_run(&db, &sim, "json", &[]);
+    let report = json(&out.stdout);
+    assert_eq!(report["source"], "api", "five paid orders: a few pages");
+    assert_eq!(sim.mutations(), 0, "no report run, no POST");
+    sqlx::query(
+        "INSERT INTO orders (id, user_id, status, amount_total_cents, currency, created_at, paid_at)
+         SELECT 'o-many-' || g, (SELECT min(id) FROM users), 'PAID', 1000, 'EUR', '2026-01-07', '2026-01-07'
+         FROM generate_series(1, $1) AS g",
+    )
+    // The threshold --help and docs/payouts.md state: 50,000 paid orders in the window.
+    .bind(50_000)
+    .execute(&mut db.conn().await)
+    .await
+    .unwrap();
+    let base = sim.base_url();
+    let out = payouts_run(&db, &sim, "json", &["--stripe-files-base-url", &base]);
+    let report = json(&out.stdout);
+    assert_eq!(report["source"], "reports", "{report:#}");
+    assert_eq!(sim.report_runs(), 1);
+}

@@ -16,12 +16,22 @@ use crate::progress::Progress;
 use crate::stripe::{BalanceTxnView, PayoutView, StripeAccess};
 use books::{Books, LedgerLine, OrderOfIntent, PayoutFinding, PayoutLine};
 
+/// Above this many paid orders in the window, `--source auto` takes a report run: their pages
+/// alone (one per hundred transactions) would take over 25 s at paytool's default 20
+/// requests/s, longer than a report run is expected to take (see docs/payouts.md).
+pub const AUTO_REPORTS_ABOVE: i64 = 50_000;
+
+const PAID_ORDERS_SQL: &str =
+    "SELECT count(*) FROM orders WHERE status::TEXT = 'PAID' AND paid_at >= $1 AND paid_at <= $2";
+
 const PAYOUT_ORDERS_SQL: &str = include_str!("../../../sql/reconcile/payout_orders.sql");
 
 /// Where the balance transactions are read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
+    /// The API below [`AUTO_REPORTS_ABOVE`] paid orders in the window, a report run above.
+    Auto,
     /// A page per hundred balance transactions of each payout.
     Api,
     /// One report run of the whole window (Stripe's payout reconciliation report), topped up
@@ -56,6 +66,7 @@ pub struct PayoutsReport {
     pub since: DateTime<Utc>,
     pub until: DateTime<Utc>,
     pub payout: Option<String>,
+    /// The source used (`auto` resolved).
     pub source: Source,
     /// With `--source reports`: the interval the report covered (clamped to the report
     /// type's data), and the payouts read from the API because it did not reach them.
@@ -120,6 +131,23 @@ pub async fn run(
     let mut conn = db::connect(url).await?;
     crate::migrate::require_migrated(&mut conn).await?;
     let stripe = request.stripe.client(key).map_err(ReconcileError::from)?;
+    let source = match request.source {
+        Source::Auto => {
+            // The payouts of the window pay out what was paid from a few days before it.
+            let paid: i64 = sqlx::query_scalar(PAID_ORDERS_SQL)
+                .bind(since - chrono::Duration::days(7))
+                .bind(until)
+                .fetch_one(&mut conn)
+                .await?;
+            if paid > AUTO_REPORTS_ABOVE && request.payout.is_none() {
+                tracing::info!("{paid} paid orders in the window: reading Stripe's payout report");
+                Source::Reports
+            } else {
+                Source::Api
+            }
+        }
+        chosen => chosen,
+    };
     let bar = progress.steps(3);
     bar.set_message("payouts");
     let payouts: Vec<PayoutView> = match &request.payout {
@@ -138,7 +166,7 @@ pub async fn run(
     let mut budget = pages(payouts.len());
     let mut transactions: HashMap<String, Vec<BalanceTxnView>> = HashMap::new();
     let mut report_interval = None;
-    if request.source == Source::Reports && !itemizable.is_empty() {
+    if source == Source::Reports && !itemizable.is_empty() {
         let (interval, rows, requests) = from_report(&stripe, request, &itemizable).await?;
         budget += requests;
         report_interval = interval;
@@ -161,7 +189,7 @@ pub async fn run(
             .await
             .map_err(ReconcileError::from)?;
         budget += pages(txns.len());
-        if request.source == Source::Reports {
+        if source == Source::Reports {
             topped_up_from_api.push(payout.id.clone());
         }
         transactions.insert(payout.id.clone(), txns);
@@ -211,7 +239,7 @@ pub async fn run(
         since,
         until,
         payout: request.payout.clone(),
-        source: request.source,
+        source,
         report_interval,
         topped_up_from_api,
         summary,
