@@ -9,9 +9,10 @@ WITH paid AS (
     WHERE o.status::TEXT = 'PAID' AND o.paid_at >= $1 AND o.paid_at <= $2
 )
 SELECT (SELECT count(*) FROM paid) AS paid_orders,
-       -- NOT IN a subquery is a hashed anti-join: `<> ALL($3)` would compare every order with
-       -- every paid-out PaymentIntent.
-       ARRAY(SELECT DISTINCT payment_intent_id FROM paid
-             WHERE payment_intent_id IS NOT NULL
-               AND payment_intent_id NOT IN (SELECT unnest($3::TEXT[]))
-             ORDER BY payment_intent_id) AS candidates
+       -- A set difference (hashed, or sorted past work_mem): O(n log n) at any size, where
+       -- `<> ALL($3)` and an anti-join on unnest() (estimated at 10 rows: a nested loop) compare
+       -- every order with every paid-out PaymentIntent.
+       ARRAY(SELECT payment_intent_id FROM paid WHERE payment_intent_id IS NOT NULL
+             EXCEPT
+             SELECT unnest($3::TEXT[])
+             ORDER BY 1) AS candidates
