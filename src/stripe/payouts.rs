@@ -179,6 +179,20 @@ impl StripeHttp {
         page.data.first().map(BalanceTxnView::of).transpose()
     }
 
+    /// A PaymentIntent's `metadata.order_id`; `None` when it has none or Stripe does not know
+    /// the PaymentIntent.
+    pub async fn payment_intent_metadata_order(
+        &self,
+        payment_intent: &str,
+    ) -> Result<Option<String>, StripeFailure> {
+        let retrieve = stripe_core::payment_intent::RetrievePaymentIntent::new(payment_intent);
+        match self.get_json::<Value>(retrieve.build()).await {
+            Ok(intent) => Ok(intent["metadata"]["order_id"].as_str().map(str::to_owned)),
+            Err(failure) if failure.is_not_found() => Ok(None),
+            Err(failure) => Err(failure),
+        }
+    }
+
     /// The charges' balance transactions created in `[since, until]`: what should be in a
     /// payout once available.
     pub async fn charge_transactions(

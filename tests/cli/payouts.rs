@@ -336,10 +336,10 @@ async fn every_payout_is_explained_and_each_finding_is_found_once() {
             .unwrap()
             .contains("account_closed")
     );
-    // The budget: one page of payouts, one per itemized payout, and for the one PAID order
-    // no payout paid out, a page of the window's charges (five paid orders: cheaper than two
-    // lookups).
-    assert_eq!(report["request_budget"], 1 + 3 + 1);
+    // The budget: one page of payouts, one per itemized payout; for the one PAID order no
+    // payout paid out, a page of the window's charges (five paid orders: cheaper than two
+    // lookups); and the stranger's PaymentIntent, looked up for its metadata.order_id.
+    assert_eq!(report["request_budget"], 1 + 3 + 1 + 1);
     assert_eq!(report["stripe_requests"], report["request_budget"]);
     assert_eq!(sim.mutations(), 0, "GET requests only");
 }
@@ -578,7 +578,7 @@ async fn a_report_run_gives_the_same_books_with_one_post_and_no_page_of_transact
         "no payout's transactions paged: only the window's charges, for the order not paid out"
     );
     // Report type, run, file: three requests instead of one page per payout.
-    assert_eq!(reports["request_budget"], 1 + 3 + 1);
+    assert_eq!(reports["request_budget"], 1 + 3 + 1 + 1);
     // The CSV is the same too.
     let csv =
         |extra: &[&str]| String::from_utf8(payouts_run(&db, &sim, "csv", extra).stdout).unwrap();
@@ -652,4 +652,39 @@ async fn auto_takes_the_report_only_for_a_big_window() {
     let report = json(&out.stdout);
     assert_eq!(report["source"], "reports", "{report:#}");
     assert_eq!(sim.report_runs(), 1);
+}
+
+#[tokio::test]
+async fn money_whose_order_lost_its_link_is_found_through_the_payment_intents_metadata() {
+    let db = seeded_and_migrated(300).await;
+    sqlx::query(
+        "INSERT INTO orders (id, user_id, status, amount_total_cents, currency, created_at, paid_at)
+         SELECT 'o-meta', min(id), 'PAID', 1000, 'EUR', '2026-01-07', '2026-01-07' FROM users",
+    )
+    .execute(&mut db.conn().await)
+    .await
+    .unwrap();
+    let sim = StripeSim::start(KEY).unwrap();
+    sim.add_payment_intent(intent("pi_meta", "o-meta", 1_000, "eur"));
+    let p = payout("po_meta", 941, "eur", 2, "paid");
+    sim.add_balance_transaction(txn(
+        "txn_meta",
+        "charge",
+        1_000,
+        59,
+        TxnSource::Charge("pi_meta".into()),
+        Some("po_meta"),
+    ));
+    sim.add_balance_transaction(own(&p));
+    sim.add_payout(p);
+    let out = payouts_run(&db, &sim, "json", &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&out.stdout);
+    assert_eq!(payout_line(&report, "po_meta")["orders"], 1, "{report:#}");
+    assert_eq!(sim.requests_to("GET /v1/payment_intents/{id}"), 1);
 }

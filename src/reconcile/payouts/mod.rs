@@ -216,7 +216,19 @@ pub async fn run(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let orders = orders_of(&mut conn, &intents).await?;
+    let mut orders = orders_of(&mut conn, &intents).await?;
+    // Money no order links: the PaymentIntent's metadata.order_id may name one (the shop tags
+    // its PaymentIntents). One request each; normally none or a few.
+    let unlinked: Vec<String> = intents
+        .iter()
+        .filter(|pi| !orders.contains_key(*pi))
+        .cloned()
+        .collect();
+    if !unlinked.is_empty() {
+        let (by_metadata, requests) = orders_by_metadata(&mut conn, &stripe, &unlinked).await?;
+        budget += requests;
+        orders.extend(by_metadata);
+    }
     bar.finish_and_clear();
     let closed = books::close(&Books {
         payouts: &payouts,
@@ -355,6 +367,58 @@ async fn charges_not_paid_out(
         .map_err(ReconcileError::from)?;
     let requests = pages(charges.len());
     Ok((charges, requests))
+}
+
+const ORDERS_BY_ID_SQL: &str = "SELECT id::TEXT AS order_id, status::TEXT AS status, amount_total_cents::BIGINT AS amount_total_cents, currency FROM orders WHERE id::TEXT = ANY($1)";
+
+#[derive(sqlx::FromRow)]
+struct OrderById {
+    order_id: String,
+    status: String,
+    amount_total_cents: i64,
+    currency: String,
+}
+
+/// The orders named by these PaymentIntents' `metadata.order_id`, by PaymentIntent, and the
+/// requests it took.
+async fn orders_by_metadata(
+    conn: &mut sqlx::PgConnection,
+    stripe: &crate::stripe::StripeHttp,
+    intents: &[String],
+) -> anyhow::Result<(HashMap<String, OrderOfIntent>, u64)> {
+    let mut named: Vec<(String, String)> = Vec::new();
+    for pi in intents {
+        let view = stripe
+            .payment_intent_metadata_order(pi)
+            .await
+            .map_err(ReconcileError::from)?;
+        if let Some(order) = view {
+            named.push((pi.clone(), order));
+        }
+    }
+    let ids: Vec<&str> = named.iter().map(|(_, order)| order.as_str()).collect();
+    let found: Vec<OrderById> = sqlx::query_as(ORDERS_BY_ID_SQL)
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+    let by_id: HashMap<&str, &OrderById> = found.iter().map(|o| (o.order_id.as_str(), o)).collect();
+    let linked = named
+        .iter()
+        .filter_map(|(pi, order)| {
+            by_id.get(order.as_str()).map(|o| {
+                (
+                    pi.clone(),
+                    OrderOfIntent {
+                        order_id: o.order_id.clone(),
+                        status: o.status.clone(),
+                        amount_total_cents: o.amount_total_cents,
+                        currency: o.currency.clone(),
+                    },
+                )
+            })
+        })
+        .collect();
+    Ok((linked, intents.len() as u64))
 }
 
 #[derive(sqlx::FromRow)]
