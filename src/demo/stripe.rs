@@ -172,7 +172,7 @@ pub async fn prepare(conn: &mut PgConnection, sim: &StripeSim) -> anyhow::Result
             "payout failed: {} was refused by the bank (account_closed)",
             payouts.failed
         ),
-        "payout money no order explains: the orphan PaymentIntent's charge was paid out".to_owned(),
+        "payout money no order explains: the orphan PaymentIntent's charge was paid out (and the charge 5.00 over its order shows there too)".to_owned(),
         format!(
             "not paid out: order {}'s charge has been available for days and is in no payout",
             payouts.not_paid_out

@@ -49,6 +49,10 @@ pub struct BalanceTxnView {
     pub source_id: Option<String>,
     /// The PaymentIntent behind its charge, refund or dispute (read from the expanded source).
     pub payment_intent_id: Option<String>,
+    /// For a charge: its amount and currency as the customer was charged (the presentment
+    /// currency, which the order's is), read from the expanded source; `None` from a report.
+    #[serde(skip)]
+    pub charged: Option<(i64, String)>,
 }
 
 impl PayoutView {
@@ -83,7 +87,16 @@ impl BalanceTxnView {
             .as_str()
             .or_else(|| source["payment_intent"]["id"].as_str())
             .map(str::to_owned);
+        let charged = (source["object"] == "charge")
+            .then(|| {
+                Some((
+                    source["amount"].as_i64()?,
+                    source["currency"].as_str()?.to_uppercase(),
+                ))
+            })
+            .flatten();
         Ok(BalanceTxnView {
+            charged,
             id: text(raw, "id")?,
             type_: text(raw, "type")?,
             reporting_category: text(raw, "reporting_category")?,

@@ -184,6 +184,7 @@ pub fn parse_report(csv: &[u8]) -> Result<Vec<ReportRow>, String> {
                 status: "available".to_owned(),
                 source_id: Some(get(9).to_owned()).filter(|s| !s.is_empty()),
                 payment_intent_id: Some(get(10).to_owned()).filter(|s| !s.is_empty()),
+                charged: None,
             },
         });
     }

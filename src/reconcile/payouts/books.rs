@@ -253,6 +253,26 @@ pub fn close(books: &Books<'_>) -> Closed {
                 .as_deref()
                 .and_then(|pi| books.orders.get(pi));
             findings.extend(unknown_type(txn, &payout.id, &mut unknown_seen));
+            if let (Some(order), Some((amount, currency))) = (order, &txn.charged)
+                && currency.eq_ignore_ascii_case(&order.currency)
+                && *amount != order.amount_total_cents
+            {
+                // Compared in the order's currency, as the customer was charged; the payout
+                // sums the settlement currency.
+                findings.push(PayoutFinding {
+                    kind: PayoutKind::UnmatchedBalanceTransaction,
+                    payout_id: Some(payout.id.clone()),
+                    balance_transaction_id: Some(txn.id.clone()),
+                    order_id: Some(order.order_id.clone()),
+                    payment_intent_id: txn.payment_intent_id.clone(),
+                    detail: format!(
+                        "the charge is {}, its order {} totals {}: the order explains only part of it",
+                        crate::human::Money::new(*amount, currency),
+                        order.order_id,
+                        crate::human::Money::new(order.amount_total_cents, &order.currency)
+                    ),
+                });
+            }
             if ORDER_CATEGORIES.contains(&txn.reporting_category.as_str()) && order.is_none() {
                 findings.push(PayoutFinding {
                     kind: PayoutKind::UnmatchedBalanceTransaction,
@@ -458,6 +478,7 @@ mod tests {
             status: "available".into(),
             source_id: Some(format!("src_{id}")),
             payment_intent_id: pi.map(Into::into),
+            charged: None,
         }
     }
 
@@ -584,5 +605,36 @@ mod tests {
         );
         assert_eq!(closed.findings[3].order_id.as_deref(), Some("o9"));
         assert_eq!(closed.ledger.len(), 3);
+    }
+
+    #[test]
+    fn a_charge_is_compared_with_its_order_in_the_orders_currency() {
+        let charged = |amount: i64, currency: &str| BalanceTxnView {
+            charged: Some((amount, currency.into())),
+            currency: "USD".into(),
+            ..txn("t1", "charge", 1_080, 61, Some("pi_1"))
+        };
+        let orders = HashMap::from([("pi_1".to_owned(), order("o1", "PAID"))]);
+        let close_with = |t: BalanceTxnView| {
+            let payouts = vec![payout("po_1", t.net, "paid")];
+            let transactions = HashMap::from([("po_1".to_owned(), vec![t])]);
+            close(&Books {
+                payouts: &payouts,
+                transactions: &transactions,
+                charges: &[],
+                orders: &orders,
+                paid_out_by: at(10),
+                available_since: at(-30),
+            })
+            .findings
+        };
+        assert!(
+            close_with(charged(1_000, "eur")).is_empty(),
+            "1,000 EUR for a 1,000 EUR order, settled in USD"
+        );
+        let found = close_with(charged(1_500, "eur"));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].kind, PayoutKind::UnmatchedBalanceTransaction);
+        assert_eq!(found[0].order_id.as_deref(), Some("o1"));
     }
 }
