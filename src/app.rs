@@ -369,16 +369,20 @@ fn reconcile_request(args: &cli::ReconcileArgs) -> ReconcileRequest {
             capture: days_of(args.stale_capture_after),
             processing: days_of(args.stale_processing_after),
         },
-        baseline: args.baseline.clone(),
-        write_baseline: args
-            .write_baseline
-            .as_ref()
-            .map(|path| reconcile::Acceptance {
-                path: path.clone(),
-                by: args.accepted_by.clone(),
-                reason: args.reason.clone().unwrap_or_default(),
-            }),
+        baseline: args.accept.baseline.clone(),
+        write_baseline: acceptance(&args.accept),
     }
+}
+
+/// Who accepts the findings `--write-baseline` writes, and why.
+fn acceptance(args: &cli::AcceptArgs) -> Option<reconcile::Acceptance> {
+    args.write_baseline
+        .as_ref()
+        .map(|path| reconcile::Acceptance {
+            path: path.clone(),
+            by: args.accepted_by.clone(),
+            reason: args.reason.clone().unwrap_or_default(),
+        })
 }
 
 fn payouts_request(args: &cli::PayoutsArgs) -> reconcile::payouts::PayoutsRequest {
@@ -388,15 +392,8 @@ fn payouts_request(args: &cli::PayoutsArgs) -> reconcile::payouts::PayoutsReques
         until: args.until,
         payout: args.payout.clone(),
         not_paid_out_after: args.not_paid_out_after,
-        baseline: args.baseline.clone(),
-        write_baseline: args
-            .write_baseline
-            .as_ref()
-            .map(|path| reconcile::Acceptance {
-                path: path.clone(),
-                by: args.accepted_by.clone(),
-                reason: args.reason.clone().unwrap_or_default(),
-            }),
+        baseline: args.accept.baseline.clone(),
+        write_baseline: acceptance(&args.accept),
         source: match args.source {
             cli::SourceArg::Auto => reconcile::payouts::Source::Auto,
             cli::SourceArg::Api => reconcile::payouts::Source::Api,

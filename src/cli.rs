@@ -291,6 +291,13 @@ pub struct ReconcileArgs {
     /// A processing PaymentIntent older than this is stale_payment_intent.
     #[arg(long, default_value = "7d", value_parser = stale_after)]
     pub stale_processing_after: Duration,
+    #[command(flatten)]
+    pub accept: AcceptArgs,
+}
+
+/// Accepted findings, for `reconcile` and `reconcile payouts` alike.
+#[derive(Debug, Args)]
+pub struct AcceptArgs {
     /// Accepted findings (a file --write-baseline made): they are reported as known and only
     /// the others make the run exit 1.
     #[arg(long, value_name = "FILE")]
@@ -377,19 +384,8 @@ pub struct PayoutsArgs {
     /// Write the run's metrics there (OpenMetrics text), atomically, on failure too.
     #[arg(long, value_name = "PATH")]
     pub metrics_file: Option<std::path::PathBuf>,
-    /// Accepted findings (a file --write-baseline made): reported as known; only the others
-    /// make the run exit 1.
-    #[arg(long, value_name = "FILE")]
-    pub baseline: Option<std::path::PathBuf>,
-    /// Accept every finding of this run into FILE (created, or added to). Needs --reason.
-    #[arg(long, value_name = "FILE", requires = "reason")]
-    pub write_baseline: Option<std::path::PathBuf>,
-    /// Why the findings --write-baseline accepts are accepted (kept in the file).
-    #[arg(long, requires = "write_baseline")]
-    pub reason: Option<String>,
-    /// Who accepts them (kept in the file). Default: $USER.
-    #[arg(long, env = "USER", hide_env_values = true, default_value = "unknown")]
-    pub accepted_by: String,
+    #[command(flatten)]
+    pub accept: AcceptArgs,
 }
 
 /// `--until 2026-11-15` takes in the 15th: the last microsecond of that day (timestamps in the

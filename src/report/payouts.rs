@@ -80,23 +80,7 @@ impl Render for PayoutsReport {
             writeln!(out, "{}", grid.render(screen).with_hint())?;
         }
         if let Some(baseline) = &self.baseline {
-            let text = if baseline.wrote {
-                format!(
-                    "Baseline {}: {} finding(s) accepted by this run, {} entries in all.",
-                    baseline.file,
-                    grouped(baseline.written as u64),
-                    grouped(baseline.entries as u64)
-                )
-            } else {
-                format!(
-                    "Baseline {}: {} known finding(s) skipped (accepted there); {} of its {} entries not found this run.",
-                    baseline.file,
-                    grouped(baseline.known as u64),
-                    grouped(baseline.not_seen as u64),
-                    grouped(baseline.entries as u64)
-                )
-            };
-            paragraph(out, screen, &text)?;
+            paragraph(out, screen, &super::reconcile::baseline_sentence(baseline))?;
         }
         if self.findings.is_empty() {
             return writeln!(

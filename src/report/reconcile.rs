@@ -118,23 +118,7 @@ impl Render for ReconcileReport {
         }
         writeln!(out, "{}", summary.render(screen).with_hint())?;
         if let Some(baseline) = &self.baseline {
-            let text = if baseline.wrote {
-                format!(
-                    "Baseline {}: {} finding(s) accepted by this run, {} entries in all.",
-                    baseline.file,
-                    grouped(baseline.written as u64),
-                    grouped(baseline.entries as u64)
-                )
-            } else {
-                format!(
-                    "Baseline {}: {} known finding(s) skipped (accepted there); {} of its {} entries not found this run (resolved, or outside the window).",
-                    baseline.file,
-                    grouped(baseline.known as u64),
-                    grouped(baseline.not_seen as u64),
-                    grouped(baseline.entries as u64)
-                )
-            };
-            paragraph(out, screen, &text)?;
+            paragraph(out, screen, &baseline_sentence(baseline))?;
         }
         if self.findings.is_empty() {
             return if self.known_findings.is_empty() {
@@ -262,4 +246,24 @@ fn repairs_text(finding: &Finding) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// What a baseline did to a run, in one sentence (reconcile and reconcile payouts).
+pub(super) fn baseline_sentence(baseline: &crate::reconcile::BaselineSummary) -> String {
+    if baseline.wrote {
+        format!(
+            "Baseline {}: {} finding(s) accepted by this run, {} entries in all.",
+            baseline.file,
+            grouped(baseline.written as u64),
+            grouped(baseline.entries as u64)
+        )
+    } else {
+        format!(
+            "Baseline {}: {} known finding(s) skipped (accepted there); {} of its {} entries not found this run (resolved, or outside the window).",
+            baseline.file,
+            grouped(baseline.known as u64),
+            grouped(baseline.not_seen as u64),
+            grouped(baseline.entries as u64)
+        )
+    }
 }
