@@ -224,13 +224,16 @@ fn shown<R: report::Render>(
 ) -> anyhow::Result<u8> {
     print(report, format, out)?;
     let summary = std::env::var_os("GITHUB_STEP_SUMMARY").map(std::path::PathBuf::from);
-    report::ci::github_actions_extras(
+    // Extras for the CI's display: a summary file that cannot be written is said, and never
+    // changes the command's own outcome (a gate's exit 0 or 1).
+    if let Err(err) = report::ci::github_actions_extras(
         report,
         std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true"),
         summary.as_deref(),
         format != Format::Github,
-    )
-    .context("cannot write GitHub's annotations or step summary")?;
+    ) {
+        tracing::warn!("cannot write GitHub's annotations or step summary ({err})");
+    }
     Ok(code)
 }
 

@@ -126,9 +126,21 @@ impl Runner<'_> {
         self.pause_clock.enter();
         while settings.paused && !self.stop.load(Ordering::Relaxed) {
             tokio::time::sleep(LOOK_AGAIN_WHILE_PAUSED).await;
-            settings = control::tick(conn, &beat(Some(by.clone())))
-                .await
-                .unwrap_or(settings);
+            match control::tick(conn, &beat(Some(by.clone()))).await {
+                Ok(read) => settings = read,
+                // A connection lost during a pause (a restart, a terminated backend) is made
+                // again here: otherwise the worker would never read the resume.
+                Err(err) if crate::db::is_connection_lost(&err) => {
+                    match self.connect(lane.session()).await {
+                        Ok(fresh) => *conn = fresh,
+                        Err(again) => tracing::warn!(
+                            "{}: paused, and cannot reconnect yet ({again:#}); trying again",
+                            lane.worker
+                        ),
+                    }
+                }
+                Err(_) => {}
+            }
         }
         self.pause_clock.leave();
         bar.set_message(label);

@@ -71,7 +71,7 @@ pub(super) struct Lane<'w> {
 }
 
 impl Lane<'_> {
-    fn session(&self) -> Session {
+    pub(super) fn session(&self) -> Session {
         match self.range {
             None => Session::Main,
             Some(_) => Session::Worker,

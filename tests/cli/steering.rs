@@ -275,3 +275,45 @@ async fn a_killed_worker_is_listed_as_gone_without_a_rate() {
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.contains("gone"), "{text}");
 }
+
+#[tokio::test]
+async fn a_paused_backfill_whose_session_is_terminated_still_hears_the_resume() {
+    let db = crate::harness::seeded_and_migrated(3000).await;
+    let mut conn = db.conn().await;
+    let mut child = slow_backfill_under_way(&db, &mut conn).await;
+    worker_has_done_a_batch(&mut conn).await;
+    assert_eq!(crate::harness::run_json(&db, &["backfill", "pause"]).0, 0);
+    crate::harness::wait_for(
+        &mut conn,
+        "SELECT held LIKE 'paused by %' FROM paytool.backfill_workers WHERE step = $1",
+        "items",
+        "the worker says it is paused",
+        Duration::from_secs(10),
+    )
+    .await;
+    // Its session holds the backfill lock.
+    let terminated: Vec<i32> = sqlx::query_scalar(
+        "WITH main AS MATERIALIZED (
+             SELECT DISTINCT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+               AND pid <> pg_backend_pid())
+         SELECT pid FROM main WHERE pg_terminate_backend(pid)",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(terminated.len(), 1);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(crate::harness::run_json(&db, &["backfill", "resume"]).0, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the paused worker never heard the resume"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (code, report) = crate::harness::json_run(child.wait_with_output().unwrap());
+    assert_eq!(code, 0, "{report:#}");
+    assert!(crate::harness::assert_finished_by_itself(&mut conn, &report).await > 0);
+}

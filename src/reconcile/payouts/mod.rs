@@ -132,6 +132,8 @@ pub async fn run(
     crate::migrate::require_migrated(&mut conn).await?;
     let stripe = request.stripe.client(key).map_err(ReconcileError::from)?;
     let source = match request.source {
+        // One payout: a few pages at most.
+        Source::Auto if request.payout.is_some() => Source::Api,
         Source::Auto => {
             // The payouts of the window pay out what was paid from a few days before it.
             let paid: i64 = sqlx::query_scalar(PAID_ORDERS_SQL)
@@ -139,7 +141,7 @@ pub async fn run(
                 .bind(until)
                 .fetch_one(&mut conn)
                 .await?;
-            if paid > AUTO_REPORTS_ABOVE && request.payout.is_none() {
+            if paid > AUTO_REPORTS_ABOVE {
                 tracing::info!("{paid} paid orders in the window: reading Stripe's payout report");
                 Source::Reports
             } else {
