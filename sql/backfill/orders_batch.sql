@@ -33,7 +33,7 @@ totalled AS (
     UPDATE orders AS o
     SET amount_total_cents = totals.total::INTEGER
     FROM totals
-    WHERE o.id = totals.id AND ($1 IS NULL OR o.id > $1) AND o.id <= $2
+    WHERE o.id = totals.id
       AND o.amount_total_cents = 0 AND totals.final AND totals.total >= 1
     RETURNING o.id
 ),
