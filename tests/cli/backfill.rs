@@ -816,3 +816,81 @@ async fn a_complete_pass_whose_indexes_cannot_be_built_succeeds_and_the_next_run
     );
     assert!(second["indexes_not_built"].is_null());
 }
+
+/// The node types on the inner side of every nested loop in an EXPLAIN (FORMAT JSON) plan.
+fn inner_sides_of_nested_loops(node: &serde_json::Value, found: &mut Vec<String>) {
+    let children = node["Plans"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if node["Node Type"] == "Nested Loop" {
+        for child in children
+            .iter()
+            .filter(|c| c["Parent Relationship"] == "Inner")
+        {
+            let relation = child["Relation Name"]
+                .as_str()
+                .or(child["CTE Name"].as_str());
+            found.push(format!(
+                "{} {}",
+                child["Node Type"].as_str().unwrap_or("?"),
+                relation.unwrap_or("")
+            ));
+        }
+    }
+    for child in children {
+        inner_sides_of_nested_loops(child, found);
+    }
+}
+
+/// The orders step's UPDATE looks each order up by its key from the batch's totals, whatever
+/// the estimates. With the key range on both sides and both estimated at one row (a table
+/// rewritten since its last ANALYZE), the planner once scanned the totals once per order: a
+/// batch of 1,821 orders then took 790 ms instead of ~100 (the orders step's outliers).
+#[tokio::test]
+async fn the_orders_batch_looks_each_order_up_by_key_whatever_the_estimates() {
+    let db = migrated_db(200).await;
+    // Statistics as wrong as a table rewritten since they were taken: a batch of three orders
+    // is estimated at one row of orders and thousands of queued ones (a big queue without
+    // statistics). The old plan then put the totals on the inner side of the nested loop.
+    db.paytool()
+        .args(["backfill", "payments", "-q"])
+        .assert()
+        .success();
+    let mut conn = db.conn().await;
+    sqlx::raw_sql(
+        "ANALYZE orders; ANALYZE paytool.backfill_order_queue;
+         UPDATE pg_class SET reltuples = 1000000, relpages = 10000
+         WHERE oid = 'paytool.backfill_order_queue'::regclass",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    paytool::db::set_batch_planner(&mut conn, false)
+        .await
+        .unwrap();
+    let (low, high): (String, String) = sqlx::query_as(
+        "SELECT min(id), max(id) FROM (SELECT id FROM orders ORDER BY id LIMIT 3) AS o",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    let batch = include_str!("../../sql/backfill/orders_batch.sql");
+    let explain = format!("EXPLAIN (FORMAT JSON) {batch}");
+    let plan: serde_json::Value = sqlx::query_scalar(sqlx::AssertSqlSafe(explain))
+        .bind(low)
+        .bind(high)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let mut inner = Vec::new();
+    inner_sides_of_nested_loops(&plan[0]["Plan"], &mut inner);
+    assert!(
+        !inner.iter().any(|side| side.starts_with("CTE Scan")),
+        "a CTE is scanned once per outer row: {inner:?}\n{plan:#}"
+    );
+    assert!(
+        inner.iter().any(|side| side == "Index Scan orders"),
+        "orders is not looked up by key: {inner:?}"
+    );
+}
