@@ -2,8 +2,9 @@
 -- the range query of src/backfill, given as literal bounds so the planner sees how narrow it is
 -- ($1 is NULL for the first batch; both are bound with the type of the id column, text or uuid).
 -- Takes the price snapshot of every item of the key range that has none and whose product
--- still exists, with exact NUMERIC arithmetic; leaves alone (and counts) the items whose
--- product is gone, whose price or quantity is negative, or whose cents overflow INTEGER.
+-- still exists, with exact NUMERIC arithmetic; leaves alone the items whose product is gone
+-- (not even read: product_id NULL), whose price or quantity is negative, or whose cents
+-- overflow INTEGER (items_unresolved.sql reports them all).
 -- The subtotal is computed from the row being updated, so a concurrent change of quantity is
 -- seen (READ COMMITTED re-checks the WHERE clause on the new row version).
 -- MATERIALIZED and LEFT JOIN keep the plan driven by the key range: with the product filters
@@ -13,7 +14,7 @@ WITH pending AS MATERIALIZED (
     FROM order_items AS i
     LEFT JOIN products AS p ON p.id = i.product_id
     WHERE ($1 IS NULL OR i.id > $1) AND i.id <= $2
-      AND i.label IS NULL
+      AND i.label IS NULL AND i.product_id IS NOT NULL
 ),
 snapshotted AS (
     UPDATE order_items AS i

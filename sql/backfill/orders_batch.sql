@@ -4,8 +4,9 @@
 -- application's later writes themselves). Every queued order whose total is final (just
 -- totalled, totalled already, or 0 without any item) and has no payment is queued for the
 -- payments step in this same transaction, and leaves the order queue; one that cannot be
--- totalled stays there as `unresolved` (orders_unresolved.sql reports it) until its items
--- change. A queue row changed meanwhile by the application (a newer queued_at) is left for the
+-- totalled stays there with the reason as its state (`items_without_snapshot` or
+-- `total_overflows_integer`: orders_unresolved.sql reports it from the queue alone) until its
+-- items change. A queue row changed meanwhile by the application (a newer queued_at) is left for the
 -- next batch: its order changed after this batch read it.
 -- The items are summed per order through LATERAL, i.e. by order_items_order_id_idx: as a
 -- plain join the planner switched to hashing all of order_items once a batch passed ~6,000
@@ -18,7 +19,7 @@ WITH queued AS (
 totals AS (
     SELECT queued.order_id AS id, queued.queued_at, o.id IS NOT NULL AS found,
            o.amount_total_cents AS current, coalesce(items.total, 0) AS total, items.n,
-           items.complete AND coalesce(items.total, 0) <= 2147483647 AS final,
+           items.complete, items.complete AND coalesce(items.total, 0) <= 2147483647 AS final,
            EXISTS (SELECT 1 FROM payments AS p WHERE p.order_id = queued.order_id) AS has_payment
     FROM queued
     LEFT JOIN orders AS o ON o.id = queued.order_id
@@ -54,7 +55,7 @@ settled AS (
 ),
 unresolved AS (
     UPDATE paytool.backfill_order_queue AS q
-    SET state = 'unresolved'
+    SET state = CASE WHEN totals.complete THEN 'total_overflows_integer' ELSE 'items_without_snapshot' END
     FROM totals
     WHERE q.order_id = totals.id AND q.queued_at = totals.queued_at
       AND totals.found AND NOT totals.final

@@ -2,13 +2,18 @@
 -- orders step could not total (kept `unresolved` in its queue: some items have no snapshot, or
 -- the sum of their subtotals overflows INTEGER), and the payment queue's leftovers (a total
 -- that is not the sum of their items, changed since). Read from the two queues, never from
--- the orders settled at 0, so the report costs the unresolved orders only.
+-- the orders settled at 0, so the report costs the unresolved orders only; the reason is the
+-- state the orders batch left (orders_unresolved.sql).
 WITH unresolved AS (
     SELECT q.order_id AS id,
-           CASE WHEN EXISTS (SELECT 1 FROM order_items AS i WHERE i.order_id = q.order_id AND i.label IS NULL)
-                THEN 'items_without_snapshot' ELSE 'total_not_final' END AS reason
+           CASE WHEN q.state = 'items_without_snapshot' THEN 'items_without_snapshot'
+                WHEN q.state = 'unresolved'
+                     AND EXISTS (SELECT 1 FROM order_items AS i WHERE i.order_id = q.order_id AND i.label IS NULL)
+                    THEN 'items_without_snapshot'
+                ELSE 'total_not_final'
+           END AS reason
     FROM paytool.backfill_order_queue AS q
-    WHERE q.state = 'unresolved'
+    WHERE q.state <> 'pending'
       AND NOT EXISTS (SELECT 1 FROM payments AS p WHERE p.order_id = q.order_id)
     UNION ALL
     SELECT q.order_id, 'total_not_final'
