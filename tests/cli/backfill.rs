@@ -911,3 +911,81 @@ async fn the_orders_batch_looks_each_order_up_by_key_whatever_the_estimates() {
         "orders is not looked up by key: {inner:?}"
     );
 }
+
+/// The items step skips an item without a product (it cannot take a snapshot from nothing);
+/// nothing is lost by that: the application's write that gives it a product back takes the
+/// snapshot (step 029), and the next run totals and pays its order.
+#[tokio::test]
+async fn an_item_given_a_product_back_is_snapshotted_and_its_order_paid_by_the_next_run() {
+    let db = migrated_db(500).await;
+    let mut conn = db.conn().await;
+    sqlx::raw_sql(
+        "INSERT INTO orders (id, user_id) SELECT 'orphan-order', min(id) FROM users;
+         INSERT INTO order_items (id, order_id, product_id, quantity)
+         VALUES ('orphan-item', 'orphan-order', NULL, 3);",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let first = backfill_json(&db, &[]);
+    let state: String = sqlx::query_scalar(
+        "SELECT state FROM paytool.backfill_order_queue WHERE order_id = 'orphan-order'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(state, "items_without_snapshot");
+    assert_eq!(
+        scalar(
+            &mut conn,
+            "SELECT count(*) FROM payments WHERE order_id = 'orphan-order'"
+        )
+        .await,
+        0
+    );
+
+    sqlx::raw_sql(
+        "UPDATE order_items
+         SET product_id = (SELECT min(id) FROM products WHERE price BETWEEN 1 AND 100)
+         WHERE id = 'orphan-item'",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    // Snapshotted in the application's own write.
+    let subtotal = scalar(
+        &mut conn,
+        "SELECT subtotal_cents::bigint FROM order_items WHERE id = 'orphan-item' AND label IS NOT NULL",
+    )
+    .await;
+    assert!(subtotal > 0);
+
+    let next = backfill_json(&db, &[]);
+    // The items step reads only the unsnapshotted items that have a product (the fixture's
+    // overflowing ones), never the product-less ones beside them.
+    let with_product = scalar(
+        &mut conn,
+        "SELECT count(*) FROM order_items WHERE label IS NULL AND product_id IS NOT NULL",
+    )
+    .await;
+    let without_product = scalar(
+        &mut conn,
+        "SELECT count(*) FROM order_items WHERE label IS NULL AND product_id IS NULL",
+    )
+    .await;
+    assert!(without_product > 0, "the seed has no product-less item");
+    assert_eq!(step(&next, "items")["scanned"], with_product, "{next:#}");
+    assert_eq!(step(&next, "orders")["scanned"], 1, "{next:#}");
+    assert_eq!(
+        step(&next, "orders")["unresolved"].as_i64().unwrap(),
+        step(&first, "orders")["unresolved"].as_i64().unwrap() - 1
+    );
+    let (total, paid): (i32, i32) = sqlx::query_as(
+        "SELECT o.amount_total_cents, p.amount_cents FROM orders o JOIN payments p ON p.order_id = o.id
+         WHERE o.id = 'orphan-order'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((total as i64, paid as i64), (subtotal, subtotal));
+}
