@@ -30,4 +30,4 @@ snapshotted AS (
       AND pending.unit_cents * i.quantity <= 2147483647
     RETURNING i.id
 )
-SELECT count(*) AS changed FROM snapshotted;
+SELECT count(*) AS changed, 0::BIGINT AS payments FROM snapshotted;

@@ -1,16 +1,22 @@
 -- One batch of the orders step, over the key range ($1, $2] of the order queue's pending rows
 -- (paytool.backfill_order_queue): amount_total_cents = the sum of the item subtotals, for
--- orders whose items are all snapshotted and not totalled yet (step 029's triggers total the
--- application's later writes themselves). Every queued order whose total is final (just
--- totalled, totalled already, or 0 without any item) and has no payment is queued for the
--- payments step in this same transaction, and leaves the order queue; one that cannot be
--- totalled stays there with the reason as its state (`items_without_snapshot` or
--- `total_overflows_integer`: orders_unresolved.sql reports it from the queue alone) until its
--- items change. A queue row changed meanwhile by the application (a newer queued_at) is left for the
--- next batch: its order changed after this batch read it.
+-- orders whose items are all snapshotted and not totalled yet, and the payment of every
+-- queued order whose total is final (just totalled, totalled already, or 0 without any item)
+-- and that has none, in this same transaction: each order is read once, and its payment is
+-- written from the row the UPDATE just wrote. The payments step's queue only holds what an
+-- earlier paytool totalled without a payment (payment_queue_seed.sql).
+-- A payment still waiting to be paid whose amount is not its order's final total (the
+-- application changed the items while a batch wrote it: step 029's trigger, in a snapshot
+-- taken before the batch committed, did not see it) takes that total: the application's
+-- change queued the order again, so the next run puts it right.
+-- The queued order leaves the queue; one that cannot be totalled stays there with the reason as
+-- its state (`items_without_snapshot` or `total_overflows_integer`: orders_unresolved.sql
+-- reports it from the queue alone) until its items change. A queue row changed meanwhile by
+-- the application (a newer queued_at) is left for the next batch: its order changed after this
+-- batch read it.
 -- The items are summed per order through LATERAL, i.e. by order_items_order_id_idx: as a
 -- plain join the planner switched to hashing all of order_items once a batch passed ~6,000
--- orders.
+-- orders. Returns the orders totalled and the payments written.
 WITH queued AS (
     SELECT q.order_id, q.queued_at
     FROM paytool.backfill_order_queue AS q
@@ -18,14 +24,17 @@ WITH queued AS (
 ),
 totals AS (
     SELECT queued.order_id AS id, queued.queued_at, o.id IS NOT NULL AS found,
-           o.amount_total_cents AS current, coalesce(items.total, 0) AS total, items.n,
-           items.complete, items.complete AND coalesce(items.total, 0) <= 2147483647 AS final,
-           EXISTS (SELECT 1 FROM payments AS p WHERE p.order_id = queued.order_id) AS has_payment
+           o.amount_total_cents AS current, o.stripe_payment_intent_id, o.currency, o.status,
+           o.paid_at, o.created_at, o.updated_at,
+           coalesce(items.total, 0) AS total, items.complete,
+           items.complete AND coalesce(items.total, 0) <= 2147483647 AS final,
+           p.id IS NOT NULL AS has_payment, p.status AS payment_status, p.amount_cents AS payment_amount
     FROM queued
     LEFT JOIN orders AS o ON o.id = queued.order_id
+    LEFT JOIN payments AS p ON p.order_id = queued.order_id
     CROSS JOIN LATERAL (
         SELECT sum(i.subtotal_cents::BIGINT) AS total,
-               coalesce(bool_and(i.label IS NOT NULL), true) AS complete, count(*) AS n
+               coalesce(bool_and(i.label IS NOT NULL), true) AS complete
         FROM order_items AS i
         WHERE i.order_id = queued.order_id
     ) AS items
@@ -36,14 +45,45 @@ totalled AS (
     FROM totals
     WHERE o.id = totals.id
       AND o.amount_total_cents = 0 AND totals.final AND totals.total >= 1
-    RETURNING o.id
+    RETURNING o.id, o.stripe_payment_intent_id, o.amount_total_cents, o.currency, o.status,
+              o.paid_at, o.created_at, o.updated_at, totals.has_payment
 ),
-to_pay AS (
-    INSERT INTO paytool.backfill_payment_queue (order_id)
-    SELECT totals.id FROM totals
-    WHERE totals.found AND totals.final AND NOT totals.has_payment
-      AND (totals.current = totals.total OR totals.id IN (SELECT id FROM totalled))
+final_orders AS (
+    SELECT id, stripe_payment_intent_id, amount_total_cents, currency, status, paid_at,
+           created_at, updated_at
+    FROM totalled
+    WHERE NOT has_payment
+    UNION ALL
+    SELECT id, stripe_payment_intent_id, current, currency, status, paid_at, created_at, updated_at
+    FROM totals
+    WHERE found AND final AND NOT has_payment AND current = total
+),
+paid AS (
+    INSERT INTO payments (order_id, stripe_payment_intent_id, amount_cents, currency, status,
+                          succeeded_at, created_at, updated_at)
+    SELECT f.id, f.stripe_payment_intent_id, f.amount_total_cents, f.currency,
+           CASE f.status
+               WHEN 'PAID' THEN 'succeeded'
+               WHEN 'REFUNDED' THEN 'succeeded'
+               WHEN 'CANCELLED' THEN 'canceled'
+               ELSE 'requires_payment_method'
+           END,
+           CASE WHEN f.status IN ('PAID', 'REFUNDED') THEN f.paid_at END,
+           f.created_at, f.updated_at
+    FROM final_orders AS f
     ON CONFLICT (order_id) DO NOTHING
+    RETURNING 1
+),
+amount_followed AS (
+    UPDATE payments AS p
+    SET amount_cents = totals.total::INTEGER, updated_at = now()
+    FROM totals
+    WHERE p.order_id = totals.id
+      AND totals.has_payment AND totals.final AND totals.current = totals.total
+      AND totals.status NOT IN ('PAID', 'REFUNDED')
+      AND totals.payment_status IN ('requires_payment_method', 'requires_confirmation', 'requires_action')
+      AND totals.payment_amount <> totals.total
+      AND p.status IN ('requires_payment_method', 'requires_confirmation', 'requires_action')
     RETURNING 1
 ),
 settled AS (
@@ -61,4 +101,4 @@ unresolved AS (
       AND totals.found AND NOT totals.final
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM totalled) AS changed;
+SELECT (SELECT count(*) FROM totalled) AS changed, (SELECT count(*) FROM paid) AS payments;

@@ -1,10 +1,12 @@
 -- One batch of the payments step, over the key range ($1, $2] of the payment queue (orders
--- whose total the orders step made final): one payments row per queued order that has none,
+-- an earlier paytool totalled without writing their payment: the orders step now writes each
+-- payment with its total, orders_batch.sql): one payments row per queued order that has none,
 -- whose items are all snapshotted and whose total is their sum. The status is the Stripe
 -- PaymentIntent status the order status implies: a refunded payment stays succeeded (refunds
 -- are rows of their own), a failed one goes back to requires_payment_method.
 -- Queue rows leave once their order has its payment (or is gone); an order whose total
--- changed meanwhile stays queued and is reported as unresolved.
+-- changed meanwhile stays queued and is reported as unresolved. Returns the payments written,
+-- twice: as the step's changes and as its payments.
 WITH created AS (
     INSERT INTO payments (order_id, stripe_payment_intent_id, amount_cents, currency, status,
                           succeeded_at, created_at, updated_at)
@@ -34,4 +36,4 @@ dequeued AS (
            OR NOT EXISTS (SELECT 1 FROM orders AS o WHERE o.id = q.order_id))
     RETURNING 1
 )
-SELECT count(*) AS changed FROM created;
+SELECT count(*) AS changed, count(*) AS payments FROM created;

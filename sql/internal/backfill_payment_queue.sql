@@ -1,6 +1,8 @@
--- Orders whose total the orders step has just made final, waiting for their payment row:
--- written in the orders batch's own transaction, consumed by the payments step, so a payment
--- is never missed, killed run or not, and the payments step reads only what waits here.
+-- Orders whose total is final and that still wait for their payment row, consumed by the
+-- payments step, which reads only what waits here. The orders step writes each payment with
+-- its order's total, in the same batch; what waits here is what an earlier paytool left: the
+-- orders it totalled without a payment (seeded once, payment_queue_seed.sql), and the rows its
+-- orders batches queued for a payments step that had not run yet.
 -- order_id takes the type of orders.id, whatever it is (text, or uuid with Prisma's @db.Uuid),
 -- from the table itself: the queue joins orders on it.
 -- Run only when the queue is missing, or was made by a paytool that gave it the wrong type: its

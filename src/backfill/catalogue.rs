@@ -24,6 +24,8 @@ pub(super) struct StepDef {
     pub extent_sql: &'static str,
     /// The next batch: (last key, rows) of the next $2 keys after $1, up to $3.
     pub range_sql: &'static str,
+    /// The batch over ($1, $2]: (rows changed, payments written). The orders step writes the
+    /// payment of each order it settles; the payments step, those of its queue.
     pub batch_sql: &'static str,
     pub unresolved_sql: &'static str,
     /// Every $1-th pending key and the last one, in order, as text, each with the number of

@@ -207,6 +207,7 @@ pub async fn run(
                 report.indexes_not_built = Some(reason);
             }
         }
+        report::count_payments_of_the_round(&mut round);
         report.rounds += 1;
         let line = report::round_line(
             report.rounds,

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::BackfillStep;
 use crate::exit;
 use crate::throttle;
 
@@ -21,8 +22,13 @@ pub struct StepReport {
     /// Rows of the step's table read by this run.
     pub scanned: i64,
     /// Rows written (items snapshotted, orders totalled, payments inserted); with --dry-run,
-    /// rows that would be.
+    /// rows that would be. The payments step counts every payment the run wrote: most are
+    /// written by the orders step's batches, with their order's total (`payments_written`).
     pub changed: i64,
+    /// Payments rows this step's own batches wrote: the orders step writes the payment of each
+    /// order it settles, in the same transaction; the payments step, those an earlier paytool
+    /// left to it (its queue).
+    pub payments_written: i64,
     /// Scanned rows that needed nothing (already done) and are not unresolved.
     pub skipped: i64,
     /// Rows that cannot be resolved, in the whole table, after this run.
@@ -101,6 +107,22 @@ impl BackfillReport {
     }
 }
 
+/// The payments step's `changed` counts every payment the round wrote: the orders step writes
+/// the payment of each order it settles, the payments step those of its queue.
+pub(super) fn count_payments_of_the_round(round: &mut [StepReport]) {
+    let with_orders: i64 = round
+        .iter()
+        .filter(|s| s.step == BackfillStep::Orders.name())
+        .map(|s| s.payments_written)
+        .sum();
+    if let Some(payments) = round
+        .iter_mut()
+        .find(|s| s.step == BackfillStep::Payments.name())
+    {
+        payments.changed += with_orders;
+    }
+}
+
 /// Adds one round's step reports to the totals: counts add up, the worst batch stays, the
 /// unresolved rows are those of the last round.
 pub(super) fn merge_round(totals: &mut Vec<StepReport>, round: Vec<StepReport>) {
@@ -117,6 +139,7 @@ pub(super) fn merge_round(totals: &mut Vec<StepReport>, round: Vec<StepReport>) 
                 total.longest_batch_ms = total.longest_batch_ms.max(step.longest_batch_ms);
                 total.scanned = scanned;
                 total.changed += step.changed;
+                total.payments_written += step.payments_written;
                 total.skipped += step.skipped;
                 total.batches += step.batches;
                 total.retries += step.retries;
@@ -156,6 +179,7 @@ pub(super) fn round_line(
 pub(super) struct Tally {
     pub scanned: i64,
     pub changed: i64,
+    pub payments_written: i64,
     pub retries: u32,
     pub last_batch_size: i64,
     /// The size of this worker's next batch: it carries from one range to the next, so a
@@ -169,6 +193,7 @@ impl Tally {
         Tally {
             scanned: 0,
             changed: 0,
+            payments_written: 0,
             retries: 0,
             last_batch_size: first_size,
             next_size: first_size,
@@ -180,14 +205,18 @@ impl Tally {
     pub fn absorb(&mut self, other: Tally) {
         self.scanned += other.scanned;
         self.changed += other.changed;
+        self.payments_written += other.payments_written;
         self.retries += other.retries;
         self.last_batch_size = other.last_batch_size;
         self.batch_ms.extend(other.batch_ms);
     }
 
-    pub fn batch(&mut self, scanned: i64, changed: i64, size: i64, elapsed: Duration) {
+    /// One batch: rows read, (rows changed, payments written), its size and time.
+    pub fn batch(&mut self, scanned: i64, written: (i64, i64), size: i64, elapsed: Duration) {
+        let (changed, payments) = written;
         self.scanned += scanned;
         self.changed += changed;
+        self.payments_written += payments;
         self.last_batch_size = size;
         self.batch_ms.push(elapsed.as_millis() as u64);
     }
@@ -204,6 +233,7 @@ impl Tally {
             step,
             scanned: self.scanned,
             changed: self.changed,
+            payments_written: self.payments_written,
             skipped: (self.scanned - self.changed - unresolved).max(0),
             unresolved,
             unresolved_by_reason,

@@ -357,6 +357,7 @@ impl Runner<'_> {
                     last: Some(key),
                     scanned,
                     changed,
+                    payments,
                     waiting,
                 }) => {
                     let elapsed = batch_started.elapsed();
@@ -370,7 +371,7 @@ impl Runner<'_> {
                             crate::human::duration(elapsed)
                         );
                     }
-                    tally.batch(scanned, changed, size, elapsed);
+                    tally.batch(scanned, (changed, payments), size, elapsed);
                     lane.counters.add(scanned);
                     last_id = key;
                     tally.next_size = policy.next_size(size, elapsed);
@@ -470,6 +471,8 @@ struct BatchOutcome {
     last: Option<Key>,
     scanned: i64,
     changed: i64,
+    /// Payments rows written (the orders batches write each final order's payment).
+    payments: i64,
     /// Sessions waiting for the batch's locks just before it committed (0 unthrottled).
     waiting: i64,
 }
@@ -515,13 +518,14 @@ async fn run_batch(
             last: None,
             scanned: 0,
             changed: 0,
+            payments: 0,
             waiting: 0,
         });
     };
     // The database printed it from a key of this type: it parses.
     let last_key =
         Key::parse(after.key_type(), &last_id).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-    let changed: i64 = sqlx::query_scalar(step.batch_sql)
+    let (changed, payments): (i64, i64) = sqlx::query_as(step.batch_sql)
         .bind(after)
         .bind(&last_key)
         .fetch_one(&mut *tx)
@@ -540,6 +544,7 @@ async fn run_batch(
         last: Some(last_key),
         scanned,
         changed,
+        payments,
         waiting,
     })
 }

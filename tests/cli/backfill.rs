@@ -152,6 +152,17 @@ async fn backfill_snapshots_totals_and_payments_exactly() {
     let payments = scalar(&mut conn, "SELECT count(*) FROM payments").await;
     assert_eq!(payments, orders - untotalled);
     assert_eq!(step(&report, "payments")["changed"], payments);
+    // Each written by the orders batch that settled its order, none left to the payment queue.
+    assert_eq!(step(&report, "orders")["payments_written"], payments);
+    assert_eq!(step(&report, "payments")["payments_written"], 0);
+    assert_eq!(
+        scalar(
+            &mut conn,
+            "SELECT count(*) FROM paytool.backfill_payment_queue"
+        )
+        .await,
+        0
+    );
     let mismatched = scalar(
         &mut conn,
         "SELECT count(*) FROM payments p JOIN orders o ON o.id = p.order_id
@@ -988,4 +999,89 @@ async fn an_item_given_a_product_back_is_snapshotted_and_its_order_paid_by_the_n
     .await
     .unwrap();
     assert_eq!((total as i64, paid as i64), (subtotal, subtotal));
+}
+
+/// Orders an earlier paytool totalled without writing their payment (its payments step came
+/// later, from a queue this version no longer fills) get it from the payments step: the
+/// payment queue is seeded with them once, when it is made.
+#[tokio::test]
+async fn orders_totalled_without_a_payment_by_an_earlier_run_are_paid_by_the_payments_step() {
+    let db = migrated_db(400).await;
+    backfill_json(&db, &[]);
+    let mut conn = db.conn().await;
+    let before = end_state(&mut conn).await;
+    // What an earlier paytool left: totals written, payments not yet, no payment queue.
+    sqlx::raw_sql(
+        "DELETE FROM payments WHERE order_id IN (
+             SELECT id FROM orders WHERE amount_total_cents > 0 ORDER BY id LIMIT 25);
+         DROP TABLE paytool.backfill_payment_queue;",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let report = backfill_json(&db, &[]);
+    assert_eq!(step(&report, "orders")["scanned"], 0, "{report:#}");
+    assert_eq!(step(&report, "payments")["scanned"], 25, "{report:#}");
+    assert_eq!(step(&report, "payments")["changed"], 25);
+    assert_eq!(step(&report, "payments")["payments_written"], 25);
+    assert_eq!(end_state(&mut conn).await, before);
+}
+
+/// A payment still waiting to be paid follows its order's final total when its order is
+/// queued again: what an application's edit leaves when it lands while a batch writes that
+/// payment (the trigger's snapshot does not see the batch's uncommitted row). A paid one is
+/// never touched.
+#[tokio::test]
+async fn a_waiting_payment_behind_its_orders_total_takes_it_when_the_order_is_queued_again() {
+    let db = migrated_db(400).await;
+    backfill_json(&db, &[]);
+    let mut conn = db.conn().await;
+    let before = end_state(&mut conn).await;
+    let (waiting, paid): (String, String) = sqlx::query_as(
+        "SELECT (SELECT min(order_id) FROM payments WHERE status = 'requires_payment_method' AND amount_cents > 0),
+                (SELECT min(order_id) FROM payments WHERE status = 'succeeded' AND amount_cents > 0)",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    // The race's outcome, written as paytool's batches write (the triggers leave them alone).
+    sqlx::query(
+        "WITH marked AS (SELECT set_config('paytool.backfill', 'on', false)),
+         stale AS (
+             UPDATE payments SET amount_cents = amount_cents - 1
+             WHERE order_id IN ($1, $2) AND EXISTS (SELECT 1 FROM marked) RETURNING order_id)
+         INSERT INTO paytool.backfill_order_queue (order_id) SELECT order_id FROM stale",
+    )
+    .bind(&waiting)
+    .bind(&paid)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let report = backfill_json(&db, &[]);
+    assert_eq!(step(&report, "orders")["scanned"], 2, "{report:#}");
+    let amounts: Vec<(String, i32, i32)> = sqlx::query_as(
+        "SELECT o.id, o.amount_total_cents, p.amount_cents FROM orders o JOIN payments p ON p.order_id = o.id
+         WHERE o.id IN ($1, $2) ORDER BY o.id = $1 DESC",
+    )
+    .bind(&waiting)
+    .bind(&paid)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let (_, total, amount) = &amounts[0];
+    assert_eq!(amount, total, "the waiting payment follows the total");
+    let (_, total, amount) = &amounts[1];
+    assert_eq!(*amount, total - 1, "a succeeded payment is left as it is");
+    sqlx::raw_sql("SET paytool.backfill = 'on'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE payments SET amount_cents = amount_cents + 1 WHERE order_id = $1")
+        .bind(&paid)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(end_state(&mut conn).await, before);
 }
