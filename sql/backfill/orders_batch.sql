@@ -1,6 +1,8 @@
 -- One batch of the orders step, over the key range ($1, $2] of the order queue's pending rows
--- (paytool.backfill_order_queue): amount_total_cents = the sum of the item subtotals, for
--- orders whose items are all snapshotted and not totalled yet, and the payment of every
+-- (paytool.backfill_order_queue), or with $3 (its first pass, until one completes) of the orders
+-- at 0 themselves, each with its queue row if it has one: amount_total_cents = the sum of the
+-- item subtotals, for orders whose items are all snapshotted and not totalled yet, and the
+-- payment of every
 -- queued order whose total is final (just totalled, totalled already, or 0 without any item)
 -- and that has none, in this same transaction: each order is read once, and its payment is
 -- written from the row the UPDATE just wrote. The payments step's queue only holds what an
@@ -9,18 +11,24 @@
 -- application changed the items while a batch wrote it: step 029's trigger, in a snapshot
 -- taken before the batch committed, did not see it) takes that total: the application's
 -- change queued the order again, so the next run puts it right.
--- The queued order leaves the queue; one that cannot be totalled stays there with the reason as
--- its state (`items_without_snapshot` or `total_overflows_integer`: orders_unresolved.sql
--- reports it from the queue alone) until its items change. A queue row changed meanwhile by
--- the application (a newer queued_at) is left for the next batch: its order changed after this
--- batch read it.
+-- The queued order leaves the queue; one that cannot be totalled stays there (the first pass
+-- queues it) with the reason as its state (`items_without_snapshot` or
+-- `total_overflows_integer`: orders_unresolved.sql reports it from the queue alone) until its
+-- items change. A queue row changed meanwhile by the application (a newer queued_at, or a row
+-- the first pass did not see) is left as it is, pending: its order changed after this batch
+-- read it.
 -- The items are summed per order through LATERAL, i.e. by order_items_order_id_idx: as a
 -- plain join the planner switched to hashing all of order_items once a batch passed ~6,000
 -- orders. Returns the orders totalled and the payments written.
 WITH queued AS (
     SELECT q.order_id, q.queued_at
     FROM paytool.backfill_order_queue AS q
-    WHERE ($1 IS NULL OR q.order_id > $1) AND q.order_id <= $2 AND q.state = 'pending'
+    WHERE NOT $3 AND ($1 IS NULL OR q.order_id > $1) AND q.order_id <= $2 AND q.state = 'pending'
+    UNION ALL
+    SELECT o.id, q.queued_at
+    FROM orders AS o
+    LEFT JOIN paytool.backfill_order_queue AS q ON q.order_id = o.id
+    WHERE $3 AND ($1 IS NULL OR o.id > $1) AND o.id <= $2 AND o.amount_total_cents = 0
 ),
 totals AS (
     SELECT queued.order_id AS id, queued.queued_at, o.id IS NOT NULL AS found,
@@ -94,11 +102,14 @@ settled AS (
     RETURNING 1
 ),
 unresolved AS (
-    UPDATE paytool.backfill_order_queue AS q
-    SET state = CASE WHEN totals.complete THEN 'total_overflows_integer' ELSE 'items_without_snapshot' END
+    INSERT INTO paytool.backfill_order_queue AS q (order_id, state, queued_at)
+    SELECT totals.id,
+           CASE WHEN totals.complete THEN 'total_overflows_integer' ELSE 'items_without_snapshot' END,
+           coalesce(totals.queued_at, clock_timestamp())
     FROM totals
-    WHERE q.order_id = totals.id AND q.queued_at = totals.queued_at
-      AND totals.found AND NOT totals.final
+    WHERE totals.found AND NOT totals.final
+    ON CONFLICT (order_id) DO UPDATE SET state = excluded.state
+    WHERE q.queued_at = excluded.queued_at
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM totalled) AS changed, (SELECT count(*) FROM paid) AS payments;

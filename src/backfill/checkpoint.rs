@@ -23,11 +23,20 @@ const PAYMENT_QUEUE_SQL: &str = include_str!("../../sql/internal/backfill_paymen
 
 const PAYMENT_QUEUE_SEED_SQL: &str = include_str!("../../sql/backfill/payment_queue_seed.sql");
 
-/// Whether the order queue (made by migrate, with the triggers that feed it) has had its one seed.
-const ORDER_QUEUE_SEEDED_SQL: &str =
+/// Whether the orders step's first pass is done: from then on the order queue (made by migrate,
+/// with the triggers that feed it) holds every order still to settle. The name is that of the
+/// seed of the queue that earlier versions ran instead of the first pass.
+const FIRST_PASS_DONE_SQL: &str =
     "SELECT EXISTS (SELECT 1 FROM paytool.backfill_checkpoints WHERE step = 'order_queue_seeded')";
 
-const ORDER_QUEUE_SEED_SQL: &str = include_str!("../../sql/backfill/order_queue_seed.sql");
+/// A dry run before any run: no checkpoint yet.
+const CHECKPOINTS_EXIST_SQL: &str =
+    "SELECT to_regclass('paytool.backfill_checkpoints') IS NOT NULL";
+
+const FIRST_PASS_FINISH_SQL: &str = "
+INSERT INTO paytool.backfill_checkpoints (step, last_id, finished_at)
+VALUES ('order_queue_seeded', '', now())
+ON CONFLICT (step) DO NOTHING";
 
 /// Whether the payment queue is missing, or keyed by another type than orders.id (made by a
 /// paytool that did not know uuid ids).
@@ -38,9 +47,8 @@ SELECT to_regclass('paytool.backfill_payment_queue') IS NULL
        IS DISTINCT FROM
        (SELECT atttypid FROM pg_attribute WHERE attrelid = to_regclass('orders') AND attname = 'id')";
 
-/// paytool's backfill tables, and their seeds, once: the payment queue (made here) with the
-/// orders totalled without a payment, the order queue (made by migrate, with the triggers that feed it) with the
-/// orders not totalled yet.
+/// paytool's backfill tables, once, and the payment queue (made here) with the orders an
+/// earlier paytool totalled without a payment.
 pub async fn ensure_table(conn: &mut PgConnection) -> anyhow::Result<()> {
     let mut tx = conn.begin().await?;
     crate::db::bookkeeping::ensure(&mut tx, CHECKPOINTS_SQL, &["paytool.backfill_checkpoints"])
@@ -54,15 +62,26 @@ pub async fn ensure_table(conn: &mut PgConnection) -> anyhow::Result<()> {
             .execute(&mut *tx)
             .await?;
     }
-    let seeded: bool = sqlx::query_scalar(ORDER_QUEUE_SEEDED_SQL)
-        .fetch_one(&mut *tx)
-        .await?;
-    if !seeded {
-        sqlx::raw_sql(ORDER_QUEUE_SEED_SQL)
-            .execute(&mut *tx)
-            .await?;
-    }
     Ok(tx.commit().await?)
+}
+
+/// Whether the orders step's first pass has completed once (catalogue::ORDERS_FIRST_PASS).
+pub async fn first_pass_done(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    let checkpoints: bool = sqlx::query_scalar(CHECKPOINTS_EXIST_SQL)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !checkpoints {
+        return Ok(false);
+    }
+    sqlx::query_scalar(FIRST_PASS_DONE_SQL)
+        .fetch_one(conn)
+        .await
+}
+
+/// The orders step's first pass has completed: later runs read the order queue alone.
+pub async fn finish_first_pass(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query(FIRST_PASS_FINISH_SQL).execute(conn).await?;
+    Ok(())
 }
 
 /// The key to resume after, if an earlier run of the step stopped before its end.

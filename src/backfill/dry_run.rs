@@ -7,10 +7,14 @@ use sqlx::PgConnection;
 
 use super::BackfillStep;
 use super::catalogue::StepDef;
+use super::checkpoint;
 use super::report::{StepReport, Unresolved};
 use super::runner::{SAMPLE_SIZE, extent, unresolved};
 
 const DRY_RUN_SQL: &str = include_str!("../../sql/backfill/dry_run.sql");
+
+const FIRST_PASS_SCANNED_SQL: &str =
+    include_str!("../../sql/backfill/orders_first_pass_scanned.sql");
 
 /// One row of dry_run.sql: a step, what would happen to some of its rows (changed, or left
 /// unresolved for a reason), how many, and the first ids.
@@ -58,10 +62,16 @@ pub(super) async fn dry_run(
         let unresolved: i64 = unresolved_by_reason.iter().map(|u| u.rows).sum();
         // The payment queue does not exist before a first real run: what the payments step
         // would read is what it would write or leave unresolved.
-        let scanned = if step.step == BackfillStep::Payments {
-            would_change + unresolved
-        } else {
-            extent(conn, step).await?.0
+        let scanned = match step.step {
+            BackfillStep::Payments => would_change + unresolved,
+            // Before its first pass has completed, the orders step reads the orders at 0
+            // themselves, and then its queue.
+            BackfillStep::Orders if !checkpoint::first_pass_done(conn).await? => {
+                sqlx::query_scalar(FIRST_PASS_SCANNED_SQL)
+                    .fetch_one(&mut *conn)
+                    .await?
+            }
+            _ => extent(conn, step).await?.0,
         };
         reports.push(StepReport {
             step: step.name,

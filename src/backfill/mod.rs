@@ -36,7 +36,7 @@ pub use report::BackfillReport;
 pub use report::{StepReport, Unresolved};
 pub use workers::Cooperation;
 
-use catalogue::{STEPS, StepDef};
+use catalogue::{ORDERS_FIRST_PASS, STEPS, StepDef};
 use runner::Runner;
 
 use crate::db::{self, DatabaseUrl, IdType};
@@ -183,14 +183,12 @@ pub async fn run(
                 break;
             }
             let restart = args.restart || report.rounds > 0;
-            let step_report = match args.cooperation {
-                None => runner.run_step(&mut conn, step, restart).await?,
-                Some(cooperation) => {
-                    runner
-                        .run_step_cooperative(&mut conn, step, cooperation, run_started)
-                        .await?
-                }
+            let walk = Walk {
+                restart,
+                cooperation: args.cooperation,
+                run_started,
             };
+            let step_report = run_round_step(&runner, &mut conn, step, walk).await?;
             round.push(step_report);
             if !runner.stopped() {
                 complete_passes.push(step.step);
@@ -239,6 +237,69 @@ pub async fn run(
         );
     }
     Ok(report)
+}
+
+/// How a round walks its steps.
+#[derive(Debug, Clone, Copy)]
+struct Walk {
+    restart: bool,
+    cooperation: Option<Cooperation>,
+    run_started: chrono::DateTime<chrono::Utc>,
+}
+
+/// One step of a round, alone or shared with cooperative workers. Until its first pass has
+/// completed once, the orders step walks the orders at 0 themselves, then its queue (what the
+/// application wrote meanwhile); both walks make one report.
+async fn run_round_step(
+    runner: &Runner<'_>,
+    conn: &mut PgConnection,
+    step: &StepDef,
+    walk: Walk,
+) -> anyhow::Result<report::StepReport> {
+    let main = runner::Session::Main;
+    let first_pass_due = step.step == BackfillStep::Orders
+        && !runner
+            .retrying(
+                conn,
+                main,
+                "reading the orders step's first pass",
+                async |c| checkpoint::first_pass_done(c).await,
+            )
+            .await?;
+    if !first_pass_due {
+        return run_walk(runner, conn, step, walk).await;
+    }
+    let mut report = run_walk(runner, conn, &ORDERS_FIRST_PASS, walk).await?;
+    report.step = step.name;
+    if runner.stopped() {
+        return Ok(report);
+    }
+    runner
+        .retrying(
+            conn,
+            main,
+            "finishing the orders step's first pass",
+            async |c| checkpoint::finish_first_pass(c).await,
+        )
+        .await?;
+    report.absorb(run_walk(runner, conn, step, walk).await?);
+    Ok(report)
+}
+
+async fn run_walk(
+    runner: &Runner<'_>,
+    conn: &mut PgConnection,
+    step: &StepDef,
+    walk: Walk,
+) -> anyhow::Result<report::StepReport> {
+    match walk.cooperation {
+        None => runner.run_step(conn, step, walk.restart).await,
+        Some(cooperation) => {
+            runner
+                .run_step_cooperative(conn, step, cooperation, walk.run_started)
+                .await
+        }
+    }
 }
 
 /// paytool's backfill tables, once. Cooperative processes start together: one creates them,

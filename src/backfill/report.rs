@@ -129,29 +129,36 @@ pub(super) fn merge_round(totals: &mut Vec<StepReport>, round: Vec<StepReport>) 
     for step in round {
         match totals.iter_mut().find(|t| t.step == step.step) {
             None => totals.push(step),
-            Some(total) => {
-                let duration_ms = total.duration_ms + step.duration_ms;
-                let scanned = total.scanned + step.scanned;
-                if step.batches > total.batches {
-                    total.p50_batch_ms = step.p50_batch_ms;
-                }
-                total.p95_batch_ms = total.p95_batch_ms.max(step.p95_batch_ms);
-                total.longest_batch_ms = total.longest_batch_ms.max(step.longest_batch_ms);
-                total.scanned = scanned;
-                total.changed += step.changed;
-                total.payments_written += step.payments_written;
-                total.skipped += step.skipped;
-                total.batches += step.batches;
-                total.retries += step.retries;
-                total.last_batch_size = step.last_batch_size;
-                total.ranges += step.ranges;
-                total.ranges_reclaimed += step.ranges_reclaimed;
-                total.duration_ms = duration_ms;
-                total.rows_per_second = rate(scanned, Duration::from_millis(duration_ms));
-                total.unresolved = step.unresolved;
-                total.unresolved_by_reason = step.unresolved_by_reason;
-            }
+            Some(total) => total.absorb(step),
         }
+    }
+}
+
+impl StepReport {
+    /// A later walk of the same step (the next round, or the orders step's queue after its
+    /// first pass) added to this one: counts add up, the worst batch stays, the unresolved rows
+    /// are the later walk's.
+    pub(super) fn absorb(&mut self, later: StepReport) {
+        let duration_ms = self.duration_ms + later.duration_ms;
+        let scanned = self.scanned + later.scanned;
+        if later.batches > self.batches {
+            self.p50_batch_ms = later.p50_batch_ms;
+        }
+        self.p95_batch_ms = self.p95_batch_ms.max(later.p95_batch_ms);
+        self.longest_batch_ms = self.longest_batch_ms.max(later.longest_batch_ms);
+        self.scanned = scanned;
+        self.changed += later.changed;
+        self.payments_written += later.payments_written;
+        self.skipped += later.skipped;
+        self.batches += later.batches;
+        self.retries += later.retries;
+        self.last_batch_size = later.last_batch_size;
+        self.ranges += later.ranges;
+        self.ranges_reclaimed += later.ranges_reclaimed;
+        self.duration_ms = duration_ms;
+        self.rows_per_second = rate(scanned, Duration::from_millis(duration_ms));
+        self.unresolved = later.unresolved;
+        self.unresolved_by_reason = later.unresolved_by_reason;
     }
 }
 

@@ -20,6 +20,7 @@ use crate::retry::Backoff;
 use crate::throttle::{self, Throttle};
 
 pub(super) const SAMPLE_SIZE: i64 = 10;
+const PAYMENTS: &str = "payments";
 const BATCH_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Everything a run needs besides its connections, resolved once.
@@ -284,14 +285,22 @@ impl Runner<'_> {
         started: Instant,
     ) -> anyhow::Result<StepReport> {
         let stopped = self.stopped();
-        let rewrote = !stopped
-            && self
-                .retrying(conn, session, "reading the table's size", async |c| {
-                    rewrote_a_good_part(c, step.writes, tally.changed).await
-                })
-                .await?;
-        if rewrote {
-            db::analyze_after_rewrite(conn, step.writes).await;
+        // The orders step writes payments too (each settled order's).
+        let payments_elsewhere = if step.writes == PAYMENTS {
+            0
+        } else {
+            tally.payments_written
+        };
+        for (table, changed) in [(step.writes, tally.changed), (PAYMENTS, payments_elsewhere)] {
+            let rewrote = !stopped
+                && self
+                    .retrying(conn, session, "reading the table's size", async |c| {
+                        rewrote_a_good_part(c, table, changed).await
+                    })
+                    .await?;
+            if rewrote {
+                db::analyze_after_rewrite(conn, table).await;
+            }
         }
         let unresolved_by_reason = if stopped {
             Vec::new()
@@ -528,6 +537,7 @@ async fn run_batch(
     let (changed, payments): (i64, i64) = sqlx::query_as(step.batch_sql)
         .bind(after)
         .bind(&last_key)
+        .bind(step.first_pass)
         .fetch_one(&mut *tx)
         .await?;
     match range {

@@ -216,6 +216,11 @@ async fn dry_run_counts_exactly_what_a_run_changes_and_changes_nothing() {
     assert_eq!(planned["dry_run"], true);
     assert_eq!(end_state(&mut conn).await, before);
     let done = backfill_json(&db, &[]);
+    // What the orders step reads: the orders at 0 themselves in its first pass.
+    assert_eq!(
+        step(&planned, "orders")["scanned"],
+        step(&done, "orders")["scanned"]
+    );
     for name in ["items", "orders", "payments"] {
         assert_eq!(
             step(&planned, name)["changed"],
@@ -696,10 +701,11 @@ async fn follow_keeps_catching_up_until_terminated() {
         "json",
     ]);
     let mut conn = db.conn().await;
+    // The first round is over once its last step is.
     wait_for(
         &mut conn,
-        "SELECT count(*) > 900 FROM payments WHERE $1 <> ''",
-        "x",
+        "SELECT EXISTS (SELECT 1 FROM paytool.backfill_checkpoints WHERE step = $1 AND finished_at IS NOT NULL)",
+        "payments",
         "the first round",
         Duration::from_secs(30),
     )
@@ -905,22 +911,26 @@ async fn the_orders_batch_looks_each_order_up_by_key_whatever_the_estimates() {
     .unwrap();
     let batch = include_str!("../../sql/backfill/orders_batch.sql");
     let explain = format!("EXPLAIN (FORMAT JSON) {batch}");
-    let plan: serde_json::Value = sqlx::query_scalar(sqlx::AssertSqlSafe(explain))
-        .bind(low)
-        .bind(high)
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-    let mut inner = Vec::new();
-    inner_sides_of_nested_loops(&plan[0]["Plan"], &mut inner);
-    assert!(
-        !inner.iter().any(|side| side.starts_with("CTE Scan")),
-        "a CTE is scanned once per outer row: {inner:?}\n{plan:#}"
-    );
-    assert!(
-        inner.iter().any(|side| side == "Index Scan orders"),
-        "orders is not looked up by key: {inner:?}"
-    );
+    // The queue's batches, and the first pass's over the orders themselves.
+    for first_pass in [false, true] {
+        let plan: serde_json::Value = sqlx::query_scalar(sqlx::AssertSqlSafe(explain.clone()))
+            .bind(&low)
+            .bind(&high)
+            .bind(first_pass)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        let mut inner = Vec::new();
+        inner_sides_of_nested_loops(&plan[0]["Plan"], &mut inner);
+        assert!(
+            !inner.iter().any(|side| side.starts_with("CTE Scan")),
+            "a CTE is scanned once per outer row: {inner:?}\n{plan:#}"
+        );
+        assert!(
+            inner.iter().any(|side| side == "Index Scan orders"),
+            "orders is not looked up by key: {inner:?}"
+        );
+    }
 }
 
 /// The items step skips an item without a product (it cannot take a snapshot from nothing);
@@ -1084,4 +1094,53 @@ async fn a_waiting_payment_behind_its_orders_total_takes_it_when_the_order_is_qu
         .await
         .unwrap();
     assert_eq!(end_state(&mut conn).await, before);
+}
+
+/// The orders step's first pass walks the orders at 0 themselves; killed in the middle of it,
+/// the next run walks them again (each once) before the queue, and ends as an uninterrupted
+/// run; only a completed first pass hands the orders over to the queue.
+#[tokio::test]
+async fn killed_in_the_orders_first_pass_then_resumed_ends_like_an_uninterrupted_run() {
+    let db = migrated_db(2_000).await;
+    let reference = cluster().copy_of(&db, "ref").await;
+    backfill_json(&reference, &["--batch-size", "100"]);
+
+    let mut conn = db.conn().await;
+    let mut child = db.spawn_quiet(&[
+        "backfill",
+        "payments",
+        "--batch-size",
+        "50",
+        "--pause-ms",
+        "10",
+    ]);
+    wait_for_checkpoint(&mut conn, "orders_first_pass", 5).await;
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    let paid = scalar(&mut conn, "SELECT count(*) FROM payments").await;
+    assert!(
+        paid > 0 && paid < 1_900,
+        "the kill did not land mid-pass ({paid})"
+    );
+    let at_zero = scalar(
+        &mut conn,
+        "SELECT count(*) FROM orders WHERE amount_total_cents = 0",
+    )
+    .await;
+    let handed_over =
+        "SELECT count(*) FROM paytool.backfill_checkpoints WHERE step = 'order_queue_seeded'";
+    assert_eq!(scalar(&mut conn, handed_over).await, 0);
+
+    let resumed = backfill_json(&db, &[]);
+    let orders = step(&resumed, "orders");
+    assert!(orders["resumed_after"].is_string(), "{resumed}");
+    // The orders still at 0, each once: those left, and those the killed run settled at 0.
+    assert_eq!(orders["scanned"], at_zero, "{resumed}");
+    assert_eq!(scalar(&mut conn, handed_over).await, 1);
+    assert_eq!(
+        end_state(&mut conn).await,
+        end_state(&mut reference.conn().await).await
+    );
+    let again = backfill_json(&db, &[]);
+    assert_eq!(step(&again, "orders")["scanned"], 0, "{again}");
 }

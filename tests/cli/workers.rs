@@ -86,11 +86,15 @@ async fn two_workers_and_a_killed_third_end_as_one_worker_would() {
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    // The orders step wrote every payment with its order's total: the payment queue had
-    // nothing to cut into ranges.
+    // The orders step's first pass walked the orders themselves, and wrote every payment
+    // with its order's total: neither its queue nor the payment queue had anything to cut into
+    // ranges.
     assert_eq!(
         generations,
-        [("items".to_owned(), true), ("orders".to_owned(), true)]
+        [
+            ("items".to_owned(), true),
+            ("orders_first_pass".to_owned(), true)
+        ]
     );
     assert_eq!(
         backfilled_digest(&mut conn).await,
