@@ -28,6 +28,17 @@ snapshotted AS (
       AND pending.unit_cents BETWEEN 0 AND 2147483647
       AND i.quantity >= 0
       AND pending.unit_cents * i.quantity <= 2147483647
-    RETURNING i.id
+    RETURNING i.order_id
+),
+-- An order the orders step could not total because of an item snapshotted now (its product's
+-- price was fixed since) is queued again: migrate's triggers leave paytool's own writes alone,
+-- so nothing else would. In a first pass the queue holds none of these orders: a lookup each,
+-- by its primary key with the batch's orders as one array (no join for the planner to turn
+-- around).
+requeued AS (
+    UPDATE paytool.backfill_order_queue AS q
+    SET state = 'pending', queued_at = clock_timestamp()
+    WHERE q.order_id = ANY (ARRAY(SELECT order_id FROM snapshotted)) AND q.state <> 'pending'
+    RETURNING 1
 )
 SELECT count(*) AS changed, 0::BIGINT AS payments FROM snapshotted;

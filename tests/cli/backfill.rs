@@ -1144,3 +1144,47 @@ async fn killed_in_the_orders_first_pass_then_resumed_ends_like_an_uninterrupted
     let again = backfill_json(&db, &[]);
     assert_eq!(step(&again, "orders")["scanned"], 0, "{again}");
 }
+
+/// An order left unresolved because one of its items could not be snapshotted is totalled and
+/// paid by the run that snapshots that item once its product's price is fixed: the items step
+/// queues it again (migrate's triggers leave paytool's own writes alone).
+#[tokio::test]
+async fn an_order_whose_item_is_snapshotted_by_a_later_run_is_totalled_by_it() {
+    let db = migrated_db(300).await;
+    let mut conn = db.conn().await;
+    sqlx::raw_sql(
+        "INSERT INTO orders (id, user_id) SELECT 'fixable-order', min(id) FROM users;
+         INSERT INTO order_items (id, order_id, product_id, quantity)
+         VALUES ('fixable-item', 'fixable-order', 'huge-price', 2);",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let first = backfill_json(&db, &[]);
+    let state: String = sqlx::query_scalar(
+        "SELECT state FROM paytool.backfill_order_queue WHERE order_id = 'fixable-order'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(state, "items_without_snapshot");
+
+    sqlx::raw_sql("UPDATE products SET price = 12.34 WHERE id = 'huge-price'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let next = backfill_json(&db, &[]);
+    assert!(step(&next, "items")["changed"].as_i64().unwrap() >= 1, "{next:#}");
+    let (total, paid): (i32, i32) = sqlx::query_as(
+        "SELECT o.amount_total_cents, p.amount_cents FROM orders o JOIN payments p ON p.order_id = o.id
+         WHERE o.id = 'fixable-order'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((total, paid), (2468, 2468));
+    assert!(
+        step(&next, "orders")["unresolved"].as_i64().unwrap()
+            < step(&first, "orders")["unresolved"].as_i64().unwrap()
+    );
+}
