@@ -43,6 +43,17 @@ impl Render for BackfillReport {
                     step.step
                 )?;
             }
+            // The payments row's count is mostly the orders step's: say so, not 0 scanned.
+            if step.step == "orders" && step.payments_written > 0 && !self.dry_run {
+                paragraph(
+                    out,
+                    screen,
+                    &format!(
+                        "orders: {} payment(s) written with their order's total (counted in the payments row)",
+                        count(step.payments_written)
+                    ),
+                )?;
+            }
             for unresolved in &step.unresolved_by_reason {
                 let shown: Vec<&str> = unresolved
                     .sample

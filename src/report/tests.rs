@@ -260,13 +260,27 @@ fn backfill_report(dry_run: bool) -> BackfillReport {
         rows: 2,
         sample: vec!["o-00000001".to_owned(), "o-00000007".to_owned()],
     }];
-    let steps = vec![items, orders, step_report("payments", 199_980, 199_980, 0)];
+    // The orders step writes the payments; the payments step had nothing queued.
+    orders.payments_written = 199_980;
+    let payments = StepReport {
+        step: "payments",
+        changed: 199_980,
+        duration_ms: 3,
+        last_batch_size: 1_000,
+        ..StepReport::default()
+    };
+    let steps = vec![items, orders, payments];
     let steps = if dry_run {
         steps
             .into_iter()
             .map(|s| StepReport {
                 step: s.step,
-                scanned: s.scanned,
+                // A dry run's payments step reads what it would write or leave unresolved.
+                scanned: if s.step == "payments" {
+                    s.changed + s.unresolved
+                } else {
+                    s.scanned
+                },
                 changed: s.changed,
                 skipped: s.skipped,
                 unresolved: s.unresolved,

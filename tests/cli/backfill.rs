@@ -1174,7 +1174,10 @@ async fn an_order_whose_item_is_snapshotted_by_a_later_run_is_totalled_by_it() {
         .await
         .unwrap();
     let next = backfill_json(&db, &[]);
-    assert!(step(&next, "items")["changed"].as_i64().unwrap() >= 1, "{next:#}");
+    assert!(
+        step(&next, "items")["changed"].as_i64().unwrap() >= 1,
+        "{next:#}"
+    );
     let (total, paid): (i32, i32) = sqlx::query_as(
         "SELECT o.amount_total_cents, p.amount_cents FROM orders o JOIN payments p ON p.order_id = o.id
          WHERE o.id = 'fixable-order'",
