@@ -2,15 +2,16 @@
 -- (paytool.backfill_order_queue), or with $3 (its first pass, until one completes) of the orders
 -- at 0 themselves, each with its queue row if it has one: amount_total_cents = the sum of the
 -- item subtotals, for orders whose items are all snapshotted and not totalled yet, and the
--- payment of every
--- queued order whose total is final (just totalled, totalled already, or 0 without any item)
--- and that has none, in this same transaction: each order is read once, and its payment is
--- written from the row the UPDATE just wrote. The payments step's queue only holds what an
--- earlier paytool totalled without a payment (payment_queue_seed.sql).
--- A payment still waiting to be paid whose amount is not its order's final total (the
--- application changed the items while a batch wrote it: step 029's trigger, in a snapshot
--- taken before the batch committed, did not see it) takes that total: the application's
--- change queued the order again, so the next run puts it right.
+-- payment of every order whose total is final (just totalled, totalled already, or 0 without
+-- any item) and that has none, in this same transaction: each order is read once, and its
+-- payment is written from the row the UPDATE just wrote. The payments step's queue only holds
+-- what an earlier paytool totalled without a payment (payment_queue_seed.sql).
+-- A payment still waiting to be paid whose amount is not its order's final total takes that
+-- total, as step 029's trigger would: one the application made for an order not totalled yet,
+-- or one an application's edit left behind when it landed while a batch wrote that payment
+-- (the trigger's snapshot, taken before the batch committed, did not see it; the edit queued
+-- the order again, so the next run puts it right). Only if the payment still has the amount
+-- this batch read: one changed meanwhile is the application's to keep.
 -- The queued order leaves the queue; one that cannot be totalled stays there (the first pass
 -- queues it) with the reason as its state (`items_without_snapshot` or
 -- `total_overflows_integer`: orders_unresolved.sql reports it from the queue alone) until its
@@ -87,10 +88,12 @@ amount_followed AS (
     SET amount_cents = totals.total::INTEGER, updated_at = now()
     FROM totals
     WHERE p.order_id = totals.id
-      AND totals.has_payment AND totals.final AND totals.current = totals.total
+      AND totals.has_payment AND totals.final
+      AND (totals.current = totals.total OR (totals.current = 0 AND totals.total >= 1))
       AND totals.status NOT IN ('PAID', 'REFUNDED')
       AND totals.payment_status IN ('requires_payment_method', 'requires_confirmation', 'requires_action')
       AND totals.payment_amount <> totals.total
+      AND p.amount_cents = totals.payment_amount
       AND p.status IN ('requires_payment_method', 'requires_confirmation', 'requires_action')
     RETURNING 1
 ),

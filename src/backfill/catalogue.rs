@@ -114,4 +114,28 @@ mod tests {
             assert_eq!(step.name, step.step.name());
         }
     }
+
+    /// The orders batch and the payments batch both write payments: with the same status for
+    /// the same order status (SPEC §4.2).
+    #[test]
+    fn both_batches_that_write_payments_map_the_order_status_alike() {
+        let mapping = "CASE WHEN 'PAID' THEN 'succeeded' WHEN 'REFUNDED' THEN 'succeeded' \
+                       WHEN 'CANCELLED' THEN 'canceled' ELSE 'requires_payment_method' END, \
+                       CASE WHEN IN ('PAID', 'REFUNDED') THEN";
+        let normalised = |sql: &str| -> String {
+            // Without the column names (o.status, f.status) and the layout.
+            let words: Vec<&str> = sql
+                .split_whitespace()
+                .filter(|w| !w.ends_with(".status") && !w.ends_with(".paid_at"))
+                .collect();
+            words.join(" ")
+        };
+        for step in [&STEPS[1], &STEPS[2]] {
+            assert!(
+                normalised(step.batch_sql).contains(&normalised(mapping)),
+                "{}'s batch maps statuses otherwise",
+                step.name
+            );
+        }
+    }
 }

@@ -1191,3 +1191,37 @@ async fn an_order_whose_item_is_snapshotted_by_a_later_run_is_totalled_by_it() {
             < step(&first, "orders")["unresolved"].as_i64().unwrap()
     );
 }
+
+/// A payment the upgraded application made for an order the backfill had not totalled yet
+/// (its amount 0, the total not written) takes the total the orders step writes.
+#[tokio::test]
+async fn a_waiting_payment_of_an_order_not_totalled_yet_takes_the_total_the_run_writes() {
+    let db = migrated_db(300).await;
+    let mut conn = db.conn().await;
+    let order: String = sqlx::query_scalar(
+        "INSERT INTO payments (order_id, amount_cents, currency, status)
+         SELECT o.id, 0, o.currency, 'requires_payment_method' FROM orders o
+         WHERE o.status = 'PENDING' AND o.amount_total_cents = 0
+           AND EXISTS (SELECT 1 FROM order_items i WHERE i.order_id = o.id AND i.product_id IS NOT NULL)
+           AND NOT EXISTS (
+               SELECT 1 FROM order_items i LEFT JOIN products p ON p.id = i.product_id
+               WHERE i.order_id = o.id
+                 AND (p.id IS NULL OR p.price < 0 OR i.quantity < 0 OR p.price * 100 * i.quantity > 2147483647))
+         ORDER BY o.id LIMIT 1
+         RETURNING order_id",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    backfill_json(&db, &[]);
+    let (total, amount): (i32, i32) = sqlx::query_as(
+        "SELECT o.amount_total_cents, p.amount_cents FROM orders o JOIN payments p ON p.order_id = o.id
+         WHERE o.id = $1",
+    )
+    .bind(&order)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(total > 0);
+    assert_eq!(amount, total);
+}
