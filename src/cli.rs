@@ -614,7 +614,8 @@ pub struct BackfillArgs {
     /// atomically: a killed run leaves the previous file whole. Written on failure too.
     #[arg(long, value_name = "PATH")]
     pub metrics_file: Option<std::path::PathBuf>,
-    /// Run only this step (default: all three, in order).
+    /// Run only this step (default: all three, in order). The orders step also writes the
+    /// payment of each order it settles; the payments step, those an earlier paytool left it.
     #[arg(long, value_enum)]
     pub step: Option<StepArg>,
     /// Count what each step would change; change nothing.
