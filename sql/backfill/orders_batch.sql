@@ -21,25 +21,29 @@
 -- The items are summed per order through LATERAL, i.e. by order_items_order_id_idx: as a
 -- plain join the planner switched to hashing all of order_items once a batch passed ~6,000
 -- orders. Returns the orders totalled and the payments written.
+-- Each order is read once: the queue's rows with their order (gone, if the application deleted
+-- it), or the first pass's orders with their queue row.
 WITH queued AS (
-    SELECT q.order_id, q.queued_at
+    SELECT q.order_id, q.queued_at, o.id IS NOT NULL AS found, o.amount_total_cents AS current,
+           o.stripe_payment_intent_id, o.currency, o.status, o.paid_at, o.created_at, o.updated_at
     FROM paytool.backfill_order_queue AS q
+    LEFT JOIN orders AS o ON o.id = q.order_id
     WHERE NOT $3 AND ($1 IS NULL OR q.order_id > $1) AND q.order_id <= $2 AND q.state = 'pending'
     UNION ALL
-    SELECT o.id, q.queued_at
+    SELECT o.id, q.queued_at, true, o.amount_total_cents,
+           o.stripe_payment_intent_id, o.currency, o.status, o.paid_at, o.created_at, o.updated_at
     FROM orders AS o
     LEFT JOIN paytool.backfill_order_queue AS q ON q.order_id = o.id
     WHERE $3 AND ($1 IS NULL OR o.id > $1) AND o.id <= $2 AND o.amount_total_cents = 0
 ),
 totals AS (
-    SELECT queued.order_id AS id, queued.queued_at, o.id IS NOT NULL AS found,
-           o.amount_total_cents AS current, o.stripe_payment_intent_id, o.currency, o.status,
-           o.paid_at, o.created_at, o.updated_at,
+    SELECT queued.order_id AS id, queued.queued_at, queued.found, queued.current,
+           queued.stripe_payment_intent_id, queued.currency, queued.status, queued.paid_at,
+           queued.created_at, queued.updated_at,
            coalesce(items.total, 0) AS total, items.complete,
            items.complete AND coalesce(items.total, 0) <= 2147483647 AS final,
            p.id IS NOT NULL AS has_payment, p.status AS payment_status, p.amount_cents AS payment_amount
     FROM queued
-    LEFT JOIN orders AS o ON o.id = queued.order_id
     LEFT JOIN payments AS p ON p.order_id = queued.order_id
     CROSS JOIN LATERAL (
         SELECT sum(i.subtotal_cents::BIGINT) AS total,
