@@ -49,6 +49,27 @@ async fn scalar(conn: &mut PgConnection, sql: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
+/// An order's total and its payment's amount (the test fails if it has no payment).
+async fn total_and_payment(conn: &mut PgConnection, order: &str) -> (i32, i32) {
+    sqlx::query_as(
+        "SELECT o.amount_total_cents, p.amount_cents FROM orders o JOIN payments p ON p.order_id = o.id
+         WHERE o.id = $1",
+    )
+    .bind(order)
+    .fetch_one(conn)
+    .await
+    .unwrap_or_else(|e| panic!("order {order} with its payment: {e}"))
+}
+
+/// The state an order's row has in the order queue.
+async fn queue_state(conn: &mut PgConnection, order: &str) -> String {
+    sqlx::query_scalar("SELECT state FROM paytool.backfill_order_queue WHERE order_id = $1")
+        .bind(order)
+        .fetch_one(conn)
+        .await
+        .unwrap_or_else(|e| panic!("queue row of {order}: {e}"))
+}
+
 /// Every fact the backfill is responsible for, as one digest (payment ids are random, left out).
 async fn end_state(conn: &mut PgConnection) -> String {
     sqlx::query_scalar(
@@ -155,6 +176,16 @@ async fn backfill_snapshots_totals_and_payments_exactly() {
     // Each written by the orders batch that settled its order, none left to the payment queue.
     assert_eq!(step(&report, "orders")["payments_written"], payments);
     assert_eq!(step(&report, "payments")["payments_written"], 0);
+    // The orders step wrote the whole payments table: it refreshed its statistics, as the
+    // payments step did when it wrote them (a manual ANALYZE: analyze_count, not autoanalyze).
+    wait_for(
+        &mut conn,
+        "SELECT coalesce((SELECT analyze_count > 0 FROM pg_stat_user_tables WHERE relname = $1), false)",
+        "payments",
+        "an ANALYZE of payments",
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(
         scalar(
             &mut conn,
@@ -650,13 +681,7 @@ async fn orders_settled_at_zero_are_never_read_again() {
     .unwrap();
     let late = backfill_json(&db, &[]);
     assert_eq!(step(&late, "orders")["scanned"], 1, "{late:#}");
-    let (total, paid_amount): (i32, i32) = sqlx::query_as(
-        "SELECT o.amount_total_cents, p.amount_cents FROM orders o JOIN payments p ON p.order_id = o.id
-         WHERE o.id = 'empty-7'",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
+    let (total, paid_amount) = total_and_payment(&mut conn, "empty-7").await;
     let items_total = scalar(
         &mut conn,
         "SELECT sum(subtotal_cents)::bigint FROM order_items WHERE order_id = 'empty-7'",
@@ -949,13 +974,10 @@ async fn an_item_given_a_product_back_is_snapshotted_and_its_order_paid_by_the_n
     .await
     .unwrap();
     let first = backfill_json(&db, &[]);
-    let state: String = sqlx::query_scalar(
-        "SELECT state FROM paytool.backfill_order_queue WHERE order_id = 'orphan-order'",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
-    assert_eq!(state, "items_without_snapshot");
+    assert_eq!(
+        queue_state(&mut conn, "orphan-order").await,
+        "items_without_snapshot"
+    );
     assert_eq!(
         scalar(
             &mut conn,
@@ -1001,13 +1023,7 @@ async fn an_item_given_a_product_back_is_snapshotted_and_its_order_paid_by_the_n
         step(&next, "orders")["unresolved"].as_i64().unwrap(),
         step(&first, "orders")["unresolved"].as_i64().unwrap() - 1
     );
-    let (total, paid): (i32, i32) = sqlx::query_as(
-        "SELECT o.amount_total_cents, p.amount_cents FROM orders o JOIN payments p ON p.order_id = o.id
-         WHERE o.id = 'orphan-order'",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
+    let (total, paid) = total_and_payment(&mut conn, "orphan-order").await;
     assert_eq!((total as i64, paid as i64), (subtotal, subtotal));
 }
 
@@ -1161,13 +1177,10 @@ async fn an_order_whose_item_is_snapshotted_by_a_later_run_is_totalled_by_it() {
     .await
     .unwrap();
     let first = backfill_json(&db, &[]);
-    let state: String = sqlx::query_scalar(
-        "SELECT state FROM paytool.backfill_order_queue WHERE order_id = 'fixable-order'",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
-    assert_eq!(state, "items_without_snapshot");
+    assert_eq!(
+        queue_state(&mut conn, "fixable-order").await,
+        "items_without_snapshot"
+    );
 
     sqlx::raw_sql("UPDATE products SET price = 12.34 WHERE id = 'huge-price'")
         .execute(&mut conn)
@@ -1178,13 +1191,7 @@ async fn an_order_whose_item_is_snapshotted_by_a_later_run_is_totalled_by_it() {
         step(&next, "items")["changed"].as_i64().unwrap() >= 1,
         "{next:#}"
     );
-    let (total, paid): (i32, i32) = sqlx::query_as(
-        "SELECT o.amount_total_cents, p.amount_cents FROM orders o JOIN payments p ON p.order_id = o.id
-         WHERE o.id = 'fixable-order'",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
+    let (total, paid) = total_and_payment(&mut conn, "fixable-order").await;
     assert_eq!((total, paid), (2468, 2468));
     assert!(
         step(&next, "orders")["unresolved"].as_i64().unwrap()
@@ -1214,14 +1221,7 @@ async fn a_waiting_payment_of_an_order_not_totalled_yet_takes_the_total_the_run_
     .await
     .unwrap();
     backfill_json(&db, &[]);
-    let (total, amount): (i32, i32) = sqlx::query_as(
-        "SELECT o.amount_total_cents, p.amount_cents FROM orders o JOIN payments p ON p.order_id = o.id
-         WHERE o.id = $1",
-    )
-    .bind(&order)
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
+    let (total, amount) = total_and_payment(&mut conn, &order).await;
     assert!(total > 0);
     assert_eq!(amount, total);
 }
