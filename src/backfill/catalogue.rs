@@ -79,7 +79,8 @@ pub(super) const STEPS: [StepDef; 3] = [
 
 /// The orders step's first pass, until one completes: it walks the orders at 0 themselves by
 /// their primary key, each once, instead of seeding the order queue with all of them first (a
-/// second copy of every key, written and then deleted: ~7 % of a first pass). Once it is done
+/// second copy of every key, written and then deleted: ~7 % of a first pass on 200k orders of the
+/// empty-carts benchmark shape). Once it is done
 /// (the checkpoint `order_queue_seeded`), the queue holds every order still to settle: the
 /// application's writes have been queued by migrate's triggers all along.
 pub(super) const ORDERS_FIRST_PASS: StepDef = StepDef {
