@@ -34,6 +34,9 @@ pub(super) struct StepDef {
     pub boundaries_sql: &'static str,
     /// The orders step's first pass: its keys are the orders at 0 themselves, not its queue.
     pub first_pass: bool,
+    /// The partial index (built by migrate after the first complete pass) that the step's
+    /// extent and unresolved reads walk, when they read the table rather than a queue.
+    pub pending_index: Option<&'static str>,
 }
 
 macro_rules! step_sql {
@@ -43,7 +46,7 @@ macro_rules! step_sql {
 }
 
 macro_rules! step_def {
-    ($step:expr, $name:literal, writes: $writes:literal, keyed_by: $keyed_by:expr) => {
+    ($step:expr, $name:literal, writes: $writes:literal, keyed_by: $keyed_by:expr, pending_index: $index:expr) => {
         StepDef {
             step: $step,
             name: $name,
@@ -55,25 +58,34 @@ macro_rules! step_def {
             unresolved_sql: step_sql!($name, "unresolved"),
             boundaries_sql: step_sql!($name, "boundaries"),
             first_pass: false,
+            pending_index: $index,
         }
     };
 }
 
 pub(super) const STEPS: [StepDef; 3] = [
-    step_def!(BackfillStep::Items, "items", writes: "order_items", keyed_by: KeyedBy::ItemIds),
+    step_def!(
+        BackfillStep::Items,
+        "items",
+        writes: "order_items",
+        keyed_by: KeyedBy::ItemIds,
+        pending_index: Some("order_items_pending_snapshot_idx")
+    ),
     // The order queue: what the application inserted or changed since the last run (fed by
     // migrate's triggers), and once every order not totalled yet, never the orders settled.
     step_def!(
         BackfillStep::Orders,
         "orders",
         writes: "orders",
-        keyed_by: KeyedBy::OrderIds
+        keyed_by: KeyedBy::OrderIds,
+        pending_index: None
     ),
     step_def!(
         BackfillStep::Payments,
         "payments",
         writes: "payments",
-        keyed_by: KeyedBy::OrderIds
+        keyed_by: KeyedBy::OrderIds,
+        pending_index: None
     ),
 ];
 
@@ -94,6 +106,7 @@ pub(super) const ORDERS_FIRST_PASS: StepDef = StepDef {
     unresolved_sql: step_sql!("orders", "unresolved"),
     boundaries_sql: step_sql!("orders_first_pass", "boundaries"),
     first_pass: true,
+    pending_index: Some("orders_pending_total_idx"),
 };
 
 #[cfg(test)]
@@ -135,6 +148,26 @@ mod tests {
             assert!(
                 normalised(step.batch_sql).contains(&normalised(mapping)),
                 "{}'s batch maps statuses otherwise",
+                step.name
+            );
+        }
+    }
+
+    /// The indexes the steps' reads count on are the ones migrate builds after their pass.
+    #[test]
+    fn pending_indexes_are_those_migrate_builds_after_each_pass() {
+        use crate::migrate::steps::{STEPS as MIGRATE_STEPS, StepKind};
+        for step in STEPS.iter().chain([&ORDERS_FIRST_PASS]) {
+            let Some(index) = step.pending_index else {
+                continue;
+            };
+            let built_after = MIGRATE_STEPS.iter().find(
+                |m| matches!(m.kind, StepKind::ConcurrentIndex { index: built } if built == index),
+            );
+            assert_eq!(
+                built_after.and_then(|m| m.after_pass),
+                Some(step.step),
+                "{}",
                 step.name
             );
         }

@@ -467,9 +467,8 @@ pub(super) async fn extent(
     conn: &mut PgConnection,
     step: &StepDef,
 ) -> Result<(i64, Option<String>), sqlx::Error> {
-    // Through the partial indexes, whatever the statistics say, like the batches.
     let mut tx = conn.begin().await?;
-    db::set_batch_planner(&mut tx, true).await?;
+    set_read_planner(&mut tx, step).await?;
     let extent = sqlx::query_as(step.extent_sql).fetch_one(&mut *tx).await?;
     tx.commit().await?;
     Ok(extent)
@@ -580,13 +579,32 @@ async fn rewrote_a_good_part(
     Ok(changed as f64 * 10.0 >= estimated)
 }
 
+/// The planner of a step's extent and unresolved reads, for the transaction. Through the
+/// partial index of the pending rows, whatever the statistics say, like the batches; but
+/// before the first complete pass builds it, every row is pending and the batch planner
+/// (sequential scans and hash joins priced out) would read the whole table by primary key
+/// and each item's product by its own: 1.5 s more at 1M orders than a sequential scan.
+async fn set_read_planner(conn: &mut PgConnection, step: &StepDef) -> Result<(), sqlx::Error> {
+    let indexed = match step.pending_index {
+        None => true,
+        Some(index) => db::index_state(&mut *conn, index).await? == db::IndexState::Valid,
+    };
+    if indexed {
+        db::set_batch_planner(conn, true).await
+    } else {
+        // A whole-table scan would be compiled by JIT for more than it saves.
+        sqlx::query("SET LOCAL jit = off").execute(conn).await?;
+        Ok(())
+    }
+}
+
 /// The unresolved rows of a step, found through the same partial indexes as its batches.
 pub(super) async fn unresolved(
     conn: &mut PgConnection,
     step: &StepDef,
 ) -> Result<Vec<Unresolved>, sqlx::Error> {
     let mut tx = conn.begin().await?;
-    db::set_batch_planner(&mut tx, true).await?;
+    set_read_planner(&mut tx, step).await?;
     let rows: Vec<Unresolved> = sqlx::query_as(step.unresolved_sql)
         .bind(SAMPLE_SIZE)
         .fetch_all(&mut *tx)
