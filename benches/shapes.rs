@@ -37,9 +37,9 @@ async fn main() {
         Err(_) => SHAPES.iter().collect(),
     };
     println!(
-        "| shape | orders | writer | paytool | set-based | ratio | items p50/p95/max | orders p50/p95/max | payments p50/p95/max | writer max wait (paytool / set-based) | catch-up of 100 orders |"
+        "| shape | orders | writer | paytool | set-based | ratio | items p50/p95/max | orders p50/p95/max | payments p50/p95/max | writer max wait (paytool / set-based) | writer's orders (paytool / set-based) | orders totalled by paytool | catch-up of 100 orders |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for shape in shapes {
         bench_shape(shape, orders).await;
     }
@@ -87,18 +87,19 @@ async fn bench_shape(shape: &Shape, orders: i64) {
             "json",
             "--ignore-autovacuum",
         ]);
-        let (batched, report, batched_wait) = timed(batched_db, shape, orders, writer, move || {
-            let out = backfill.output().unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            Some(harness::json(&out.stdout))
-        })
-        .await;
+        let (batched, report, batched_writer) =
+            timed(batched_db, shape, orders, writer, move || {
+                let out = backfill.output().unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                Some(harness::json(&out.stdout))
+            })
+            .await;
         let set_url = set_db.url.clone();
-        let (set_based, _, set_wait) = timed(set_db, shape, orders, writer, move || {
+        let (set_based, _, set_writer) = timed(set_db, shape, orders, writer, move || {
             let status = std::process::Command::new("psql")
                 .args(["-q", "-v", "ON_ERROR_STOP=1", &set_url, "-c", SET_BASED_SQL])
                 .status()
@@ -126,8 +127,9 @@ async fn bench_shape(shape: &Shape, orders: i64) {
                 s["p50_batch_ms"], s["p95_batch_ms"], s["longest_batch_ms"]
             )
         };
+        let orders_step = &report["steps"][1];
         println!(
-            "| {} | {orders} | {} | {:.1} s | {:.1} s | {:.2}× | {} | {} | {} | {} / {} | {} |",
+            "| {} | {orders} | {} | {:.1} s | {:.1} s | {:.2}× | {} | {} | {} | {} / {} | {} / {} | {} | {} |",
             shape.name,
             if writer { "unthrottled" } else { "none" },
             batched.as_secs_f64(),
@@ -136,8 +138,11 @@ async fn bench_shape(shape: &Shape, orders: i64) {
             step("items"),
             step("orders"),
             step("payments"),
-            wait_text(batched_wait),
-            wait_text(set_wait),
+            wait_text(batched_writer.map(|w| w.longest)),
+            wait_text(set_writer.map(|w| w.longest)),
+            writes_text(batched_writer),
+            writes_text(set_writer),
+            orders_step["changed"],
             catch_up,
         );
     }
@@ -147,15 +152,28 @@ fn wait_text(wait: Option<Duration>) -> String {
     wait.map_or_else(|| "–".to_owned(), |w| format!("{} ms", w.as_millis()))
 }
 
+fn writes_text(writer: Option<Writer>) -> String {
+    writer.map_or_else(|| "–".to_owned(), |w| w.orders.to_string())
+}
+
+/// What the application writer did while a job ran.
+#[derive(Debug, Clone, Copy)]
+struct Writer {
+    /// Its longest transaction.
+    longest: Duration,
+    /// The orders it wrote (each with its item).
+    orders: i64,
+}
+
 /// Runs `job` (a blocking command) and times it, with the application writing meanwhile when
-/// `writer`; returns the time, the job's report and the writer's longest transaction.
+/// `writer`; returns the time, the job's report and what the writer did.
 async fn timed<F>(
     db: &harness::TestDb,
     shape: &Shape,
     orders: i64,
     writer: bool,
     job: F,
-) -> (Duration, Option<serde_json::Value>, Option<Duration>)
+) -> (Duration, Option<serde_json::Value>, Option<Writer>)
 where
     F: FnOnce() -> Option<serde_json::Value> + Send + 'static,
 {
@@ -172,20 +190,15 @@ where
     let report = tokio::task::spawn_blocking(job).await.unwrap();
     let took = started.elapsed();
     stop.store(true, Ordering::Relaxed);
-    let longest = match app {
+    let writer = match app {
         Some(app) => Some(app.await.unwrap()),
         None => None,
     };
-    (took, report, longest)
+    (took, report, writer)
 }
 
-/// The unthrottled writer: one transaction after the other; returns the longest.
-async fn application(
-    url: String,
-    sqls: Vec<String>,
-    orders: i64,
-    stop: Arc<AtomicBool>,
-) -> Duration {
+/// The unthrottled writer: one transaction after the other, until told to stop.
+async fn application(url: String, sqls: Vec<String>, orders: i64, stop: Arc<AtomicBool>) -> Writer {
     let mut conn = PgConnection::connect(&url).await.unwrap();
     let mut longest = Duration::ZERO;
     let mut n: i64 = 0;
@@ -202,7 +215,7 @@ async fn application(
             longest = longest.max(started.elapsed());
         }
     }
-    longest
+    Writer { longest, orders: n }
 }
 
 /// A second run after the application added 100 orders with items, right after the first
