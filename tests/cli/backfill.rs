@@ -61,6 +61,31 @@ async fn total_and_payment(conn: &mut PgConnection, order: &str) -> (i32, i32) {
     .unwrap_or_else(|e| panic!("order {order} with its payment: {e}"))
 }
 
+/// An order of the first user with one item of `quantity` of `product` (`None`: no product).
+async fn insert_order_with_item(
+    conn: &mut PgConnection,
+    order: &str,
+    item: &str,
+    product: Option<&str>,
+    quantity: i32,
+) {
+    sqlx::query("INSERT INTO orders (id, user_id) SELECT $1, min(id) FROM users")
+        .bind(order)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO order_items (id, order_id, product_id, quantity) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(item)
+    .bind(order)
+    .bind(product)
+    .bind(quantity)
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+}
+
 /// The state an order's row has in the order queue.
 async fn queue_state(conn: &mut PgConnection, order: &str) -> String {
     sqlx::query_scalar("SELECT state FROM paytool.backfill_order_queue WHERE order_id = $1")
@@ -965,14 +990,7 @@ async fn the_orders_batch_looks_each_order_up_by_key_whatever_the_estimates() {
 async fn an_item_given_a_product_back_is_snapshotted_and_its_order_paid_by_the_next_run() {
     let db = migrated_db(500).await;
     let mut conn = db.conn().await;
-    sqlx::raw_sql(
-        "INSERT INTO orders (id, user_id) SELECT 'orphan-order', min(id) FROM users;
-         INSERT INTO order_items (id, order_id, product_id, quantity)
-         VALUES ('orphan-item', 'orphan-order', NULL, 3);",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    insert_order_with_item(&mut conn, "orphan-order", "orphan-item", None, 3).await;
     let first = backfill_json(&db, &[]);
     assert_eq!(
         queue_state(&mut conn, "orphan-order").await,
@@ -1168,14 +1186,14 @@ async fn killed_in_the_orders_first_pass_then_resumed_ends_like_an_uninterrupted
 async fn an_order_whose_item_is_snapshotted_by_a_later_run_is_totalled_by_it() {
     let db = migrated_db(300).await;
     let mut conn = db.conn().await;
-    sqlx::raw_sql(
-        "INSERT INTO orders (id, user_id) SELECT 'fixable-order', min(id) FROM users;
-         INSERT INTO order_items (id, order_id, product_id, quantity)
-         VALUES ('fixable-item', 'fixable-order', 'huge-price', 2);",
+    insert_order_with_item(
+        &mut conn,
+        "fixable-order",
+        "fixable-item",
+        Some("huge-price"),
+        2,
     )
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    .await;
     let first = backfill_json(&db, &[]);
     assert_eq!(
         queue_state(&mut conn, "fixable-order").await,
