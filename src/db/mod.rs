@@ -502,7 +502,9 @@ pub async fn reset_batch_planner(conn: &mut PgConnection) -> Result<(), sqlx::Er
     Ok(())
 }
 
-/// ANALYZE in a transaction of its own, so its short timeouts end with it.
+/// ANALYZE in a transaction of its own, so its short timeouts end with it. `SKIP_LOCKED`: a
+/// maintenance that took the table between [`analyze_blocker`] and this statement makes it a
+/// no-op (the server says so in a warning) instead of a wait.
 async fn analyze(conn: &mut PgConnection, table: &'static str) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
     set_timeouts(
@@ -513,30 +515,53 @@ async fn analyze(conn: &mut PgConnection, table: &'static str) -> Result<(), sql
     )
     .await?;
     // The table name comes from paytool's constant step list, never from input.
-    sqlx::raw_sql(AssertSqlSafe(format!("ANALYZE {table}")))
+    sqlx::raw_sql(AssertSqlSafe(format!("ANALYZE (SKIP_LOCKED) {table}")))
         .execute(&mut *tx)
         .await?;
     tx.commit().await
 }
 
+/// Who holds a lock on `table` that an ANALYZE would queue behind: "autovacuum", or another
+/// session described.
+async fn analyze_blocker(
+    conn: &mut PgConnection,
+    table: &'static str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(include_str!("../../sql/internal/analyze_blocker.sql"))
+        .bind(table)
+        .fetch_optional(conn)
+        .await
+}
+
 /// Refreshes the planner statistics of a table a step has just rewritten, so what reads it next
 /// is planned on its real size and values. Never blocks the application (SHARE UPDATE
-/// EXCLUSIVE) and never waits long: when a VACUUM or index build holds the table, it is
-/// skipped with a warning, since the batch planner settings do not depend on the statistics.
+/// EXCLUSIVE) and never waits: while autovacuum works on the table (after a big rewrite it
+/// often does), the statistics are left to it, since an ANALYZE queued behind it would have it
+/// cancelled after `deadlock_timeout` (a second lost, and the vacuum's work with it); another
+/// session's VACUUM or index build skips it with a warning. The batch planner settings do not
+/// depend on the statistics.
 pub async fn analyze_after_rewrite(conn: &mut PgConnection, table: &'static str) {
     let started = Instant::now();
-    match analyze(conn, table).await {
-        Ok(_) => tracing::debug!(
+    let outcome = match analyze_blocker(conn, table).await {
+        Ok(Some(holder)) => Err(holder),
+        Ok(None) => analyze(conn, table).await.map_err(|err| {
+            err.as_database_error()
+                .map_or_else(|| err.to_string(), |d| d.message().to_owned())
+        }),
+        Err(err) => Err(err.to_string()),
+    };
+    match outcome {
+        Ok(()) => tracing::debug!(
             "analyzed {table} in {}",
             crate::human::duration(started.elapsed())
         ),
-        Err(err) => {
-            tracing::warn!(
-                "could not refresh the statistics of {table} ({}): going on without",
-                err.as_database_error()
-                    .map_or_else(|| err.to_string(), |d| d.message().to_owned())
-            );
-        }
+        Err(holder) if holder == "autovacuum" => tracing::info!(
+            "autovacuum is working on {table}: its statistics are left to it (an ANALYZE now \
+             would wait for it and have it cancelled)"
+        ),
+        Err(reason) => tracing::warn!(
+            "could not refresh the statistics of {table} ({reason}): going on without"
+        ),
     }
 }
 

@@ -901,6 +901,54 @@ async fn a_complete_pass_whose_indexes_cannot_be_built_succeeds_and_the_next_run
     assert!(second["indexes_not_built"].is_null());
 }
 
+#[tokio::test]
+async fn statistics_of_a_table_held_by_maintenance_are_left_to_it_without_waiting() {
+    let db = migrated_db(500).await;
+    // Another session's maintenance (as a VACUUM or an index build) holds payments; an ANALYZE
+    // would queue behind it (an autovacuum, it would have cancelled).
+    let mut holder = db.conn().await;
+    sqlx::raw_sql("BEGIN; LOCK TABLE payments IN SHARE UPDATE EXCLUSIVE MODE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let out = db
+        .paytool()
+        .args(["backfill", "payments", "--format", "json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // Skipped before asking for the lock, naming who holds it; not after a lock timeout.
+    assert!(
+        stderr.contains("could not refresh the statistics of payments (client backend")
+            && !stderr.contains("lock timeout"),
+        "{stderr}"
+    );
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let mut conn = db.conn().await;
+    // The tables nothing held were analyzed as usual (their statistics are flushed
+    // asynchronously).
+    wait_for(
+        &mut conn,
+        "SELECT coalesce((SELECT analyze_count > 0 FROM pg_stat_user_tables WHERE relname = $1), false)",
+        "orders",
+        "an ANALYZE of orders",
+        Duration::from_secs(10),
+    )
+    .await;
+    let payments: i64 = sqlx::query_scalar(
+        "SELECT coalesce((SELECT analyze_count FROM pg_stat_user_tables WHERE relname = $1), 0)",
+    )
+    .bind("payments")
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(payments, 0, "payments was analyzed behind the lock");
+}
+
 /// The node types on the inner side of every nested loop in an EXPLAIN (FORMAT JSON) plan.
 fn inner_sides_of_nested_loops(node: &serde_json::Value, found: &mut Vec<String>) {
     let children = node["Plans"]
