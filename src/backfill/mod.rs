@@ -177,7 +177,8 @@ pub async fn run(
     loop {
         let round_started = Instant::now();
         let mut round = Vec::new();
-        let mut complete_passes = Vec::new();
+        // One failed build (a migrate holding its lock past --wait) is enough for a round.
+        let mut builds_failed = false;
         for step in &steps {
             if runner.stopped() {
                 break;
@@ -190,19 +191,26 @@ pub async fn run(
             };
             let step_report = run_round_step(&runner, &mut conn, step, walk).await?;
             round.push(step_report);
-            if !runner.stopped() {
-                complete_passes.push(step.step);
-            }
-        }
-        match build_pending_indexes(&mut conn, &complete_passes, args.wait, &runner.progress).await
-        {
-            Ok(built) => report.indexes_built.extend(built),
-            Err(err) => {
-                let reason = crate::exit::message(&err);
-                tracing::warn!(
-                    "the partial indexes of the pending rows were not built ({reason}); the next run tries again"
-                );
-                report.indexes_not_built = Some(reason);
+            if !runner.stopped() && !builds_failed {
+                // Right after its pass, not at the end of the round: autovacuum has not had the
+                // time to start on the table the pass rewrote, and an index build queued behind
+                // it has it cancelled after deadlock_timeout (measured at 1M orders: the build
+                // of the items' index at the end of the round waited 1 s and cancelled the
+                // vacuum of order_items; right after the items step, nothing held it).
+                let built =
+                    build_pending_indexes(&mut conn, &[step.step], args.wait, &runner.progress)
+                        .await;
+                match built {
+                    Ok(built) => report.indexes_built.extend(built),
+                    Err(err) => {
+                        let reason = crate::exit::message(&err);
+                        tracing::warn!(
+                            "the partial indexes of the pending rows were not built ({reason}); the next run tries again"
+                        );
+                        report.indexes_not_built = Some(reason);
+                        builds_failed = true;
+                    }
+                }
             }
         }
         report::count_payments_of_the_round(&mut round);
@@ -321,7 +329,8 @@ async fn set_up_tables(conn: &mut PgConnection, cooperative: bool) -> anyhow::Re
 
 /// The partial indexes of the passes that just completed, if not built yet: before the first
 /// complete pass they would make its updates ineligible for HOT (their predicates name the
-/// columns it writes), after it they let every later run read only the pending rows.
+/// columns it writes), after it they let every later run read only the pending rows. A failure
+/// is the caller's to report (the pass itself is done; the next run builds them).
 async fn build_pending_indexes(
     conn: &mut PgConnection,
     passes: &[BackfillStep],
