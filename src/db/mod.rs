@@ -521,16 +521,30 @@ async fn analyze(conn: &mut PgConnection, table: &'static str) -> Result<(), sql
     tx.commit().await
 }
 
-/// Who holds a lock on `table` that an ANALYZE would queue behind: "autovacuum", or another
-/// session described.
+/// Why a table's statistics were not refreshed.
+enum NotAnalyzed {
+    /// Autovacuum works on the table and refreshes them itself (`hidden`: a session this role
+    /// may not see holds it, an autovacuum or another role's maintenance).
+    LeftToAutovacuum { hidden: bool },
+    /// Another session holds the table, or the ANALYZE failed.
+    Failed(String),
+}
+
+/// The session an ANALYZE of `table` would queue behind, if any.
 async fn analyze_blocker(
     conn: &mut PgConnection,
     table: &'static str,
-) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar(include_str!("../../sql/internal/analyze_blocker.sql"))
-        .bind(table)
-        .fetch_optional(conn)
-        .await
+) -> Result<Option<NotAnalyzed>, sqlx::Error> {
+    let holder: Option<(String, Option<String>)> =
+        sqlx::query_as(include_str!("../../sql/internal/analyze_blocker.sql"))
+            .bind(table)
+            .fetch_optional(conn)
+            .await?;
+    Ok(holder.map(|(kind, session)| match kind.as_str() {
+        "autovacuum" => NotAnalyzed::LeftToAutovacuum { hidden: false },
+        "hidden" => NotAnalyzed::LeftToAutovacuum { hidden: true },
+        _ => NotAnalyzed::Failed(session.unwrap_or(kind)),
+    }))
 }
 
 /// Refreshes the planner statistics of a table a step has just rewritten, so what reads it next
@@ -543,23 +557,29 @@ async fn analyze_blocker(
 pub async fn analyze_after_rewrite(conn: &mut PgConnection, table: &'static str) {
     let started = Instant::now();
     let outcome = match analyze_blocker(conn, table).await {
-        Ok(Some(holder)) => Err(holder),
+        Ok(Some(blocked)) => Err(blocked),
         Ok(None) => analyze(conn, table).await.map_err(|err| {
-            err.as_database_error()
-                .map_or_else(|| err.to_string(), |d| d.message().to_owned())
+            NotAnalyzed::Failed(
+                err.as_database_error()
+                    .map_or_else(|| err.to_string(), |d| d.message().to_owned()),
+            )
         }),
-        Err(err) => Err(err.to_string()),
+        Err(err) => Err(NotAnalyzed::Failed(err.to_string())),
     };
     match outcome {
         Ok(()) => tracing::debug!(
             "analyzed {table} in {}",
             crate::human::duration(started.elapsed())
         ),
-        Err(holder) if holder == "autovacuum" => tracing::info!(
+        Err(NotAnalyzed::LeftToAutovacuum { hidden: false }) => tracing::info!(
             "autovacuum is working on {table}: its statistics are left to it (an ANALYZE now \
              would wait for it and have it cancelled)"
         ),
-        Err(reason) => tracing::warn!(
+        Err(NotAnalyzed::LeftToAutovacuum { hidden: true }) => tracing::info!(
+            "a session this role may not see (autovacuum, or another role's maintenance) holds \
+             {table}: its statistics are left to autovacuum"
+        ),
+        Err(NotAnalyzed::Failed(reason)) => tracing::warn!(
             "could not refresh the statistics of {table} ({reason}): going on without"
         ),
     }

@@ -175,6 +175,57 @@ async fn a_role_without_pg_monitor_still_holds_for_a_vacuum_it_cannot_see() {
     sqlx::raw_sql("COMMIT").execute(&mut vacuum).await.unwrap();
 }
 
+/// Statistics after a rewrite: a table held by a session the role may not see (an autovacuum,
+/// to a role without pg_read_all_stats) is left to autovacuum at once, without queueing an
+/// ANALYZE behind it (which would have an autovacuum cancelled).
+#[tokio::test]
+async fn statistics_of_a_table_held_by_a_hidden_session_are_left_to_autovacuum() {
+    let (shop, mut admin, role) = shop_of_a_plain_role().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "GRANT CREATE ON DATABASE {} TO {role}",
+        shop.name
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let (code, report) = json_run(
+        shop.paytool_std()
+            .args(["migrate", "--format", "json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(code, 0, "{report}");
+    let mut vacuum = crate::harness::TestDb {
+        name: shop.name.clone(),
+        url: cluster().url("postgres", None, &shop.name),
+    }
+    .conn()
+    .await;
+    sqlx::raw_sql("BEGIN; LOCK TABLE payments IN SHARE UPDATE EXCLUSIVE MODE")
+        .execute(&mut vacuum)
+        .await
+        .unwrap();
+    let out = shop
+        .paytool_std()
+        .args(["backfill", "payments", "-v", "--format", "json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let (code, report) = json_run(out);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        report["steps"][1]["payments_written"].as_i64() > Some(0),
+        "{report:#}"
+    );
+    assert!(
+        stderr.contains(
+            "a session this role may not see (autovacuum, or another role's maintenance) holds payments"
+        ) && !stderr.contains("could not refresh the statistics of payments"),
+        "{stderr}"
+    );
+    sqlx::raw_sql("COMMIT").execute(&mut vacuum).await.unwrap();
+}
+
 /// The application's role, granted only the legacy tables (no privilege on payments nor on
 /// paytool's schema), edits carts: step 029's triggers, running as their owner, keep totals,
 /// pending payments and the backfill's queue true all the same.
