@@ -1212,6 +1212,10 @@ async fn killed_in_the_orders_first_pass_then_resumed_ends_like_an_uninterrupted
     let handed_over =
         "SELECT count(*) FROM paytool.backfill_checkpoints WHERE step = 'order_queue_seeded'";
     assert_eq!(scalar(&mut conn, handed_over).await, 0);
+    // The items' pass completed before the kill: its index was built right after it, so the
+    // next run's items step reads only the pending items; the orders' index waits for its pass.
+    assert!(index_exists(&mut conn, "order_items_pending_snapshot_idx").await);
+    assert!(!index_exists(&mut conn, "orders_pending_total_idx").await);
 
     let resumed = backfill_json(&db, &[]);
     let orders = step(&resumed, "orders");

@@ -31,6 +31,45 @@ async fn shop_of_a_plain_role() -> (TestDb, PgConnection, String) {
     (shop, admin, role)
 }
 
+/// The same shop, migrated by its role (granted CREATE on the database for paytool's schema).
+async fn migrated_shop_of_a_plain_role() -> (TestDb, PgConnection, String) {
+    let (shop, mut admin, role) = shop_of_a_plain_role().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "GRANT CREATE ON DATABASE {} TO {role}",
+        shop.name
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let (code, report) = json_run(
+        shop.paytool_std()
+            .args(["migrate", "--format", "json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(code, 0, "{report}");
+    (shop, admin, role)
+}
+
+/// A superuser's session holding `table` with the lock a vacuum holds, in an open transaction
+/// (COMMIT it to release). To the shop's role it is a session of another role, as an
+/// autovacuum worker is: its kind is hidden.
+async fn held_by_a_superuser(shop: &TestDb, table: &str) -> PgConnection {
+    let mut vacuum = TestDb {
+        name: shop.name.clone(),
+        url: cluster().url("postgres", None, &shop.name),
+    }
+    .conn()
+    .await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "BEGIN; LOCK TABLE {table} IN SHARE UPDATE EXCLUSIVE MODE"
+    )))
+    .execute(&mut vacuum)
+    .await
+    .unwrap();
+    vacuum
+}
+
 #[tokio::test]
 async fn no_create_on_the_database_is_named_and_not_needed_once_paytools_schema_exists() {
     let (shop, mut admin, role) = shop_of_a_plain_role().await;
@@ -80,33 +119,10 @@ async fn no_create_on_the_database_is_named_and_not_needed_once_paytools_schema_
 
 #[tokio::test]
 async fn a_role_without_pg_monitor_still_holds_for_a_vacuum_it_cannot_see() {
-    let (shop, mut admin, role) = shop_of_a_plain_role().await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "GRANT CREATE ON DATABASE {} TO {role}",
-        shop.name
-    )))
-    .execute(&mut admin)
-    .await
-    .unwrap();
-    let (code, report) = json_run(
-        shop.paytool_std()
-            .args(["migrate", "--format", "json"])
-            .output()
-            .unwrap(),
-    );
-    assert_eq!(code, 0, "{report}");
+    let (shop, mut admin, role) = migrated_shop_of_a_plain_role().await;
     // A superuser's session holds the lock a vacuum holds on the first step's table. To this
     // role it is a session of another role, as an autovacuum worker is: its kind is hidden.
-    let mut vacuum = crate::harness::TestDb {
-        name: shop.name.clone(),
-        url: cluster().url("postgres", None, &shop.name),
-    }
-    .conn()
-    .await;
-    sqlx::raw_sql("BEGIN; LOCK TABLE order_items IN SHARE UPDATE EXCLUSIVE MODE")
-        .execute(&mut vacuum)
-        .await
-        .unwrap();
+    let mut vacuum = held_by_a_superuser(&shop, "order_items").await;
     let child = shop.spawn(&[
         "backfill",
         "payments",
@@ -180,31 +196,8 @@ async fn a_role_without_pg_monitor_still_holds_for_a_vacuum_it_cannot_see() {
 /// ANALYZE behind it (which would have an autovacuum cancelled).
 #[tokio::test]
 async fn statistics_of_a_table_held_by_a_hidden_session_are_left_to_autovacuum() {
-    let (shop, mut admin, role) = shop_of_a_plain_role().await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "GRANT CREATE ON DATABASE {} TO {role}",
-        shop.name
-    )))
-    .execute(&mut admin)
-    .await
-    .unwrap();
-    let (code, report) = json_run(
-        shop.paytool_std()
-            .args(["migrate", "--format", "json"])
-            .output()
-            .unwrap(),
-    );
-    assert_eq!(code, 0, "{report}");
-    let mut vacuum = crate::harness::TestDb {
-        name: shop.name.clone(),
-        url: cluster().url("postgres", None, &shop.name),
-    }
-    .conn()
-    .await;
-    sqlx::raw_sql("BEGIN; LOCK TABLE payments IN SHARE UPDATE EXCLUSIVE MODE")
-        .execute(&mut vacuum)
-        .await
-        .unwrap();
+    let (shop, _admin, _role) = migrated_shop_of_a_plain_role().await;
+    let mut vacuum = held_by_a_superuser(&shop, "payments").await;
     let out = shop
         .paytool_std()
         .args(["backfill", "payments", "-v", "--format", "json"])
