@@ -23,6 +23,10 @@
 -- orders. Returns the orders totalled and the payments written.
 -- Each order is read once: the queue's rows with their order (gone, if the application deleted
 -- it), or the first pass's orders with their queue row.
+-- In a first pass most key ranges hold no queue row and no payment: the per-order lookups of
+-- the queue and of payments run only if that table has a row in the batch's key range (one
+-- probe for the batch, then a one-time filter), and the queue's DELETE probes only the orders
+-- that had a queue row (4% of the orders step at 1M orders).
 WITH queued AS (
     SELECT q.order_id, q.queued_at, o.id IS NOT NULL AS found, o.amount_total_cents AS current,
            o.stripe_payment_intent_id, o.currency, o.status, o.paid_at, o.created_at, o.updated_at
@@ -33,7 +37,10 @@ WITH queued AS (
     SELECT o.id, q.queued_at, true, o.amount_total_cents,
            o.stripe_payment_intent_id, o.currency, o.status, o.paid_at, o.created_at, o.updated_at
     FROM orders AS o
-    LEFT JOIN paytool.backfill_order_queue AS q ON q.order_id = o.id
+    LEFT JOIN (SELECT * FROM paytool.backfill_order_queue
+               WHERE (SELECT EXISTS (SELECT FROM paytool.backfill_order_queue AS r
+                                     WHERE ($1 IS NULL OR r.order_id > $1) AND r.order_id <= $2))
+              ) AS q ON q.order_id = o.id
     WHERE $3 AND ($1 IS NULL OR o.id > $1) AND o.id <= $2 AND o.amount_total_cents = 0
 ),
 totals AS (
@@ -44,7 +51,10 @@ totals AS (
            items.complete AND coalesce(items.total, 0) <= 2147483647 AS final,
            p.id IS NOT NULL AS has_payment, p.status AS payment_status, p.amount_cents AS payment_amount
     FROM queued
-    LEFT JOIN payments AS p ON p.order_id = queued.order_id
+    LEFT JOIN (SELECT * FROM payments
+               WHERE (SELECT EXISTS (SELECT FROM payments AS r
+                                     WHERE ($1 IS NULL OR r.order_id > $1) AND r.order_id <= $2))
+              ) AS p ON p.order_id = queued.order_id
     CROSS JOIN LATERAL (
         SELECT sum(i.subtotal_cents::BIGINT) AS total,
                coalesce(bool_and(i.label IS NOT NULL), true) AS complete
@@ -106,6 +116,7 @@ settled AS (
     USING totals
     WHERE q.order_id = totals.id AND q.queued_at = totals.queued_at
       AND (NOT totals.found OR totals.final)
+      AND totals.queued_at IS NOT NULL
     RETURNING 1
 ),
 unresolved AS (
