@@ -949,26 +949,21 @@ async fn statistics_of_a_table_held_by_maintenance_are_left_to_it_without_waitin
     assert_eq!(payments, 0, "payments was analyzed behind the lock");
 }
 
-/// The node types on the inner side of every nested loop in an EXPLAIN (FORMAT JSON) plan.
-fn inner_sides_of_nested_loops(node: &serde_json::Value, found: &mut Vec<String>) {
+/// The node on the inner side of every nested loop in an EXPLAIN (FORMAT JSON) plan.
+fn inner_sides_of_nested_loops<'a>(
+    node: &'a serde_json::Value,
+    found: &mut Vec<&'a serde_json::Value>,
+) {
     let children = node["Plans"]
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default();
     if node["Node Type"] == "Nested Loop" {
-        for child in children
-            .iter()
-            .filter(|c| c["Parent Relationship"] == "Inner")
-        {
-            let relation = child["Relation Name"]
-                .as_str()
-                .or(child["CTE Name"].as_str());
-            found.push(format!(
-                "{} {}",
-                child["Node Type"].as_str().unwrap_or("?"),
-                relation.unwrap_or("")
-            ));
-        }
+        found.extend(
+            children
+                .iter()
+                .filter(|c| c["Parent Relationship"] == "Inner"),
+        );
     }
     for child in children {
         inner_sides_of_nested_loops(child, found);
@@ -1018,8 +1013,19 @@ async fn the_orders_batch_looks_each_order_up_by_key_whatever_the_estimates() {
             .fetch_one(&mut conn)
             .await
             .unwrap();
-        let mut inner = Vec::new();
-        inner_sides_of_nested_loops(&plan[0]["Plan"], &mut inner);
+        let mut sides = Vec::new();
+        inner_sides_of_nested_loops(&plan[0]["Plan"], &mut sides);
+        let inner: Vec<String> = sides
+            .iter()
+            .map(|side| {
+                let relation = side["Relation Name"].as_str().or(side["CTE Name"].as_str());
+                format!(
+                    "{} {}",
+                    side["Node Type"].as_str().unwrap_or("?"),
+                    relation.unwrap_or("")
+                )
+            })
+            .collect();
         assert!(
             !inner.iter().any(|side| side.starts_with("CTE Scan")),
             "a CTE is scanned once per outer row: {inner:?}\n{plan:#}"
@@ -1028,31 +1034,6 @@ async fn the_orders_batch_looks_each_order_up_by_key_whatever_the_estimates() {
             inner.iter().any(|side| side == "Index Scan orders"),
             "orders is not looked up by key: {inner:?}"
         );
-    }
-}
-
-/// The index and loops of every per-row lookup in an EXPLAIN (ANALYZE, FORMAT JSON) plan: the
-/// scan on the inner side of each nested loop, through the one-time filter above it if any.
-fn inner_lookups(node: &serde_json::Value, found: &mut Vec<(String, i64)>) {
-    let children = node["Plans"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    if node["Node Type"] == "Nested Loop" {
-        for child in children
-            .iter()
-            .filter(|c| c["Parent Relationship"] == "Inner")
-        {
-            let mut scan = child;
-            while scan["Node Type"] == "Result" && scan["Plans"][0].is_object() {
-                scan = &scan["Plans"][0];
-            }
-            let index = scan["Index Name"].as_str().unwrap_or("").to_owned();
-            found.push((index, scan["Actual Loops"].as_i64().unwrap_or(0)));
-        }
-    }
-    for child in children {
-        inner_lookups(child, found);
     }
 }
 
@@ -1073,13 +1054,21 @@ async fn a_first_pass_batch_looks_up_the_queue_and_payments_only_where_they_have
         "EXPLAIN (ANALYZE, FORMAT JSON) {}",
         include_str!("../../sql/backfill/orders_batch.sql")
     );
+    // How many times the plan looked `index` up per row: the scans on the inner side of its
+    // nested loops, through the one-time filter above them if any.
     let lookups = |plan: &serde_json::Value, index: &str| -> i64 {
-        let mut found = Vec::new();
-        inner_lookups(&plan[0]["Plan"], &mut found);
-        found
-            .iter()
-            .filter(|(i, _)| i == index)
-            .map(|(_, n)| n)
+        let mut sides = Vec::new();
+        inner_sides_of_nested_loops(&plan[0]["Plan"], &mut sides);
+        sides
+            .into_iter()
+            .map(|mut scan| {
+                while scan["Node Type"] == "Result" && scan["Plans"][0].is_object() {
+                    scan = &scan["Plans"][0];
+                }
+                scan
+            })
+            .filter(|scan| scan["Index Name"] == index)
+            .map(|scan| scan["Actual Loops"].as_i64().unwrap_or(0))
             .sum()
     };
     let add_payment = "INSERT INTO payments (order_id, amount_cents, currency, status)
