@@ -37,7 +37,7 @@ WITH queued AS (
     SELECT o.id, q.queued_at, true, o.amount_total_cents,
            o.stripe_payment_intent_id, o.currency, o.status, o.paid_at, o.created_at, o.updated_at
     FROM orders AS o
-    LEFT JOIN (SELECT * FROM paytool.backfill_order_queue
+    LEFT JOIN (SELECT order_id, queued_at FROM paytool.backfill_order_queue
                WHERE (SELECT EXISTS (SELECT FROM paytool.backfill_order_queue AS r
                                      WHERE ($1 IS NULL OR r.order_id > $1) AND r.order_id <= $2))
               ) AS q ON q.order_id = o.id
@@ -51,7 +51,7 @@ totals AS (
            items.complete AND coalesce(items.total, 0) <= 2147483647 AS final,
            p.id IS NOT NULL AS has_payment, p.status AS payment_status, p.amount_cents AS payment_amount
     FROM queued
-    LEFT JOIN (SELECT * FROM payments
+    LEFT JOIN (SELECT id, order_id, status, amount_cents FROM payments
                WHERE (SELECT EXISTS (SELECT FROM payments AS r
                                      WHERE ($1 IS NULL OR r.order_id > $1) AND r.order_id <= $2))
               ) AS p ON p.order_id = queued.order_id
