@@ -35,6 +35,7 @@ ALTER TABLE order_items
     DROP COLUMN IF EXISTS subtotal_cents;
 DROP INDEX IF EXISTS order_items_product_id_idx;
 DROP INDEX IF EXISTS order_items_pending_snapshot_idx;
+DROP INDEX IF EXISTS order_items_resolvable_snapshot_idx;
 
 ALTER TABLE stocks
     DROP CONSTRAINT IF EXISTS stocks_machine_id_slot_number_key,

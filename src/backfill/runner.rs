@@ -584,13 +584,26 @@ async fn rewrote_a_good_part(
 /// before the first complete pass builds it, every row is pending and the batch planner
 /// (sequential scans and hash joins priced out) would read the whole table by primary key
 /// and each item's product by its own: 1.5 s more at 1M orders than a sequential scan.
+/// Unlike a batch, a read may count many rows of an index whose pages autovacuum has not marked
+/// all-visible yet (the items that can never be snapshotted, right after a first pass): a
+/// bitmap scan reads their rows in page order, 2× faster than one by one in key order at 1M
+/// orders. And no parallel workers: the items' two partial indexes are estimated alike (the
+/// planner takes label and product_id for independent), and a parallel scan of the larger one
+/// was priced below a plain scan of the smaller.
 async fn set_read_planner(conn: &mut PgConnection, step: &StepDef) -> Result<(), sqlx::Error> {
     let indexed = match step.pending_index {
         None => true,
         Some(index) => db::index_state(&mut *conn, index).await? == db::IndexState::Valid,
     };
     if indexed {
-        db::set_batch_planner(conn, true).await
+        db::set_batch_planner(&mut *conn, true).await?;
+        sqlx::query(
+            "SELECT set_config('enable_bitmapscan', 'on', true),
+                    set_config('max_parallel_workers_per_gather', '0', true)",
+        )
+        .execute(conn)
+        .await?;
+        Ok(())
     } else {
         // A whole-table scan would be compiled by JIT for more than it saves.
         sqlx::query("SET LOCAL jit = off").execute(conn).await?;

@@ -489,6 +489,21 @@ pub const STEPS: &[Step] = &[
         )
     ),
     step!(
+        after_pass: BackfillStep::Items,
+        30,
+        "030_order_items_resolvable_snapshot_index",
+        ConcurrentIndex {
+            index: "order_items_resolvable_snapshot_idx"
+        },
+        "order_items",
+        ShareUpdateExclusive,
+        Some(
+            "partial: only the items without a snapshot whose product exists, which the items \
+             step walks; 027's index also holds the items whose product was deleted, which no run \
+             can snapshot; built by the first complete backfill, as 027"
+        )
+    ),
+    step!(
         after_pass: BackfillStep::Orders,
         28,
         "028_orders_pending_total_index",

@@ -654,6 +654,70 @@ async fn a_catch_up_reads_the_new_rows_and_not_the_tables() {
 }
 
 #[tokio::test]
+async fn a_catch_up_counts_the_items_whose_product_is_gone_without_reading_them() {
+    let db = migrated_db(3_000).await;
+    let mut conn = db.conn().await;
+    // Items whose product was deleted before the backfill: no run can snapshot them.
+    sqlx::raw_sql(
+        "UPDATE order_items SET product_id = NULL
+          WHERE id IN (SELECT id FROM order_items ORDER BY id LIMIT 3000)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    backfill_json(&db, &[]);
+    // Autovacuum's work after a first pass, done now: the pages are all-visible.
+    sqlx::raw_sql("VACUUM order_items")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    new_orders(&mut conn, "later-", 20).await;
+    // This session's own reads (the UPDATE above) are flushed to the statistics when it ends.
+    conn.close().await.unwrap();
+    let mut conn = db.conn().await;
+    let (_, fetched_before) = reads(&mut conn).await;
+
+    let report = backfill_json(&db, &[]);
+    let (_, fetched_after) = reads(&mut conn).await;
+    let fetched = fetched_after - fetched_before;
+    assert!(
+        fetched > 0,
+        "no index fetch counted: the statistics were not flushed"
+    );
+    // Reading each of them, as the items step's extent and the report did through step 027's
+    // index, would fetch 6,000 rows.
+    assert!(
+        fetched < 1_000,
+        "{fetched} rows fetched for 20 new orders beside 3,000 items whose product is gone"
+    );
+    // The walk holds only the two items whose amount overflows (migrated_db's): a price change
+    // can make them resolvable.
+    assert_eq!(step(&report, "items")["scanned"], 2, "{report:#}");
+    assert_eq!(step(&report, "payments")["changed"], 20, "{report:#}");
+    // Still reported, exactly: how many, and the first ids.
+    let deleted = step(&report, "items")["unresolved_by_reason"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["reason"] == "product_deleted")
+        .unwrap_or_else(|| panic!("{report:#}"));
+    let product_gone = scalar(
+        &mut conn,
+        "SELECT count(*) FROM order_items WHERE product_id IS NULL AND label IS NULL",
+    )
+    .await;
+    assert!(product_gone >= 3_000, "{product_gone}");
+    assert_eq!(deleted["rows"], product_gone, "{report:#}");
+    let first: String = sqlx::query_scalar(
+        "SELECT min(id)::TEXT FROM order_items WHERE product_id IS NULL AND label IS NULL",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(deleted["sample"][0], first.as_str(), "{report:#}");
+}
+
+#[tokio::test]
 async fn orders_settled_at_zero_are_never_read_again() {
     let db = migrated_db(3_000).await;
     let mut conn = db.conn().await;
@@ -820,7 +884,10 @@ async fn the_first_complete_pass_builds_the_pending_indexes_after_its_hot_update
     let items = backfill_json(&db, &["--step", "items"]);
     assert_eq!(
         items["indexes_built"],
-        serde_json::json!(["order_items_pending_snapshot_idx"])
+        serde_json::json!([
+            "order_items_pending_snapshot_idx",
+            "order_items_resolvable_snapshot_idx"
+        ])
     );
     // Without the partial index, the snapshot updates could stay on their page (HOT): its
     // predicate names the column they write.
@@ -895,7 +962,7 @@ async fn a_complete_pass_whose_indexes_cannot_be_built_succeeds_and_the_next_run
     let second = backfill_json(&db, &[]);
     assert_eq!(
         second["indexes_built"].as_array().map(Vec::len),
-        Some(2),
+        Some(3),
         "{second:#}"
     );
     assert!(second["indexes_not_built"].is_null());

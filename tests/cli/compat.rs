@@ -108,7 +108,7 @@ async fn status_exits_1_until_migrate_is_done_and_0_with_only_the_cleanup_pendin
             status["after_backfill_pending"].as_i64(),
             status["cleanup_pending"].as_i64()
         ),
-        (Some(0), Some(2), Some(2))
+        (Some(0), Some(3), Some(2))
     );
     let out = db.paytool().args(["migrate", "status"]).output().unwrap();
     assert!(

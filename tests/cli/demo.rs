@@ -62,7 +62,7 @@ fn the_demo_walks_every_stage_and_leaves_nothing_behind() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("Built the partial indexes of the pending rows: order_items_pending_snapshot_idx, orders_pending_total_idx"),
+        stdout.contains("Built the partial indexes of the pending rows: order_items_pending_snapshot_idx, order_items_resolvable_snapshot_idx, orders_pending_total_idx"),
         "{stdout}"
     );
     // The backfill did its three steps.
