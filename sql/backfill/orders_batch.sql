@@ -26,8 +26,9 @@
 -- In a first pass most key ranges hold no queue row and no payment: the per-order lookups of
 -- the queue and of payments run only if that table has a row in the batch's key range (one
 -- probe for the batch, then a one-time filter), and the queue's DELETE probes only the orders
--- that had a queue row (4% of the orders step at 1M orders on PostgreSQL 15). PostgreSQL 16-18
--- plan the gate as a join filter, after the lookup: the same rows, without the saving.
+-- that had a queue row (4% of the orders step at 1M orders). Each lookup is a LATERAL subquery
+-- kept whole by OFFSET 0, the gate inside it: as a plain subquery joined on the order id,
+-- PostgreSQL 16-18 pulled it up and applied the gate as a join filter after the lookup.
 WITH queued AS (
     SELECT q.order_id, q.queued_at, o.id IS NOT NULL AS found, o.amount_total_cents AS current,
            o.stripe_payment_intent_id, o.currency, o.status, o.paid_at, o.created_at, o.updated_at
@@ -38,10 +39,12 @@ WITH queued AS (
     SELECT o.id, q.queued_at, true, o.amount_total_cents,
            o.stripe_payment_intent_id, o.currency, o.status, o.paid_at, o.created_at, o.updated_at
     FROM orders AS o
-    LEFT JOIN (SELECT order_id, queued_at FROM paytool.backfill_order_queue
-               WHERE (SELECT EXISTS (SELECT FROM paytool.backfill_order_queue AS r
-                                     WHERE ($1 IS NULL OR r.order_id > $1) AND r.order_id <= $2))
-              ) AS q ON q.order_id = o.id
+    LEFT JOIN LATERAL (
+        SELECT q.queued_at FROM paytool.backfill_order_queue AS q
+        WHERE q.order_id = o.id
+          AND (SELECT EXISTS (SELECT FROM paytool.backfill_order_queue AS r
+                              WHERE ($1 IS NULL OR r.order_id > $1) AND r.order_id <= $2))
+        OFFSET 0) AS q ON true
     WHERE $3 AND ($1 IS NULL OR o.id > $1) AND o.id <= $2 AND o.amount_total_cents = 0
 ),
 totals AS (
@@ -52,10 +55,12 @@ totals AS (
            items.complete AND coalesce(items.total, 0) <= 2147483647 AS final,
            p.id IS NOT NULL AS has_payment, p.status AS payment_status, p.amount_cents AS payment_amount
     FROM queued
-    LEFT JOIN (SELECT id, order_id, status, amount_cents FROM payments
-               WHERE (SELECT EXISTS (SELECT FROM payments AS r
-                                     WHERE ($1 IS NULL OR r.order_id > $1) AND r.order_id <= $2))
-              ) AS p ON p.order_id = queued.order_id
+    LEFT JOIN LATERAL (
+        SELECT p.id, p.status, p.amount_cents FROM payments AS p
+        WHERE p.order_id = queued.order_id
+          AND (SELECT EXISTS (SELECT FROM payments AS r
+                              WHERE ($1 IS NULL OR r.order_id > $1) AND r.order_id <= $2))
+        OFFSET 0) AS p ON true
     CROSS JOIN LATERAL (
         SELECT sum(i.subtotal_cents::BIGINT) AS total,
                coalesce(bool_and(i.label IS NOT NULL), true) AS complete

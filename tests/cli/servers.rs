@@ -99,6 +99,7 @@ async fn migrate_under_writes(db: &TestDb) {
 async fn whole_flow_on(major: u32) {
     let db = shop_on(major, 3_000).await;
     migrate_under_writes(&db).await;
+    crate::backfill::first_pass_lookups_are_gated(&db).await;
     let mut conn = db.conn().await;
     if major >= 18 {
         assert_eq!(
