@@ -153,7 +153,7 @@ pub enum PrismaCommand {
 
 #[derive(Debug, Args)]
 pub struct SchemaArgs {
-    /// Print paytool's two partial indexes as @@index attributes, for a schema with
+    /// Print paytool's partial indexes as @@index attributes, for a schema with
     /// previewFeatures = ["partialIndexes"] (Prisma 7's db pull turns it on; without them
     /// there, prisma migrate dev drops them). By default they are comments saying so.
     #[arg(long)]

@@ -494,6 +494,7 @@ async fn prisma_schema_keeps_the_partial_indexes_for_prisma_7() {
     for index in [
         "orders_pending_total_idx",
         "order_items_pending_snapshot_idx",
+        "order_items_resolvable_snapshot_idx",
     ] {
         assert!(
             live.contains(&format!("\n  @@index([id], map: \"{index}\", where: raw(")),
