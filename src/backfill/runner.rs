@@ -515,7 +515,9 @@ async fn run_batch(
     .await?;
     // The range first, then the batch with both bounds as values: with the upper bound hidden
     // in a subquery the planner guessed a wide range and chose a plan 100× slower.
+    // Unnamed, so planned for these keys (db::set_batch_planner says why).
     let (last_id, scanned): (Option<String>, i64) = sqlx::query_as(step.range_sql)
+        .persistent(false)
         .bind(after)
         .bind(limits.size)
         .bind(end_key)
@@ -534,6 +536,7 @@ async fn run_batch(
     let last_key =
         Key::parse(after.key_type(), &last_id).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
     let (changed, payments): (i64, i64) = sqlx::query_as(step.batch_sql)
+        .persistent(false)
         .bind(after)
         .bind(&last_key)
         .bind(step.first_pass)
@@ -619,6 +622,7 @@ pub(super) async fn unresolved(
     let mut tx = conn.begin().await?;
     set_read_planner(&mut tx, step).await?;
     let rows: Vec<Unresolved> = sqlx::query_as(step.unresolved_sql)
+        .persistent(false)
         .bind(SAMPLE_SIZE)
         .fetch_all(&mut *tx)
         .await?;

@@ -221,6 +221,7 @@ async fn join_or_cut(
     let per_range = ((pending + MAX_RANGES - 1) / MAX_RANGES).max(MIN_RANGE_ROWS);
     // One statement: the last key (n = total) and the cuts come from one snapshot.
     let cuts: Vec<(String, i64)> = sqlx::query_as(step.boundaries_sql)
+        .persistent(false)
         .bind(per_range)
         .fetch_all(&mut *tx)
         .await?;

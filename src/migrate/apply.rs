@@ -345,7 +345,9 @@ impl Attempt<'_> {
                 count_waiting,
             } => {
                 let mut tx = conn.begin().await?;
+                // Unnamed, so planned for these keys (db::set_batch_planner says why).
                 let (last_id, changed): (Option<String>, i64) = sqlx::query_as(AssertSqlSafe(*sql))
+                    .persistent(false)
                     .bind(*after)
                     .bind(*size)
                     .fetch_one(&mut *tx)

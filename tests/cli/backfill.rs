@@ -1191,6 +1191,76 @@ pub(crate) async fn first_pass_lookups_are_gated(db: &TestDb) {
     }
 }
 
+/// A batch is planned for its own keys, but what PostgreSQL runs inside it is not planned again
+/// row by row: the foreign-key check of each payment an orders batch writes keeps one generic
+/// plan, even where the database's default is `plan_cache_mode = force_custom_plan`. With that
+/// setting in the batch itself, the check was planned again for every payment: 17-20% of the
+/// orders step at 1M orders.
+#[tokio::test]
+async fn a_batch_plans_the_foreign_key_check_of_its_payments_once() {
+    let db = migrated_db(200).await;
+    let mut conn = db.conn().await;
+    sqlx::raw_sql(
+        "DO $$ BEGIN
+             EXECUTE format('ALTER DATABASE %I SET plan_cache_mode = force_custom_plan',
+                            current_database());
+         END $$",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    // A new session, which takes the database's default.
+    let mut conn = db.conn().await;
+    let mut tx = conn.begin().await.unwrap();
+    paytool::db::set_batch_planner(&mut tx, true).await.unwrap();
+    let last_item: String = sqlx::query_scalar("SELECT max(id) FROM order_items")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(include_str!("../../sql/backfill/items_batch.sql"))
+        .persistent(false)
+        .bind(None::<String>)
+        .bind(&last_item)
+        .bind(true)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let last_order: String = sqlx::query_scalar("SELECT max(id) FROM orders")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    let (_, payments): (i64, i64) =
+        sqlx::query_as(include_str!("../../sql/backfill/orders_batch.sql"))
+            .persistent(false)
+            .bind(None::<String>)
+            .bind(&last_order)
+            .bind(true)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    assert!(payments >= 100, "{payments} payments written");
+    // A generic plan lives in its own memory context, named after its statement; a custom
+    // plan is dropped once it has run.
+    let generic_fk_plans: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_backend_memory_contexts
+         WHERE name = 'CachedPlan'
+           AND ident LIKE 'SELECT 1 FROM ONLY \"public\".\"orders\" x %FOR KEY SHARE OF x'",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(
+        generic_fk_plans, 1,
+        "the payments' foreign-key check has no generic plan"
+    );
+    let mode: String = sqlx::query_scalar("SHOW plan_cache_mode")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(mode, "auto");
+    tx.rollback().await.unwrap();
+}
+
 /// The items step skips an item without a product (it cannot take a snapshot from nothing);
 /// nothing is lost by that: the application's write that gives it a product back takes the
 /// snapshot (step 029), and the next run totals and pays its order.
