@@ -1198,7 +1198,14 @@ pub(crate) async fn first_pass_lookups_are_gated(db: &TestDb) {
 /// orders step at 1M orders.
 #[tokio::test]
 async fn a_batch_plans_the_foreign_key_check_of_its_payments_once() {
-    let db = migrated_db(200).await;
+    foreign_key_check_is_planned_once(&migrated_db(200).await).await;
+}
+
+/// On a migrated database not backfilled yet (the version matrix runs it on every major): one
+/// items batch and one orders batch over every key, in a session whose database defaults to
+/// `force_custom_plan` (left so: later runs on that database plan under it too), leave the
+/// payments' foreign-key check with one generic plan.
+pub(crate) async fn foreign_key_check_is_planned_once(db: &TestDb) {
     let mut conn = db.conn().await;
     sqlx::raw_sql(
         "DO $$ BEGIN
@@ -1213,31 +1220,33 @@ async fn a_batch_plans_the_foreign_key_check_of_its_payments_once() {
     let mut conn = db.conn().await;
     let mut tx = conn.begin().await.unwrap();
     paytool::db::set_batch_planner(&mut tx, true).await.unwrap();
-    let last_item: String = sqlx::query_scalar("SELECT max(id) FROM order_items")
+    let mut whole_table_batch = async |table: &str, batch_sql: &'static str| -> i64 {
+        let last: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT max(id)::TEXT FROM {table}"
+        )))
         .fetch_one(&mut *tx)
         .await
         .unwrap();
-    sqlx::query(include_str!("../../sql/backfill/items_batch.sql"))
-        .persistent(false)
-        .bind(None::<String>)
-        .bind(&last_item)
-        .bind(true)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    let last_order: String = sqlx::query_scalar("SELECT max(id) FROM orders")
-        .fetch_one(&mut *tx)
-        .await
-        .unwrap();
-    let (_, payments): (i64, i64) =
-        sqlx::query_as(include_str!("../../sql/backfill/orders_batch.sql"))
+        let (_, payments): (i64, i64) = sqlx::query_as(batch_sql)
             .persistent(false)
             .bind(None::<String>)
-            .bind(&last_order)
+            .bind(&last)
             .bind(true)
             .fetch_one(&mut *tx)
             .await
             .unwrap();
+        payments
+    };
+    whole_table_batch(
+        "order_items",
+        include_str!("../../sql/backfill/items_batch.sql"),
+    )
+    .await;
+    let payments = whole_table_batch(
+        "orders",
+        include_str!("../../sql/backfill/orders_batch.sql"),
+    )
+    .await;
     assert!(payments >= 100, "{payments} payments written");
     // A generic plan lives in its own memory context, named after its statement; a custom
     // plan is dropped once it has run.

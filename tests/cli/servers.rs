@@ -100,6 +100,7 @@ async fn whole_flow_on(major: u32) {
     let db = shop_on(major, 3_000).await;
     migrate_under_writes(&db).await;
     crate::backfill::first_pass_lookups_are_gated(&db).await;
+    crate::backfill::foreign_key_check_is_planned_once(&db).await;
     let mut conn = db.conn().await;
     if major >= 18 {
         assert_eq!(
