@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::BackfillStep;
@@ -14,6 +15,31 @@ pub struct Unresolved {
     pub reason: String,
     pub rows: i64,
     pub sample: Vec<String>,
+}
+
+/// One of a step's longest batches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SlowBatch {
+    /// When its transaction began, in UTC.
+    pub started_at: DateTime<Utc>,
+    pub ms: u64,
+    /// The batch size it was run with (rows of the step's table).
+    pub size: i64,
+    /// The key it started after (`""` for a step's first batch).
+    pub after: String,
+}
+
+/// How many of a step's longest batches its report keeps.
+const SLOWEST_KEPT: usize = 3;
+
+/// `batch` added to `slowest`, which stays the longest `SLOWEST_KEPT`, longest first.
+fn keep_slowest(slowest: &mut Vec<SlowBatch>, batch: SlowBatch) {
+    if slowest.len() == SLOWEST_KEPT && slowest.last().is_some_and(|s| s.ms >= batch.ms) {
+        return;
+    }
+    let at = slowest.partition_point(|s| s.ms >= batch.ms);
+    slowest.insert(at, batch);
+    slowest.truncate(SLOWEST_KEPT);
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -43,6 +69,9 @@ pub struct StepReport {
     /// 95th percentile of the batch durations: the usual worst, where `longest_batch_ms` may
     /// be one outlier (a checkpoint, a cold page).
     pub p95_batch_ms: u64,
+    /// The step's longest batches, longest first (at most three): when each started, to line
+    /// it up with what the server logged then (a checkpoint, an autovacuum, a lock wait).
+    pub slowest_batches: Vec<SlowBatch>,
     pub last_batch_size: i64,
     /// Batches retried after a lock timeout, deadlock, serialization failure or lost
     /// connection, and statements between batches retried after a lost connection.
@@ -146,6 +175,9 @@ impl StepReport {
         }
         self.p95_batch_ms = self.p95_batch_ms.max(later.p95_batch_ms);
         self.longest_batch_ms = self.longest_batch_ms.max(later.longest_batch_ms);
+        for batch in later.slowest_batches {
+            keep_slowest(&mut self.slowest_batches, batch);
+        }
         self.scanned = scanned;
         self.changed += later.changed;
         self.payments_written += later.payments_written;
@@ -193,6 +225,7 @@ pub(super) struct Tally {
     /// cooperative worker does not start over from the initial size at every range.
     pub next_size: i64,
     batch_ms: Vec<u64>,
+    slowest: Vec<SlowBatch>,
 }
 
 impl Tally {
@@ -205,6 +238,7 @@ impl Tally {
             last_batch_size: first_size,
             next_size: first_size,
             batch_ms: Vec::new(),
+            slowest: Vec::new(),
         }
     }
 
@@ -216,16 +250,21 @@ impl Tally {
         self.retries += other.retries;
         self.last_batch_size = other.last_batch_size;
         self.batch_ms.extend(other.batch_ms);
+        for batch in other.slowest {
+            keep_slowest(&mut self.slowest, batch);
+        }
     }
 
-    /// One batch: rows read, (rows changed, payments written), its size and time.
-    pub fn batch(&mut self, scanned: i64, written: (i64, i64), size: i64, elapsed: Duration) {
+    /// One batch: rows read, (rows changed, payments written), and what it was (when it
+    /// started, after which key, its size and time).
+    pub fn batch(&mut self, scanned: i64, written: (i64, i64), batch: SlowBatch) {
         let (changed, payments) = written;
         self.scanned += scanned;
         self.changed += changed;
         self.payments_written += payments;
-        self.last_batch_size = size;
-        self.batch_ms.push(elapsed.as_millis() as u64);
+        self.last_batch_size = batch.size;
+        self.batch_ms.push(batch.ms);
+        keep_slowest(&mut self.slowest, batch);
     }
 
     pub fn into_report(
@@ -250,6 +289,7 @@ impl Tally {
             longest_batch_ms: self.batch_ms.iter().copied().max().unwrap_or(0),
             p50_batch_ms: percentile(&mut self.batch_ms, 0.50),
             p95_batch_ms: percentile(&mut self.batch_ms, 0.95),
+            slowest_batches: self.slowest,
             last_batch_size: self.last_batch_size,
             retries: self.retries,
             resumed_after,
@@ -276,5 +316,55 @@ pub(super) fn rate(rows: i64, elapsed: Duration) -> u64 {
         (rows as f64 / secs) as u64
     } else {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(ms: u64) -> SlowBatch {
+        SlowBatch {
+            started_at: DateTime::<Utc>::UNIX_EPOCH,
+            ms,
+            size: 1_000,
+            after: format!("o-{ms}"),
+        }
+    }
+
+    fn kept(slowest: &[SlowBatch]) -> Vec<u64> {
+        slowest.iter().map(|b| b.ms).collect()
+    }
+
+    #[test]
+    fn a_tally_keeps_its_three_longest_batches_longest_first() {
+        let mut tally = Tally::new(1_000);
+        for ms in [90, 310, 80, 120, 95, 275] {
+            tally.batch(1_000, (1_000, 0), batch(ms));
+        }
+        let report = tally.into_report("orders", None, Vec::new(), Instant::now());
+        assert_eq!(kept(&report.slowest_batches), [310, 275, 120]);
+        assert_eq!(report.longest_batch_ms, 310);
+        assert_eq!(report.slowest_batches[0].after, "o-310");
+    }
+
+    #[test]
+    fn the_longest_batches_of_workers_and_rounds_are_merged() {
+        let mut first = Tally::new(1_000);
+        let mut other = Tally::new(1_000);
+        for ms in [100, 200] {
+            first.batch(1_000, (1_000, 0), batch(ms));
+        }
+        for ms in [150, 400, 50] {
+            other.batch(1_000, (1_000, 0), batch(ms));
+        }
+        first.absorb(other);
+        let mut round = first.into_report("items", None, Vec::new(), Instant::now());
+        assert_eq!(kept(&round.slowest_batches), [400, 200, 150]);
+
+        let mut later = Tally::new(1_000);
+        later.batch(10, (10, 0), batch(300));
+        round.absorb(later.into_report("items", None, Vec::new(), Instant::now()));
+        assert_eq!(kept(&round.slowest_batches), [400, 300, 200]);
     }
 }

@@ -11,7 +11,7 @@ use sqlx::{Connection, PgConnection};
 use super::between::PauseClock;
 use super::catalogue::{KeyedBy, StepDef};
 use super::counters::StepCounters;
-use super::report::{StepReport, Tally, Unresolved};
+use super::report::{SlowBatch, StepReport, Tally, Unresolved};
 use super::workers::RangeRef;
 use super::{BACKFILL_LOCK, BackfillError, BatchPolicy, checkpoint, control};
 use crate::db::{self, DatabaseUrl, IdType, Key};
@@ -355,6 +355,7 @@ impl Runner<'_> {
                 .pause_ms
                 .map_or(self.pause, |ms| Duration::from_millis(ms as u64));
             let batch_started = Instant::now();
+            let started_at = chrono::Utc::now();
             let limits = BatchLimits {
                 size,
                 lock_timeout: self.lock_timeout,
@@ -380,7 +381,13 @@ impl Runner<'_> {
                             crate::human::duration(elapsed)
                         );
                     }
-                    tally.batch(scanned, (changed, payments), size, elapsed);
+                    let batch = SlowBatch {
+                        started_at,
+                        ms: elapsed.as_millis() as u64,
+                        size,
+                        after: last_id.text(),
+                    };
+                    tally.batch(scanned, (changed, payments), batch);
                     lane.counters.add(scanned);
                     last_id = key;
                     tally.next_size = policy.next_size(size, elapsed);

@@ -62,6 +62,23 @@ async fn total_and_payment(conn: &mut PgConnection, order: &str) -> (i32, i32) {
 }
 
 /// An order of the first user with one item of `quantity` of `product` (`None`: no product).
+/// A step's longest batches: at most three, longest first, the first the step's longest,
+/// each with the time it began (during this run) and the key it started after.
+fn slowest_batches_line_up_with_the_run(step: &serde_json::Value) {
+    let slowest = step["slowest_batches"].as_array().unwrap();
+    assert!((1..=3).contains(&slowest.len()), "{step:#}");
+    assert_eq!(slowest[0]["ms"], step["longest_batch_ms"]);
+    let ms: Vec<u64> = slowest.iter().map(|b| b["ms"].as_u64().unwrap()).collect();
+    assert!(ms.is_sorted_by(|a, b| a >= b), "{ms:?}");
+    for batch in slowest {
+        let started =
+            chrono::DateTime::parse_from_rfc3339(batch["started_at"].as_str().unwrap()).unwrap();
+        let ago = chrono::Utc::now().signed_duration_since(started);
+        assert!(ago >= chrono::TimeDelta::zero() && ago < chrono::TimeDelta::minutes(5));
+        assert!(batch["size"].as_i64().unwrap() > 0 && batch["after"].is_string());
+    }
+}
+
 async fn insert_order_with_item(
     conn: &mut PgConnection,
     order: &str,
@@ -164,6 +181,7 @@ async fn backfill_snapshots_totals_and_payments_exactly() {
         .map(|r| r["reason"].as_str().unwrap())
         .collect();
     assert_eq!(reasons, ["amount_overflows_integer", "product_deleted"]);
+    slowest_batches_line_up_with_the_run(items);
     let overflows = &items["unresolved_by_reason"][0];
     assert_eq!(overflows["rows"], overflowing);
     let sample: Vec<&str> = overflows["sample"]
