@@ -4,7 +4,8 @@
 //! a second run after the application added 100 orders. Each job runs `BENCH_REPEATS` times (2 by
 //! default) on fresh copies, paytool and the set-based statements alternating; the ratio is the
 //! best time's against the best time's. Prints one markdown row per shape and writer mode;
-//! asserts nothing.
+//! asserts nothing. Below the table, every batch over the 250 ms goal, with what the machine and
+//! the server were doing during it (benches/common/why_slow.rs).
 //!
 //!     BENCH_ORDERS=200000 BENCH_SHAPES=sequential-text,skewed-items cargo bench --bench shapes
 
@@ -15,6 +16,9 @@ mod harness;
 #[allow(dead_code)]
 mod common;
 
+#[path = "common/why_slow.rs"]
+mod why_slow;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -22,8 +26,18 @@ use std::time::{Duration, Instant};
 use sqlx::{Connection, PgConnection};
 
 use common::shapes::{SHAPES, Shape, shape};
+use why_slow::{Sampler, Samples};
 
 const SET_BASED_SQL: &str = include_str!("set_based_backfill.sql");
+
+/// Issue 21's goal for the longest batch: each batch over it is explained below the table
+/// (`BENCH_SLOW_MS` sets another threshold).
+fn slow_batch_ms() -> u64 {
+    std::env::var("BENCH_SLOW_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(250)
+}
 
 #[tokio::main]
 async fn main() {
@@ -42,12 +56,22 @@ async fn main() {
         "| shape | orders | writer | paytool (each run) | set-based (each run) | ratio (best / best) | items p50/p95/max | orders p50/p95/max | payments p50/p95/max | writer max wait (paytool / set-based) | writer's orders (paytool / set-based) | orders totalled by paytool | catch-up of 100 orders |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut admin = harness::cluster().admin().await;
+    for setting in why_slow::LOG_SETTINGS {
+        sqlx::raw_sql(*setting).execute(&mut admin).await.unwrap();
+    }
+    let mut slow = Vec::new();
     for shape in shapes {
-        bench_shape(shape, orders).await;
+        slow.extend(bench_shape(shape, orders).await);
+    }
+    println!("\nBatches over {} ms: {}", slow_batch_ms(), slow.len());
+    for line in slow {
+        println!("- {line}");
     }
 }
 
-async fn bench_shape(shape: &Shape, orders: i64) {
+/// Prints the shape's rows; returns its batches over `slow_batch_ms()`, explained.
+async fn bench_shape(shape: &Shape, orders: i64) -> Vec<String> {
     let cluster = harness::cluster();
     let base = cluster.fresh_db().await;
     eprintln!("{}: loading {orders} orders…", shape.name);
@@ -74,6 +98,7 @@ async fn bench_shape(shape: &Shape, orders: i64) {
         shape.name,
         loaded.elapsed().as_secs_f64()
     );
+    let mut slow = Vec::new();
     for writer in [false, true] {
         let mut runs = Vec::new();
         for round in 0..repeats() {
@@ -81,7 +106,10 @@ async fn bench_shape(shape: &Shape, orders: i64) {
             let mode = if writer { "w" } else { "n" };
             let batched_db = cluster.copy_of(&base, &format!("b{mode}{round}")).await;
             let set_db = cluster.copy_of(&base, &format!("s{mode}{round}")).await;
-            runs.push(run_both(&batched_db, &set_db, shape, orders, writer).await);
+            let run = run_both(&batched_db, &set_db, shape, orders, writer).await;
+            let label = format!("{} {orders} {mode}{round}", shape.name);
+            slow.extend(run.slow_batches(&label, &cluster.socket_dir.join("log")));
+            runs.push(run);
             if !writer && round == 0 {
                 let (ms, read) = catch_up(&batched_db, shape, orders).await;
                 runs[0].catch_up = format!("{ms:.0} ms, {read} orders read");
@@ -91,6 +119,7 @@ async fn bench_shape(shape: &Shape, orders: i64) {
         }
         print_row(shape, orders, writer, &runs);
     }
+    slow
 }
 
 /// One run of paytool and one of the set-based statements, each on its own copy.
@@ -101,6 +130,31 @@ struct Run {
     batched_writer: Option<Writer>,
     set_writer: Option<Writer>,
     catch_up: String,
+    /// What the machine and the server did during paytool's run.
+    batched_samples: Samples,
+}
+
+impl Run {
+    /// Each batch of paytool's report over `slow_batch_ms()`, with what overlapped it; read
+    /// after both jobs so that the autovacuums it overlapped have ended and been logged.
+    fn slow_batches(&self, label: &str, server_log: &std::path::Path) -> Vec<String> {
+        let events = why_slow::server_events(server_log);
+        let mut lines = Vec::new();
+        for step in self.report["steps"].as_array().unwrap() {
+            let slow = step["slowest_batches"].as_array().into_iter().flatten();
+            for batch in slow.filter(|b| b["ms"].as_u64().unwrap_or(0) > slow_batch_ms()) {
+                let line = format!(
+                    "{label} {}: {} [whole run: {}]",
+                    step["step"].as_str().unwrap_or("?"),
+                    why_slow::explain(batch, &self.batched_samples, &events),
+                    self.batched_samples.whole_run()
+                );
+                eprintln!("slow batch: {line}");
+                lines.push(line);
+            }
+        }
+        lines
+    }
 }
 
 /// How many times each job runs (`BENCH_REPEATS`, 2 by default): on this shared machine one
@@ -128,18 +182,19 @@ async fn run_both(
         "json",
         "--ignore-autovacuum",
     ]);
-    let (batched, report, batched_writer) = timed(batched_db, shape, orders, writer, move || {
-        let out = backfill.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Some(harness::json(&out.stdout))
-    })
-    .await;
+    let (batched, report, batched_writer, batched_samples) =
+        timed(batched_db, shape, orders, writer, move || {
+            let out = backfill.output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Some(harness::json(&out.stdout))
+        })
+        .await;
     let set_url = set_db.url.clone();
-    let (set_based, _, set_writer) = timed(set_db, shape, orders, writer, move || {
+    let (set_based, _, set_writer, _) = timed(set_db, shape, orders, writer, move || {
         let status = std::process::Command::new("psql")
             .args(["-q", "-v", "ON_ERROR_STOP=1", &set_url, "-c", SET_BASED_SQL])
             .status()
@@ -155,6 +210,7 @@ async fn run_both(
         batched_writer,
         set_writer,
         catch_up: String::new(),
+        batched_samples,
     }
 }
 
@@ -236,14 +292,15 @@ struct Writer {
 }
 
 /// Runs `job` (a blocking command) and times it, with the application writing meanwhile when
-/// `writer`; returns the time, the job's report and what the writer did.
+/// `writer`, sampled by `why_slow`; returns the time, the job's report, what the writer did and
+/// the samples.
 async fn timed<F>(
     db: &harness::TestDb,
     shape: &Shape,
     orders: i64,
     writer: bool,
     job: F,
-) -> (Duration, Option<serde_json::Value>, Option<Writer>)
+) -> (Duration, Option<serde_json::Value>, Option<Writer>, Samples)
 where
     F: FnOnce() -> Option<serde_json::Value> + Send + 'static,
 {
@@ -256,15 +313,18 @@ where
             stop.clone(),
         ))
     });
+    let admin_url = harness::cluster().url("postgres", None, "postgres");
+    let sampler = Sampler::start(&admin_url, &db.name).await;
     let started = Instant::now();
     let report = tokio::task::spawn_blocking(job).await.unwrap();
     let took = started.elapsed();
+    let samples = sampler.finish().await;
     stop.store(true, Ordering::Relaxed);
     let writer = match app {
         Some(app) => Some(app.await.unwrap()),
         None => None,
     };
-    (took, report, writer)
+    (took, report, writer, samples)
 }
 
 /// The unthrottled writer: one transaction after the other, until told to stop.
