@@ -139,6 +139,11 @@ impl Run {
     /// after both jobs so that the autovacuums it overlapped have ended and been logged.
     fn slow_batches(&self, label: &str, server_log: &std::path::Path) -> Vec<String> {
         let events = why_slow::server_events(server_log);
+        eprintln!(
+            "{label}: paytool {:.1} s; {}",
+            self.batched.as_secs_f64(),
+            self.batched_samples.whole_run_with(&events)
+        );
         let mut lines = Vec::new();
         for step in self.report["steps"].as_array().unwrap() {
             let slow = step["slowest_batches"].as_array().into_iter().flatten();

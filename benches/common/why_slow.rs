@@ -237,6 +237,37 @@ impl Samples {
         }
     }
 
+    /// The whole job: the machine, and the server's maintenance that overlapped it (each
+    /// autovacuum with its time, the share of the job a checkpoint was running).
+    pub fn whole_run_with(&self, events: &[ServerEvent]) -> String {
+        let (Some(first), Some(last)) = (self.0.first(), self.0.last()) else {
+            return "no samples".to_owned();
+        };
+        let (from, to) = (first.at, last.at);
+        let overlap = |e: &ServerEvent| (e.to.min(to) - e.from.max(from)).as_seconds_f64();
+        let during: Vec<&ServerEvent> = events.iter().filter(|e| overlap(e) > 0.0).collect();
+        let checkpointing: f64 = during
+            .iter()
+            .filter(|e| e.what.starts_with("checkpoint"))
+            .map(|e| overlap(e))
+            .fold(0.0, |sum, s| sum + s);
+        let maintenance: Vec<String> = during
+            .iter()
+            .filter(|e| !e.what.starts_with("checkpoint"))
+            .map(|e| format!("{} {:.1} s", e.what, overlap(e)))
+            .collect();
+        format!(
+            "{}; checkpoint running {:.0}% of it; {}",
+            machine(first, last),
+            100.0 * checkpointing / (to - from).as_seconds_f64().max(0.001),
+            if maintenance.is_empty() {
+                "no autovacuum".to_owned()
+            } else {
+                maintenance.join(", ")
+            }
+        )
+    }
+
     fn during(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> String {
         let before = self.0.iter().rev().find(|s| s.at <= from);
         let after = self.0.iter().find(|s| s.at >= to);
