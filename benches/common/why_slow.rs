@@ -1,7 +1,7 @@
 //! Why a batch took long (issue 21's longest-batch goal): what the machine and the server were
-//! doing while it ran. A sampler reads, every `EVERY`, the kernel's CPU and I/O pressure
-//! (`/proc/pressure`), the CPU time the hypervisor gave others (`steal` in `/proc/stat`), the
-//! dirty page cache, and the wait event of each active backend of the job's database; the
+//! doing while it ran. A sampler reads, with a pause of `EVERY` between samples, the kernel's
+//! CPU and I/O pressure (`/proc/pressure`), the CPU time the hypervisor gave others (`steal` in
+//! `/proc/stat`), the dirty page cache, and the wait event of each active backend of the job's database; the
 //! server's log gives the autovacuums and checkpoints (`log_autovacuum_min_duration = 0`,
 //! `log_checkpoints`). A batch's window [started_at, started_at + ms] is then lined up with
 //! both. Runs during both jobs of a comparison, so each pays the same small cost.

@@ -20,7 +20,7 @@ pub struct Unresolved {
 /// One of a step's longest batches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SlowBatch {
-    /// When its transaction began, in UTC.
+    /// When its transaction began, in UTC, by paytool's clock (not the server's).
     pub started_at: DateTime<Utc>,
     pub ms: u64,
     /// The batch size it was run with (rows of the step's table).

@@ -213,6 +213,13 @@ async fn workers_on_uuid_ids_end_as_one_worker_would() {
         report["steps"][0]["ranges"].as_u64().unwrap() >= 2,
         "{report:#}"
     );
+    // The two workers' longest batches, merged: uuid keys of the items they started after.
+    crate::backfill::slowest_batches_line_up_with_the_run(
+        &report["steps"][0],
+        &mut shared.conn().await,
+        "order_items",
+    )
+    .await;
     let payments: i64 = sqlx::query_scalar("SELECT count(*) FROM payments")
         .fetch_one(&mut shared.conn().await)
         .await
